@@ -1,0 +1,68 @@
+# reelhouse: every verb a user needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+EVENTS ?= 100000
+FAULT_RATE ?= 0.01
+BENCH_EVENTS ?= 1000000
+
+VENV_STAMP := $(VENV)/.installed
+JVM_STAMP := .cache/jvm/.resolved
+NODE_STAMP := local_stack/node/node_modules/.installed
+
+.PHONY: help setup stack-up stack-down stack-status test test-unit lint local-run bench quality-report clean
+
+help: ## list the verbs
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+setup: $(VENV_STAMP) $(JVM_STAMP) $(NODE_STAMP) ## install Python deps, JVM jars and Azurite (idempotent)
+
+$(VENV_STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(JVM_STAMP): local_stack/jvm/pom.xml $(VENV_STAMP)
+	$(PY) -m local_stack.jvm resolve
+	touch $@
+
+$(NODE_STAMP): local_stack/node/package.json local_stack/node/package-lock.json
+	cd local_stack/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+stack-up: setup ## start Kafka (KRaft) and Azurite as native processes
+	$(PY) -m local_stack up
+
+stack-down: ## stop the services this project started
+	$(PY) -m local_stack down
+
+stack-status: ## show each service, pid, ports and health
+	$(PY) -m local_stack status
+
+test: setup ## run every test (unit, integration, e2e); starts the stack itself
+	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-unit: setup ## run the unit tests only (seconds, no services)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+lint: setup ## ruff: lint and import order
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+local-run: setup ## stack up, then simulate -> bronze -> silver -> gold -> report
+	$(PY) -m local_stack up
+	$(PY) -m flows.local_run --events $(EVENTS) --fault-rate $(FAULT_RATE)
+
+bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json
+	$(PY) -m bench.run --events $(BENCH_EVENTS)
+
+quality-report: setup ## build the static quality report and print its path
+	$(PY) -m quality.report
+
+clean: ## stop the stack and delete its state (broker data, lake, logs)
+	-$(PY) -m local_stack down
+	rm -rf .stack

@@ -1,0 +1,1 @@
+"""The azure profile: Event Hubs Kafka endpoint, ADLS Gen2, Key Vault."""

@@ -1,0 +1,49 @@
+"""``python -m local_stack up|down|status``: the native local stack."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from local_stack.services import StackError
+from local_stack.stack import LocalStack
+from spark.settings import SettingsError, load_profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--workspace", help="workspace whose topic `up` creates (default: main)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        stack = LocalStack()
+        if args.command == "up":
+            topic = load_profile("local", args.workspace).source.topic
+            for line in stack.up(topics=(topic,)):
+                print(line)
+            return 0
+        if args.command == "down":
+            for line in stack.down():
+                print(line)
+            return 0
+        return _print_status(stack)
+    except (StackError, SettingsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _print_status(stack: LocalStack) -> int:
+    statuses = stack.status()
+    print(f"{'service':<10} {'pid':>8}  {'ports':<20} health")
+    for status in statuses:
+        ports = ",".join(str(port) for port in status.ports)
+        pid = str(status.pid) if status.pid else "-"
+        print(f"{status.name:<10} {pid:>8}  {ports:<20} {status.detail}")
+    print(f"logs: {stack.settings.log_dir}")
+    return 0 if all(status.healthy for status in statuses) else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

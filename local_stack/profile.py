@@ -1,0 +1,43 @@
+"""The ``local`` profile provider, registered under the ``reelhouse.profiles`` entry point."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from local_stack.jvm import spark_jars
+from local_stack.settings import PACKAGE_DIR, load_stack_settings
+
+PROFILE_FILE = PACKAGE_DIR / "profile.toml"
+
+
+class LocalProfileProvider:
+    """Reads ``profile.toml`` and fills in the stack's endpoints and the cached jars."""
+
+    def raw_profile(self) -> Mapping[str, Any]:
+        stack = load_stack_settings()
+        values = {
+            "kafka_bootstrap": stack.kafka.bootstrap_servers,
+            "state_dir": stack.state_dir.as_posix(),
+            "blob_endpoint": stack.azurite.blob_endpoint,
+        }
+        with PROFILE_FILE.open("rb") as handle:
+            raw = _fill(tomllib.load(handle), values)
+        raw["spark"]["conf"] = {
+            **raw["spark"].get("conf", {}),
+            "spark.jars": ",".join(spark_jars()),
+        }
+        return raw
+
+
+def _fill(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {key: _fill(item, values) for key, item in value.items()}
+    if isinstance(value, str):
+        for name, replacement in values.items():
+            value = value.replace("{" + name + "}", replacement)
+    return value
+
+
+PROVIDER = LocalProfileProvider()

@@ -1,0 +1,419 @@
+"""The native services of the local stack, run as plain processes (no Docker).
+
+Each service owns a pid file and a log file under the state folder. ``start`` is
+idempotent, ``stop`` only ever signals a process this project started (pid file
+plus a command-line check, so a reused pid is never killed).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from local_stack.jvm import broker_classpath
+from local_stack.settings import NODE_DIR, StackSettings
+
+log = logging.getLogger(__name__)
+
+
+class StackError(RuntimeError):
+    """A service could not be started, checked or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    ports: tuple[int, ...]
+    healthy: bool
+    detail: str
+
+
+class Service:
+    """One process of the stack: how to start it, check it and stop it."""
+
+    name: str = ""
+    marker: str = ""  # a string the process's command line must contain
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.pid_file = settings.run_dir / f"{self.name}.pid"
+        self.log_file = settings.log_dir / f"{self.name}.log"
+
+    # What each service defines.
+    def ports(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def is_healthy(self) -> bool:
+        raise NotImplementedError
+
+    def start_timeout_s(self) -> float:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """One-time preparation before the first start (e.g. formatting storage)."""
+
+    # Shared behaviour.
+    def running_pid(self) -> int | None:
+        """The pid of our running process, or None (stale pid files are removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if _is_our_process(pid, self.marker):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def status(self) -> ServiceStatus:
+        pid = self.running_pid()
+        healthy = pid is not None and self.is_healthy()
+        detail = "healthy" if healthy else "running, not answering"
+        if pid is None:
+            detail = "stopped"
+        return ServiceStatus(self.name, pid, self.ports(), healthy, detail)
+
+    def start(self) -> str:
+        """Start the service unless it already runs; return what was done."""
+        pid = self.running_pid()
+        if pid is not None:
+            self._wait_healthy(pid, lambda: _is_our_process(pid, self.marker))
+            return f"{self.name}: already running (pid {pid}), reused"
+        for port in self.ports():
+            _ensure_port_free(port, self.name)
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        with self.log_file.open("ab") as log_handle:
+            process = subprocess.Popen(
+                self.command(),
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        started = time.monotonic()
+        self._wait_healthy(process.pid, lambda: process.poll() is None)
+        return f"{self.name}: started (pid {process.pid}) in {time.monotonic() - started:.1f}s"
+
+    def stop(self) -> str:
+        """Stop our process (SIGTERM, then SIGKILL) and wait until its ports are free."""
+        pid = self.running_pid()
+        if pid is None:
+            return f"{self.name}: not running"
+        _terminate(pid, self.stop_signal, grace_s=30.0)
+        self.pid_file.unlink(missing_ok=True)
+        for port in self.ports():
+            _wait_for(lambda port=port: not _port_in_use(port), 10.0)
+        return f"{self.name}: stopped (pid {pid})"
+
+    def _wait_healthy(self, pid: int, alive: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.start_timeout_s()
+        while time.monotonic() < deadline:
+            if not alive():
+                raise StackError(f"{self.name} exited during start-up. {self._log_tail()}")
+            if self.is_healthy():
+                return
+            time.sleep(0.5)
+        raise StackError(
+            f"{self.name} (pid {pid}) did not become healthy within "
+            f"{self.start_timeout_s():.0f}s. {self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            return f"No log at {self.log_file}."
+        return f"Log: {self.log_file}; last lines:\n" + "\n".join(tail)
+
+
+class KafkaBroker(Service):
+    """A single-node Apache Kafka broker in KRaft mode (broker and controller in one)."""
+
+    name = "kafka"
+    marker = "kafka.Kafka"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.state_dir / "kafka" / "data"
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.state_dir / "kafka" / "server.properties"
+
+    @property
+    def log4j_file(self) -> Path:
+        return self.settings.state_dir / "kafka" / "log4j2.properties"
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.settings.kafka.port, self.settings.kafka.controller_port)
+
+    def start_timeout_s(self) -> float:
+        return self.settings.kafka.start_timeout_s
+
+    def server_properties(self) -> dict[str, str]:
+        kafka = self.settings.kafka
+        return {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{kafka.host}:{kafka.controller_port}",
+            "listeners": f"PLAINTEXT://{kafka.host}:{kafka.port},"
+            f"CONTROLLER://{kafka.host}:{kafka.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{kafka.host}:{kafka.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": str(kafka.default_partitions),
+            # Topics are created explicitly by the project, never by a typo.
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # A laptop keeps a week of events at most.
+            "log.retention.hours": "168",
+            "message.max.bytes": str(2 * 1024 * 1024),
+        }
+
+    def prepare(self) -> None:
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        properties = "\n".join(f"{key}={value}" for key, value in self.server_properties().items())
+        self.config_file.write_text(properties + "\n")
+        self.log4j_file.write_text(_BROKER_LOG4J)
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        format_command = [
+            *self._java(), "kafka.tools.StorageTool", "format",
+            "-t", cluster_id, "-c", str(self.config_file),
+        ]  # fmt: skip
+        completed = subprocess.run(format_command, capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise StackError(
+                f"formatting Kafka storage in {self.data_dir} failed: "
+                f"{(completed.stderr or completed.stdout).strip().splitlines()[-1:]}"
+            )
+
+    def command(self) -> list[str]:
+        return [*self._java(), "kafka.Kafka", str(self.config_file)]
+
+    def _java(self) -> list[str]:
+        heap = self.settings.kafka.heap
+        return [
+            _java_binary(),
+            f"-Xmx{heap}",
+            "-Xms128m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            f"-Dkafka.logs.dir={self.settings.log_dir}",
+            "-cp",
+            broker_classpath(),
+        ]
+
+    def is_healthy(self) -> bool:
+        return kafka_answers(self.settings.kafka.bootstrap_servers, timeout_s=3.0)
+
+
+class Azurite(Service):
+    """Azurite, the Azure Storage emulator (blob, queue and table endpoints)."""
+
+    name = "azurite"
+    marker = "azurite"
+    # Azurite closes its servers and flushes its metadata on SIGINT; it ignores SIGTERM.
+    stop_signal = signal.SIGINT
+
+    @property
+    def location(self) -> Path:
+        return self.settings.state_dir / "azurite"
+
+    def ports(self) -> tuple[int, ...]:
+        azurite = self.settings.azurite
+        return (azurite.blob_port, azurite.queue_port, azurite.table_port)
+
+    def start_timeout_s(self) -> float:
+        return self.settings.azurite.start_timeout_s
+
+    def prepare(self) -> None:
+        self.location.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        entry = NODE_DIR / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+        if not entry.exists():
+            raise StackError(f"Azurite is not installed ({entry} missing); run `make setup`")
+        node = shutil.which("node")
+        if node is None:
+            raise StackError("Node.js (node) is not on PATH; install Node 18+ and retry")
+        azurite = self.settings.azurite
+        return [
+            node, str(entry),
+            "--location", str(self.location),
+            "--blobHost", azurite.host, "--blobPort", str(azurite.blob_port),
+            "--queueHost", azurite.host, "--queuePort", str(azurite.queue_port),
+            "--tableHost", azurite.host, "--tablePort", str(azurite.table_port),
+            # Current Azure SDKs speak newer API versions than the emulator knows.
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+        ]  # fmt: skip
+
+    def is_healthy(self) -> bool:
+        azurite = self.settings.azurite
+        if not all(_port_in_use(port) for port in self.ports()):
+            return False
+        # Any HTTP answer (403 for an unsigned request) proves the blob service is serving.
+        try:
+            urllib.request.urlopen(f"{azurite.blob_endpoint}?comp=list", timeout=2)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+
+def kafka_answers(bootstrap_servers: str, timeout_s: float) -> bool:
+    """True when a broker at ``bootstrap_servers`` answers a metadata request."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    if not _port_in_use(int(port), host):
+        return False
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            request_timeout_ms=int(timeout_s * 1000),
+            client_id="reelhouse-health",
+        )
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError):
+        return False
+    finally:
+        admin.close()
+
+
+def port_owner(port: int) -> str | None:
+    """``name (pid N)`` of the process listening on ``port``, if it can be found."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for connection in connections:
+        if connection.laddr and connection.laddr.port == port and connection.status == "LISTEN":
+            if connection.pid is None:
+                return None
+            try:
+                return f"{psutil.Process(connection.pid).name()} (pid {connection.pid})"
+            except psutil.Error:
+                return f"pid {connection.pid}"
+    return None
+
+
+def _ensure_port_free(port: int, service: str) -> None:
+    # A process killed a moment ago may still be closing its sockets: give it a few seconds.
+    if _port_in_use(port) and not _wait_for(lambda: not _port_in_use(port), 5.0):
+        owner = port_owner(port)
+        held_by = f"held by {owner}" if owner else "held by another program"
+        raise StackError(
+            f"port {port} needed by {service} is {held_by}; stop it or set another port "
+            "(see local_stack/stack.toml)"
+        )
+
+
+def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _is_our_process(pid: int, marker: str) -> bool:
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return marker in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _terminate(pid: int, stop_signal: signal.Signals, grace_s: float) -> None:
+    try:
+        os.killpg(pid, stop_signal)
+    except ProcessLookupError:
+        return
+    if _wait_for(lambda: not psutil.pid_exists(pid) or _is_zombie(pid), grace_s):
+        return
+    log.warning("pid %s ignored its stop signal for %.0fs; sending SIGKILL", pid, grace_s)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _wait_for(lambda: not psutil.pid_exists(pid) or _is_zombie(pid), 10.0)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def _java_binary() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("Java (java) is not on PATH; install OpenJDK 17 and retry")
+    return java
+
+
+_BROKER_LOG4J = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+"""

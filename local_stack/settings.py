@@ -1,0 +1,125 @@
+"""Settings of the native local stack, read from ``stack.toml``."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from spark.settings import SettingsError, resolve_placeholders
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+STACK_FILE = PACKAGE_DIR / "stack.toml"
+JVM_CACHE = PROJECT_ROOT / ".cache" / "jvm"
+NODE_DIR = PACKAGE_DIR / "node"
+
+# Azurite's fixed, publicly documented development account. It is not a secret and is
+# valid only against the emulator, which is why it may appear in the local profile.
+EMULATOR_ACCOUNT = "devstoreaccount1"
+EMULATOR_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    host: str
+    port: int
+    controller_port: int
+    heap: str
+    default_partitions: int
+    start_timeout_s: float
+    image: str
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AzuriteSettings:
+    host: str
+    blob_port: int
+    queue_port: int
+    table_port: int
+    account: str
+    start_timeout_s: float
+    image: str
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://{self.host}:{self.blob_port}/{self.account}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};AccountKey={EMULATOR_KEY};"
+            f"BlobEndpoint={self.blob_endpoint};"
+            f"QueueEndpoint=http://{self.host}:{self.queue_port}/{self.account};"
+            f"TableEndpoint=http://{self.host}:{self.table_port}/{self.account};"
+        )
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    state_dir: Path
+    kafka: KafkaSettings
+    azurite: AzuriteSettings
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+
+def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
+    """Read ``stack.toml``, fill placeholders from the environment, validate."""
+    with path.open("rb") as handle:
+        raw = resolve_placeholders(tomllib.load(handle))
+    host = raw["host"]
+    state_dir = Path(raw["state_dir"])
+    if not state_dir.is_absolute():
+        state_dir = PROJECT_ROOT / state_dir
+    kafka, azurite = raw["kafka"], raw["azurite"]
+    return StackSettings(
+        state_dir=state_dir,
+        kafka=KafkaSettings(
+            host=host,
+            port=_port("kafka.port", kafka["port"]),
+            controller_port=_port("kafka.controller_port", kafka["controller_port"]),
+            heap=kafka["heap"],
+            default_partitions=_positive("kafka.default_partitions", kafka["default_partitions"]),
+            start_timeout_s=float(kafka["start_timeout_s"]),
+            image=kafka["image"],
+        ),
+        azurite=AzuriteSettings(
+            host=host,
+            blob_port=_port("azurite.blob_port", azurite["blob_port"]),
+            queue_port=_port("azurite.queue_port", azurite["queue_port"]),
+            table_port=_port("azurite.table_port", azurite["table_port"]),
+            account=azurite["account"],
+            start_timeout_s=float(azurite["start_timeout_s"]),
+            image=azurite["image"],
+        ),
+    )
+
+
+def _port(key: str, value: str) -> int:
+    port = _positive(key, value)
+    if port > 65535:
+        raise SettingsError(f"stack setting {key} must be a port number, got {value!r}")
+    return port
+
+
+def _positive(key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"stack setting {key} must be an integer, got {value!r}") from None
+    if number <= 0:
+        raise SettingsError(f"stack setting {key} must be positive, got {value!r}")
+    return number

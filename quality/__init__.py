@@ -1,0 +1,1 @@
+"""Great Expectations suites, gates and the quality report."""

@@ -1,0 +1,1 @@
+"""Spark Structured Streaming + Delta: the same code for every profile."""

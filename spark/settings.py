@@ -1,0 +1,280 @@
+"""The profile contract: the typed settings object that is all the Spark code knows.
+
+A profile is provided by a package registered under the ``reelhouse.profiles``
+entry-point group (``local_stack``, ``azure_profile``, ...). The provider returns a
+plain mapping with the sections below; this module fills ``${VAR:-default}``
+placeholders, applies ``REELHOUSE_<SECTION>_<KEY>`` overrides, applies the
+workspace prefix and validates the result into :class:`Profile`.
+
+This is the only module of the project that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+ENTRY_POINT_GROUP = "reelhouse.profiles"
+DEFAULT_PROFILE = "local"
+DEFAULT_WORKSPACE = "main"
+PROFILE_ENV = "REELHOUSE_PROFILE"
+WORKSPACE_ENV = "REELHOUSE_WORKSPACE"
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+_WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+
+# Section -> the keys a profile must provide in it. Both profiles have exactly these.
+CONTRACT: dict[str, tuple[str, ...]] = {
+    "source": (
+        "bootstrap_servers",
+        "topic",
+        "consumer_group",
+        "starting_offsets",
+        "max_offsets_per_trigger",
+        "fail_on_data_loss",
+        "kafka_options",
+    ),
+    "lake": ("root", "checkpoint_root", "catalog", "storage_conf"),
+    "spark": ("master", "conf"),
+    "secrets": ("provider", "names"),
+}
+
+
+class SettingsError(ValueError):
+    """A profile is unknown, incomplete or malformed; the message names what."""
+
+
+class ProfileProvider(Protocol):
+    """What a profile package registers under the ``reelhouse.profiles`` entry point."""
+
+    def raw_profile(self) -> Mapping[str, Any]:
+        """Return the profile's sections, placeholders unresolved."""
+        ...
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """Where the events come from: a Kafka (or Kafka-compatible) topic."""
+
+    bootstrap_servers: str
+    topic: str
+    consumer_group: str
+    starting_offsets: str
+    max_offsets_per_trigger: int | None
+    fail_on_data_loss: bool
+    kafka_options: Mapping[str, str] = field(default_factory=dict)
+
+    def spark_options(self) -> dict[str, str]:
+        """Options for ``spark.readStream.format("kafka")``."""
+        options = {
+            "kafka.bootstrap.servers": self.bootstrap_servers,
+            "subscribe": self.topic,
+            "startingOffsets": self.starting_offsets,
+            "failOnDataLoss": str(self.fail_on_data_loss).lower(),
+        }
+        if self.max_offsets_per_trigger:
+            options["maxOffsetsPerTrigger"] = str(self.max_offsets_per_trigger)
+        options.update({f"kafka.{key}": value for key, value in self.kafka_options.items()})
+        return options
+
+    def client_options(self) -> dict[str, str]:
+        """The same security options, in the Java client's dotted form."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_options}
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where tables and checkpoints live, already prefixed by the workspace."""
+
+    root: str
+    checkpoint_root: str
+    catalog: str
+    storage_conf: Mapping[str, str] = field(default_factory=dict)
+
+    def table_location(self, table: str) -> str:
+        """``bronze.events`` -> ``<root>/bronze/events``."""
+        layer, name = _split_table(table)
+        return f"{self.root}/{layer}/{name}"
+
+    def checkpoint_location(self, query: str) -> str:
+        """Checkpoint folder of one streaming query."""
+        return f"{self.checkpoint_root}/{query}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything the Spark code needs to know about an environment."""
+
+    name: str
+    workspace: str
+    source: EventSource
+    lake: Lake
+    spark_master: str
+    spark_conf: Mapping[str, str]
+    secrets_provider: str
+    secret_names: Mapping[str, str]
+
+
+def known_profiles() -> list[str]:
+    """Names of every registered profile."""
+    return sorted(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def selected_profile_name(explicit: str | None = None) -> str:
+    """``--profile`` wins, then ``REELHOUSE_PROFILE``, then ``local``."""
+    return explicit or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+
+
+def selected_workspace(explicit: str | None = None) -> str:
+    """``--workspace`` wins, then ``REELHOUSE_WORKSPACE``, then ``main``."""
+    workspace = explicit or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
+    if not _WORKSPACE_NAME.match(workspace):
+        raise SettingsError(
+            f"workspace {workspace!r} is invalid: use lower-case letters, digits, '-' or '_'"
+            " (at most 41 characters)"
+        )
+    return workspace
+
+
+def load_profile(name: str | None = None, workspace: str | None = None) -> Profile:
+    """Load, resolve, override and validate a registered profile."""
+    profile_name = selected_profile_name(name)
+    workspace_name = selected_workspace(workspace)
+    provider = _find_provider(profile_name)
+    raw = resolve_placeholders(provider.raw_profile())
+    raw = _apply_env_overrides(raw)
+    return _validate(profile_name, workspace_name, raw)
+
+
+def override_variable(section: str, key: str) -> str:
+    """The environment variable that overrides one profile value."""
+    return f"REELHOUSE_{section}_{key}".upper()
+
+
+def resolve_placeholders(value: Any) -> Any:
+    """Fill ``${VAR}`` and ``${VAR:-default}`` from the environment, recursively."""
+    if isinstance(value, Mapping):
+        return {key: resolve_placeholders(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_placeholders(item) for item in value]
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(_placeholder_value, value)
+    return value
+
+
+def _placeholder_value(match: re.Match[str]) -> str:
+    variable, default = match.group(1), match.group(2)
+    if variable in os.environ:
+        return os.environ[variable]
+    if default is None:
+        raise SettingsError(f"setting needs environment variable {variable}, which is not set")
+    return default
+
+
+def _find_provider(name: str) -> ProfileProvider:
+    matches = [entry for entry in entry_points(group=ENTRY_POINT_GROUP) if entry.name == name]
+    if not matches:
+        known = ", ".join(known_profiles()) or "none registered (is the project installed?)"
+        raise SettingsError(f"unknown profile {name!r}; known profiles: {known}")
+    return matches[0].load()
+
+
+def _apply_env_overrides(raw: Mapping[str, Any]) -> dict[str, Any]:
+    result = {section: dict(values) for section, values in raw.items()}
+    for section, keys in CONTRACT.items():
+        for key in keys:
+            variable = override_variable(section, key)
+            if variable in os.environ:
+                result.setdefault(section, {})[key] = os.environ[variable]
+    return result
+
+
+def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
+    for section, keys in CONTRACT.items():
+        values = raw.get(section)
+        if not isinstance(values, Mapping):
+            raise SettingsError(f"profile {name!r} has no [{section}] section")
+        for key in keys:
+            if key not in values:
+                raise SettingsError(
+                    f"profile {name!r} is missing setting {section}.{key}"
+                    f" (set it in the profile or with {override_variable(section, key)})"
+                )
+    source, lake, spark, secrets = raw["source"], raw["lake"], raw["spark"], raw["secrets"]
+    for section, key in (("source", "bootstrap_servers"), ("source", "topic"), ("lake", "root")):
+        if not str(raw[section][key]).strip():
+            raise SettingsError(f"profile {name!r}: setting {section}.{key} is empty")
+    lake_root = str(lake["root"]).rstrip("/")
+    checkpoint_root = str(lake["checkpoint_root"]).rstrip("/")
+    return Profile(
+        name=name,
+        workspace=workspace,
+        source=EventSource(
+            bootstrap_servers=str(source["bootstrap_servers"]),
+            topic=f"{workspace}.{source['topic']}",
+            consumer_group=f"{workspace}.{source['consumer_group']}",
+            starting_offsets=str(source["starting_offsets"]),
+            max_offsets_per_trigger=_optional_int(
+                name, "source.max_offsets_per_trigger", source["max_offsets_per_trigger"]
+            ),
+            fail_on_data_loss=_as_bool(
+                name, "source.fail_on_data_loss", source["fail_on_data_loss"]
+            ),
+            kafka_options=_string_map(name, "source.kafka_options", source["kafka_options"]),
+        ),
+        lake=Lake(
+            root=f"{lake_root}/{workspace}",
+            checkpoint_root=f"{checkpoint_root}/{workspace}",
+            catalog=str(lake["catalog"]),
+            storage_conf=_string_map(name, "lake.storage_conf", lake["storage_conf"]),
+        ),
+        spark_master=str(spark["master"]),
+        spark_conf=_string_map(name, "spark.conf", spark["conf"]),
+        secrets_provider=str(secrets["provider"]),
+        secret_names=_string_map(name, "secrets.names", secrets["names"]),
+    )
+
+
+def _split_table(table: str) -> tuple[str, str]:
+    layer, _, name = table.partition(".")
+    if not layer or not name:
+        raise SettingsError(f"table name {table!r} must look like '<layer>.<name>'")
+    return layer, name
+
+
+def _optional_int(profile: str, key: str, value: Any) -> int | None:
+    if value in (None, "", 0, "0"):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"profile {profile!r}: {key} must be an integer, got {value!r}"
+        ) from None
+
+
+def _as_bool(profile: str, key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"profile {profile!r}: {key} must be true or false, got {value!r}")
+
+
+def _string_map(profile: str, key: str, value: Any) -> dict[str, str]:
+    if isinstance(value, str):  # an environment override carries a JSON object
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise SettingsError(f"profile {profile!r}: {key} must be a JSON object") from None
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"profile {profile!r}: {key} must be a table of strings")
+    return {str(item_key): str(item) for item_key, item in value.items()}

@@ -1,0 +1,45 @@
+"""Shared fixtures: one local stack and one Spark session per test session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from local_stack.stack import LocalStack
+from spark.settings import Profile, load_profile
+
+TEST_WORKSPACE = f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The real local stack; started if down, and stopped again only if we started it."""
+    local_stack = LocalStack()
+    was_running = local_stack.is_healthy()
+    local_stack.up()
+    yield local_stack
+    if not was_running:
+        local_stack.down()
+
+
+@pytest.fixture(scope="session")
+def profile() -> Profile:
+    """The local profile on a workspace of this test session alone."""
+    return load_profile("local", TEST_WORKSPACE)
+
+
+@pytest.fixture(scope="session")
+def spark(profile: Profile):
+    """The one SparkSession of the test session, built by the project's builder."""
+    from spark.session import build_spark_session
+
+    session = build_spark_session(profile, app_name="reelhouse-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,89 @@
+"""Local stack configuration: docker-compose parity, jar naming, port conflicts."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from dataclasses import replace
+
+import pytest
+import yaml
+
+from local_stack.jvm import POM, artifact_name
+from local_stack.services import KafkaBroker, StackError
+from local_stack.settings import PACKAGE_DIR, PROJECT_ROOT, load_stack_settings
+
+pytestmark = pytest.mark.unit
+
+COMPOSE = PACKAGE_DIR / "docker-compose.yml"
+
+
+def _pom_property(name: str) -> str:
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    return ElementTree.parse(POM).getroot().find(f"m:properties/m:{name}", namespace).text
+
+
+def _published_ports(service: dict) -> set[int]:
+    return {int(mapping.split(":")[-1]) for mapping in service["ports"]}
+
+
+def test_compose_images_and_ports_agree_with_the_local_profile():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    settings = load_stack_settings()
+    kafka, azurite = compose["services"]["kafka"], compose["services"]["azurite"]
+
+    assert kafka["image"] == settings.kafka.image
+    assert settings.kafka.image == f"apache/kafka:{_pom_property('kafka.version')}"
+    assert _published_ports(kafka) == {settings.kafka.port, settings.kafka.controller_port}
+    assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert kafka["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+    package = (PACKAGE_DIR / "node" / "package.json").read_text()
+    azurite_version = re.search(r'"azurite": "([^"]+)"', package).group(1)
+    assert azurite["image"] == settings.azurite.image
+    assert settings.azurite.image.endswith(f":{azurite_version}")
+    assert _published_ports(azurite) == {
+        settings.azurite.blob_port,
+        settings.azurite.queue_port,
+        settings.azurite.table_port,
+    }
+
+
+@pytest.mark.parametrize(
+    ("jar", "artifact"),
+    [
+        ("spark-sql-kafka-0-10_2.13-4.2.0.jar", "spark-sql-kafka-0-10_2.13"),
+        ("zstd-jni-1.5.7-3.jar", "zstd-jni"),
+        ("wildfly-openssl-2.2.5.Final.jar", "wildfly-openssl"),
+        ("delta-spark_4.2_2.13-4.4.0.jar", "delta-spark_4.2_2.13"),
+        ("kafka-clients-3.9.2.jar", "kafka-clients"),
+    ],
+)
+def test_artifact_name_strips_only_the_version(jar, artifact):
+    assert artifact_name(jar) == artifact
+
+
+def test_a_port_held_by_another_program_is_named_in_the_error(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = load_stack_settings()
+        settings = replace(
+            settings,
+            state_dir=tmp_path,
+            kafka=replace(settings.kafka, port=port, controller_port=port + 1),
+        )
+        with pytest.raises(StackError, match=rf"port {port} needed by kafka is held by python"):
+            KafkaBroker(settings).start()
+
+
+def test_make_help_lists_every_verb():
+    output = subprocess.run(
+        ["make", "-s", "help"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for verb in ("setup", "stack-up", "stack-down", "stack-status", "test", "lint",
+                 "local-run", "bench", "quality-report"):  # fmt: skip
+        assert re.search(rf"^  {verb} +\S", output, re.M), verb

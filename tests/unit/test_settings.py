@@ -1,0 +1,102 @@
+"""The profile contract: selection, placeholders, overrides, workspaces, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from spark.settings import (
+    CONTRACT,
+    SettingsError,
+    known_profiles,
+    load_profile,
+    override_variable,
+    resolve_placeholders,
+    selected_workspace,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_both_profiles_are_registered():
+    assert {"local", "azure"} <= set(known_profiles())
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(
+        SettingsError, match=r"unknown profile 'nope'; known profiles: .*azure.*local"
+    ):
+        load_profile("nope")
+
+
+def test_profile_comes_from_the_environment_when_not_given(monkeypatch):
+    monkeypatch.setenv("REELHOUSE_PROFILE", "azure")
+    assert load_profile().name == "azure"
+
+
+def test_workspace_prefixes_topic_lake_and_checkpoints():
+    profile = load_profile("local", "ws1")
+    assert profile.source.topic == "ws1.viewing-events"
+    assert profile.lake.root.endswith("/lake/ws1")
+    assert profile.lake.checkpoint_location("bronze_events").endswith(
+        "/checkpoints/ws1/bronze_events"
+    )
+    assert profile.lake.table_location("bronze.events").endswith("/lake/ws1/bronze/events")
+
+
+def test_workspace_from_environment(monkeypatch):
+    monkeypatch.setenv("REELHOUSE_WORKSPACE", "bench")
+    assert load_profile("local").source.topic == "bench.viewing-events"
+
+
+@pytest.mark.parametrize("bad", ["Upper", "a b", "../x", "x" * 60])
+def test_invalid_workspace_is_refused(bad):
+    with pytest.raises(SettingsError, match="workspace"):
+        selected_workspace(bad)
+
+
+def test_every_value_can_be_overridden_by_its_variable(monkeypatch):
+    monkeypatch.setenv(override_variable("source", "bootstrap_servers"), "broker.example:9999")
+    monkeypatch.setenv(override_variable("source", "max_offsets_per_trigger"), "1234")
+    monkeypatch.setenv(override_variable("source", "kafka_options"), '{"security.protocol": "SSL"}')
+    profile = load_profile("local", "main")
+    assert profile.source.bootstrap_servers == "broker.example:9999"
+    assert profile.source.max_offsets_per_trigger == 1234
+    assert profile.source.spark_options()["kafka.security.protocol"] == "SSL"
+
+
+def test_bad_override_names_the_setting(monkeypatch):
+    monkeypatch.setenv(override_variable("source", "max_offsets_per_trigger"), "lots")
+    with pytest.raises(SettingsError, match=r"source.max_offsets_per_trigger must be an integer"):
+        load_profile("local")
+
+
+def test_empty_required_setting_is_named(monkeypatch):
+    monkeypatch.setenv(override_variable("source", "bootstrap_servers"), " ")
+    with pytest.raises(SettingsError, match=r"source.bootstrap_servers is empty"):
+        load_profile("local")
+
+
+def test_placeholders_use_environment_then_default(monkeypatch):
+    monkeypatch.setenv("REELHOUSE_X", "from-env")
+    assert resolve_placeholders({"a": "${REELHOUSE_X:-d}", "b": ["${REELHOUSE_Y:-dflt}"]}) == {
+        "a": "from-env",
+        "b": ["dflt"],
+    }
+
+
+def test_placeholder_without_default_names_the_variable(monkeypatch):
+    monkeypatch.delenv("REELHOUSE_MISSING", raising=False)
+    with pytest.raises(SettingsError, match="REELHOUSE_MISSING"):
+        resolve_placeholders("${REELHOUSE_MISSING}")
+
+
+def test_profiles_have_the_same_keys():
+    from azure_profile.profile import PROVIDER as azure
+    from local_stack.profile import PROVIDER as local
+
+    def keys(raw):
+        return {section: set(raw[section]) for section in CONTRACT}
+
+    assert keys(local.raw_profile()) == keys(azure.raw_profile())
+    for section, expected in CONTRACT.items():
+        assert set(local.raw_profile()[section]) == set(expected)
