@@ -57,12 +57,18 @@ def resolve() -> None:
         staging = target.with_name(f"{name}.partial")
         shutil.rmtree(staging, ignore_errors=True)
         command = [
-            "mvn", "-q", "-B", "-f", str(POM), "-P", name,
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "-P",
+            name,
             "dependency:copy-dependencies",
             f"-DoutputDirectory={staging}",
             "-DexcludeScope=provided",
             f"-Dmaven.repo.local={MAVEN_REPO}",
-        ]  # fmt: skip
+        ]
         completed = subprocess.run(command, capture_output=True, text=True)
         if completed.returncode != 0:
             errors = [line for line in completed.stdout.splitlines() if "ERROR" in line]

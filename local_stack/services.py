@@ -208,9 +208,14 @@ class KafkaBroker(Service):
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         format_command = [
-            *self._java(), "kafka.tools.StorageTool", "format",
-            "-t", cluster_id, "-c", str(self.config_file),
-        ]  # fmt: skip
+            *self._java(),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.config_file),
+        ]
         completed = subprocess.run(format_command, capture_output=True, text=True)
         if completed.returncode != 0:
             raise StackError(
@@ -272,16 +277,27 @@ class Azurite(Service):
             raise StackError("Node.js (node) is not on PATH; install Node 18+ and retry")
         azurite = self.settings.azurite
         return [
-            node, str(entry),
-            "--location", str(self.location),
-            "--blobHost", azurite.host, "--blobPort", str(azurite.blob_port),
-            "--queueHost", azurite.host, "--queuePort", str(azurite.queue_port),
-            "--tableHost", azurite.host, "--tablePort", str(azurite.table_port),
+            node,
+            str(entry),
+            "--location",
+            str(self.location),
+            "--blobHost",
+            azurite.host,
+            "--blobPort",
+            str(azurite.blob_port),
+            "--queueHost",
+            azurite.host,
+            "--queuePort",
+            str(azurite.queue_port),
+            "--tableHost",
+            azurite.host,
+            "--tablePort",
+            str(azurite.table_port),
             # Current Azure SDKs speak newer API versions than the emulator knows.
             "--skipApiVersionCheck",
             "--loose",
             "--silent",
-        ]  # fmt: skip
+        ]
 
     def is_healthy(self) -> bool:
         azurite = self.settings.azurite

@@ -84,6 +84,15 @@ def test_make_help_lists_every_verb():
     output = subprocess.run(
         ["make", "-s", "help"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     ).stdout
-    for verb in ("setup", "stack-up", "stack-down", "stack-status", "test", "lint",
-                 "local-run", "bench", "quality-report"):  # fmt: skip
+    for verb in (
+        "setup",
+        "stack-up",
+        "stack-down",
+        "stack-status",
+        "test",
+        "lint",
+        "local-run",
+        "bench",
+        "quality-report",
+    ):
         assert re.search(rf"^  {verb} +\S", output, re.M), verb

@@ -1,0 +1,1 @@
+"""The Netflix-style event simulator: ``python -m local_stack.simulate``."""

@@ -1,0 +1,126 @@
+"""``python -m local_stack.simulate``: simulate viewing events into Kafka or a JSON-lines file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from local_stack.settings import load_stack_settings
+from local_stack.simulate.faults import FAULT_KINDS
+from local_stack.simulate.producer import ProducerError, send_to_kafka, write_jsonl
+from local_stack.simulate.simulation import DEFAULT_START, SimulationRequest, simulate
+from local_stack.topics import ensure_topic
+from spark.settings import SettingsError, load_profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        request = SimulationRequest(
+            events=args.events,
+            seed=args.seed,
+            fault_rate=args.fault_rate,
+            faults=_fault_kinds(args.faults),
+            start_time=args.start_time,
+            days=args.days,
+            ctr=args.ctr,
+            with_truth=not args.no_truth,
+        )
+        started = time.monotonic()
+        simulation = simulate(request)
+        generated_s = time.monotonic() - started
+        if args.out.startswith("jsonl:"):
+            path = Path(args.out.removeprefix("jsonl:"))
+            seconds = write_jsonl(simulation.records, path)
+            manifest_path = Path(args.manifest or f"{path}.manifest.json")
+            truth_path = Path(args.truth or f"{path}.truth.json")
+            target = str(path)
+        elif args.out == "kafka":
+            profile = load_profile(args.profile, args.workspace)
+            topic = args.topic or profile.source.topic
+            if args.create_topic:
+                ensure_topic(profile.source.bootstrap_servers, topic, args.partitions)
+            seconds = send_to_kafka(
+                simulation.records,
+                topic,
+                profile.source.client_options(),
+                args.rate,
+                progress=not args.quiet,
+                producers=args.producers,
+            )
+            runs = load_stack_settings().state_dir / "simulations"
+            manifest_path = Path(args.manifest or runs / f"{topic}.manifest.json")
+            truth_path = Path(args.truth or runs / f"{topic}.truth.json")
+            target = f"topic {topic}"
+        else:
+            raise ValueError(f"--out must be 'kafka' or 'jsonl:PATH', got {args.out!r}")
+    except (ValueError, SettingsError, ProducerError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    _write_json(manifest_path, simulation.manifest)
+    if simulation.truth is not None:
+        _write_json(truth_path, simulation.truth)
+    manifest = simulation.manifest
+    rate = manifest["records"] / seconds if seconds else float("inf")
+    print(
+        f"simulated events={manifest['events']} records={manifest['records']} "
+        f"faults={sum(manifest['faults'].values())} bytes={manifest['bytes']} "
+        f"generate_s={generated_s:.1f} send_s={seconds:.1f} events_per_s={rate:,.0f} "
+        f"-> {target}; manifest {manifest_path}"
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local_stack.simulate", description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000, help="clean events to generate")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="records/s; 0 = as fast as possible"
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="share of clean events that also yield a faulty record",
+    )
+    parser.add_argument("--faults", default="all", help=f"comma list of: {','.join(FAULT_KINDS)}")
+    parser.add_argument("--start-time", default=DEFAULT_START, help="ISO-8601 with offset")
+    parser.add_argument("--days", type=int, default=2, help="days of viewing the run spans")
+    parser.add_argument("--ctr", type=float, default=0.12, help="recommendation click-through rate")
+    parser.add_argument("--topic", help="default: the profile's topic for the workspace")
+    parser.add_argument(
+        "--partitions", type=int, default=load_stack_settings().kafka.default_partitions
+    )
+    parser.add_argument("--no-create-topic", dest="create_topic", action="store_false")
+    parser.add_argument("--out", default="kafka", help="kafka | jsonl:PATH")
+    parser.add_argument(
+        "--manifest", help="default: PATH.manifest.json (jsonl) or .stack/simulations/"
+    )
+    parser.add_argument("--truth", help="ground-truth file; default beside the manifest")
+    parser.add_argument("--no-truth", action="store_true", help="skip the ground truth (faster)")
+    parser.add_argument("--profile", help="default: REELHOUSE_PROFILE or local")
+    parser.add_argument("--workspace", help="default: REELHOUSE_WORKSPACE or main")
+    parser.add_argument(
+        "--producers", type=int, default=2, help="producer processes (records split by key)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _fault_kinds(text: str) -> tuple[str, ...]:
+    if text == "all":
+        return FAULT_KINDS
+    return tuple(kind.strip() for kind in text.split(",") if kind.strip())
+
+
+def _write_json(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1, sort_keys=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The simulator: determinism, labelled faults checked by an independent classifier, realism."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+
+import jsonschema
+import pytest
+
+from local_stack.simulate.faults import FAULT_KINDS, OVERSIZE_BYTES
+from local_stack.simulate.simulation import SimulationRequest, simulate
+from spark.contract import EVENT_TYPES, contract, required_fields
+
+pytestmark = pytest.mark.unit
+
+NUMERIC = ("position_s", "duration_s", "played_s", "rating", "rec_row", "rec_rank", "bitrate_kbps")
+
+
+@pytest.fixture(scope="module")
+def run():
+    return simulate(SimulationRequest(events=100_000, seed=11, fault_rate=0.02))
+
+
+def classify(value: bytes, timestamp_ms: int, seen_ids: set[str]) -> str | None:
+    """Name the fault of a raw record from its bytes and broker timestamp alone (None = clean)."""
+    if len(value) > OVERSIZE_BYTES:
+        return "oversize_payload"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "non_utf8"
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError:
+        return "malformed_json" if text.rstrip().endswith("}") else "truncated_record"
+    if any(field not in event for field in required_fields()):
+        return "missing_required_field"
+    if any(isinstance(event.get(field), str) for field in NUMERIC):
+        return "wrong_type"
+    if event["event_type"] not in EVENT_TYPES:
+        return "unknown_event_type"
+    try:
+        moment = datetime.fromisoformat(event["event_ts"])
+        assert moment.tzinfo is not None
+    except (ValueError, AssertionError):
+        return "unparsable_timestamp"
+    arrival = datetime.fromtimestamp(timestamp_ms / 1000, tz=moment.tzinfo)
+    if not arrival - timedelta(days=30) <= moment <= arrival + timedelta(minutes=5):
+        return "timestamp_out_of_range"
+    if arrival - moment > timedelta(hours=1):
+        return "late_arrival"
+    rating, position = event.get("rating"), event.get("position_s")
+    if (rating is not None and not 1 <= rating <= 5) or (
+        position is not None and (position < 0 or position > event["duration_s"])
+    ):
+        return "invalid_value"
+    if event["event_id"] in seen_ids:
+        return "duplicate"
+    seen_ids.add(event["event_id"])
+    return None
+
+
+def test_manifest_counts_equal_an_independent_classification(run):
+    seen: set[str] = set()
+    observed = Counter()
+    by_index = {}
+    for index, record in enumerate(run.records):
+        kind = classify(record.value, record.timestamp_ms, seen)
+        if kind:
+            observed[kind] += 1
+            by_index[index] = kind
+    manifest = run.manifest
+    assert manifest["events"] == 100_000
+    assert manifest["records"] == len(run.records) == 100_000 + sum(manifest["faults"].values())
+    assert dict(observed) == {kind: n for kind, n in manifest["faults"].items() if n}
+    assert set(observed) == set(FAULT_KINDS)  # every kind was injected at 2 %
+    assert by_index == {label["index"]: label["kind"] for label in manifest["labels"]}
+
+
+def test_clean_events_satisfy_the_contract(run):
+    validator = jsonschema.Draft202012Validator(
+        contract(), format_checker=jsonschema.FormatChecker()
+    )
+    for payload in run.clean_payloads[::10]:
+        validator.validate(payload)
+        if payload["position_s"] is not None:
+            assert 0 <= payload["position_s"] <= payload["duration_s"]
+
+
+def test_newer_schema_version_adds_a_field_and_stays_valid(run):
+    drifted = [payload for payload in run.clean_payloads if payload["schema_version"] == "1.1"]
+    assert 0.02 < len(drifted) / len(run.clean_payloads) < 0.15
+    assert all("audio_language" in payload for payload in drifted)
+    assert not any(
+        "audio_language" in p for p in run.clean_payloads if p["schema_version"] == "1.0"
+    )
+
+
+def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
+    def produce(seed: int, name: str) -> tuple[bytes, bytes]:
+        path = tmp_path / name
+        command = [
+            sys.executable,
+            "-m",
+            "local_stack.simulate",
+            "--events",
+            "3000",
+            "--seed",
+            str(seed),
+            "--fault-rate",
+            "0.05",
+            "--out",
+            f"jsonl:{path}",
+        ]
+        subprocess.run(command, check=True, capture_output=True)
+        return path.read_bytes(), (tmp_path / f"{name}.manifest.json").read_bytes()
+
+    first, second, other = produce(5, "a.jsonl"), produce(5, "b.jsonl"), produce(6, "c.jsonl")
+    assert first == second
+    assert first[0] != other[0]
+
+
+def test_top_titles_differ_across_regions(run):
+    plays = defaultdict(Counter)
+    for row in run.truth["title_popularity"]:
+        plays[row["region"]][row["title_id"]] += row["plays"]
+    top10 = {
+        region: tuple(t for t, _ in counter.most_common(10)) for region, counter in plays.items()
+    }
+    assert len(set(top10.values())) >= 3
+
+
+def test_each_region_peaks_in_its_local_evening(run):
+    events = defaultdict(Counter)
+    for row in run.truth["traffic_by_hour"]:
+        events[row["region"]][row["local_hour"]] += row["events"]
+    peaks = {region: counter.most_common(1)[0][0] for region, counter in events.items()}
+    assert len(peaks) == 8
+    assert all(18 <= hour <= 23 for hour in peaks.values()), peaks
+
+
+def test_session_durations_and_click_through_are_plausible(run):
+    durations = [session["duration_s"] for session in run.truth["sessions"]]
+    assert 15 * 60 <= statistics.median(durations) <= 60 * 60  # documented range
+    kinds = Counter(payload["event_type"] for payload in run.clean_payloads)
+    ctr = kinds["recommendation_click"] / kinds["recommendation_impression"]
+    assert 0.06 <= ctr <= 0.14  # documented range for the default --ctr 0.12
+
+
+def test_world_is_large_enough():
+    from random import Random
+
+    from local_stack.simulate.world import build_world
+
+    world = build_world(Random(1))
+    assert len(world.titles) >= 500 and len(world.users) >= 10_000
+    assert all(1 <= len(user.devices) <= 3 for user in world.users)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--fault-rate", "2"], "--fault-rate must be between 0 and 1"),
+        (["--faults", "gremlins"], "unknown fault kind(s) ['gremlins']"),
+        (["--start-time", "tomorrow"], "--start-time 'tomorrow' is not an ISO-8601"),
+        (["--out", "s3://x"], "--out must be 'kafka' or 'jsonl:PATH'"),
+    ],
+)
+def test_bad_arguments_fail_with_one_line(arguments, message, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "local_stack.simulate", "--events", "10", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [f"error: {completed.stderr.strip()[7:]}"]
+    assert message in completed.stderr
