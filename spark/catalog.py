@@ -1,0 +1,144 @@
+"""The tables of the lakehouse: names, schemas, partitioning, descriptions, properties."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from spark import contract
+from spark.settings import Profile
+
+OWNER = "reelhouse-data-platform"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    description: str
+    schema: T.StructType
+    partition_by: tuple[str, ...]
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".")[0]
+
+
+def _silver_schema() -> T.StructType:
+    event_fields = [
+        T.StructField(f.name, T.TimestampType() if f.name == "event_ts" else f.dataType, True)
+        for f in contract.spark_schema().fields
+    ]
+    return T.StructType(
+        [
+            *event_fields,
+            T.StructField("event_date", T.DateType()),
+            T.StructField("event_hour", T.TimestampType()),
+            T.StructField("local_date", T.DateType()),
+            T.StructField("local_hour", T.IntegerType()),
+            T.StructField("extras", T.MapType(T.StringType(), T.StringType())),
+            T.StructField("partition", T.IntegerType()),
+            T.StructField("offset", T.LongType()),
+            T.StructField("kafka_timestamp", T.TimestampType()),
+            T.StructField("ingest_ts", T.TimestampType()),
+        ]
+    )
+
+
+BRONZE_EVENTS = TableSpec(
+    name="bronze.events",
+    description="Every Kafka record exactly as received (key and value bytes) with its topic, "
+    "partition, offset, Kafka timestamp and ingest time. Append-only.",
+    schema=T.StructType(
+        [
+            T.StructField("key", T.BinaryType()),
+            T.StructField("value", T.BinaryType()),
+            T.StructField("topic", T.StringType()),
+            T.StructField("partition", T.IntegerType()),
+            T.StructField("offset", T.LongType()),
+            T.StructField("kafka_timestamp", T.TimestampType()),
+            T.StructField("ingest_ts", T.TimestampType()),
+            T.StructField("ingest_date", T.DateType()),
+        ]
+    ),
+    partition_by=("ingest_date",),
+    properties={"delta.appendOnly": "true"},
+)
+
+SILVER_EVENTS = TableSpec(
+    name="silver.events",
+    description="Viewing events parsed with the contract, validated, deduplicated by event_id; "
+    "event_ts in UTC plus event date/hour and the region's local date/hour.",
+    schema=_silver_schema(),
+    partition_by=("event_date",),
+)
+
+SILVER_QUARANTINE = TableSpec(
+    name="silver.quarantine",
+    description="Records rejected on their way to silver: raw payload, bronze coordinates "
+    "and the list of reason codes.",
+    schema=T.StructType(
+        [
+            T.StructField("layer", T.StringType()),
+            T.StructField("batch_id", T.LongType()),
+            T.StructField("event_id", T.StringType()),
+            T.StructField("reasons", T.ArrayType(T.StringType())),
+            T.StructField("key", T.BinaryType()),
+            T.StructField("value", T.BinaryType()),
+            T.StructField("topic", T.StringType()),
+            T.StructField("partition", T.IntegerType()),
+            T.StructField("offset", T.LongType()),
+            T.StructField("kafka_timestamp", T.TimestampType()),
+            T.StructField("ingest_ts", T.TimestampType()),
+            T.StructField("quarantined_ts", T.TimestampType()),
+            T.StructField("quarantine_date", T.DateType()),
+        ]
+    ),
+    partition_by=("quarantine_date",),
+)
+
+TABLES: tuple[TableSpec, ...] = (BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE)
+
+
+def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
+    """Create the Delta table at its location if needed and register it by name."""
+    from delta.tables import DeltaTable
+
+    location = profile.lake.table_location(spec.name)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.layer}")
+    builder = (
+        DeltaTable.createIfNotExists(spark)
+        .tableName(spec.name)
+        .location(location)
+        .addColumns(spec.schema)
+        .comment(spec.description)
+        .property("reelhouse.layer", spec.layer)
+        .property("reelhouse.owner", OWNER)
+        .property("reelhouse.workspace", profile.workspace)
+    )
+    for key, value in spec.properties.items():
+        builder = builder.property(key, value)
+    if spec.partition_by:
+        builder = builder.partitionedBy(*spec.partition_by)
+    builder.execute()
+    return location
+
+
+def register_existing_tables(spark: SparkSession, profile: Profile) -> list[TableSpec]:
+    """Register by name every table of the workspace that exists in the lake."""
+    registered = []
+    for spec in TABLES:
+        location = profile.lake.table_location(spec.name)
+        if _delta_table_exists(spark, location):
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.layer}")
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} USING DELTA LOCATION '{location}'")
+            registered.append(spec)
+    return registered
+
+
+def _delta_table_exists(spark: SparkSession, location: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, location)

@@ -1,0 +1,1 @@
+"""Reading and writing: sources, Delta sinks, table registration."""

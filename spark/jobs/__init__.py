@@ -1,0 +1,1 @@
+"""Jobs: source -> transforms -> gate -> sink, returning streaming queries."""

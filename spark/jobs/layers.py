@@ -1,0 +1,123 @@
+"""The bronze and silver streaming jobs: source -> transforms -> sink, as streaming queries."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from spark.catalog import BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, ensure_table
+from spark.io.delta import append_idempotent
+from spark.settings import Profile
+from spark.transforms.events import (
+    DUPLICATE,
+    LATENESS_BOUND_S,
+    mark_duplicates,
+    parse_events,
+    silver_columns,
+    to_bronze,
+    to_quarantine,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """``available-now`` processes what is there and stops; ``continuous`` runs until stopped."""
+
+    mode: str = "available-now"
+    interval: str = "5 seconds"
+
+    def options(self) -> dict:
+        if self.mode == "available-now":
+            return {"availableNow": True}
+        if self.mode == "continuous":
+            return {"processingTime": self.interval}
+        raise ValueError(f"trigger must be 'available-now' or 'continuous', got {self.mode!r}")
+
+
+def query_name(profile: Profile, table: str) -> str:
+    """Stable per workspace and table: names the checkpoint and the Delta txnAppId."""
+    return f"{profile.workspace}.{table}"
+
+
+def start_bronze(spark: SparkSession, profile: Profile, trigger: Trigger) -> StreamingQuery:
+    """Kafka -> ``bronze.events``: every record as received, exactly once."""
+    location = ensure_table(spark, profile, BRONZE_EVENTS)
+    name = query_name(profile, BRONZE_EVENTS.name)
+    records = spark.readStream.format("kafka").options(**profile.source.spark_options()).load()
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        append_idempotent(batch, location, name, batch_id)
+
+    return (
+        to_bronze(records)
+        .writeStream.foreachBatch(write_batch)
+        .option("checkpointLocation", profile.lake.checkpoint_location("bronze_events"))
+        .queryName(name)
+        .trigger(**trigger.options())
+        .start()
+    )
+
+
+def start_silver(spark: SparkSession, profile: Profile, trigger: Trigger) -> StreamingQuery:
+    """``bronze.events`` -> ``silver.events`` + ``silver.quarantine``, exactly once."""
+    bronze_location = ensure_table(spark, profile, BRONZE_EVENTS)
+    silver_location = ensure_table(spark, profile, SILVER_EVENTS)
+    quarantine_location = ensure_table(spark, profile, SILVER_QUARANTINE)
+    name = query_name(profile, SILVER_EVENTS.name)
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        parsed = parse_events(batch).persist()
+        try:
+            valid = parsed.filter(F.size("reasons") == 0)
+            seen = _silver_ids_near(spark, silver_location, valid)
+            marked = mark_duplicates(valid, seen).persist()
+            duplicates = marked.filter("duplicate_of_earlier").withColumn(
+                "reasons", F.array(F.lit(DUPLICATE))
+            )
+            rejected = parsed.filter(F.size("reasons") > 0).unionByName(
+                duplicates.drop("duplicate_of_earlier")
+            )
+            promoted = marked.filter(~F.col("duplicate_of_earlier")).select(*silver_columns())
+            # Quarantine first, silver last: on a replay, silver (the dedup reference)
+            # is as it was when the batch first ran, so every record is classified alike.
+            append_idempotent(
+                to_quarantine(rejected, "silver", batch_id),
+                quarantine_location,
+                f"{name}.quarantine",
+                batch_id,
+            )
+            append_idempotent(promoted, silver_location, name, batch_id)
+            marked.unpersist()
+        finally:
+            parsed.unpersist()
+
+    return (
+        spark.readStream.format("delta")
+        .load(bronze_location)
+        .writeStream.foreachBatch(write_batch)
+        .option("checkpointLocation", profile.lake.checkpoint_location("silver_events"))
+        .queryName(name)
+        .trigger(**trigger.options())
+        .start()
+    )
+
+
+def _silver_ids_near(spark: SparkSession, silver_location: str, valid: DataFrame) -> DataFrame:
+    """Event ids already in silver whose event time is within the dedup watermark of the batch."""
+    bounds = valid.agg(F.min("event_ts").alias("low"), F.max("event_ts").alias("high")).first()
+    ids = spark.read.format("delta").load(silver_location)
+    if bounds is None or bounds["low"] is None:
+        return ids.select("event_id").limit(0)
+    margin = timedelta(seconds=LATENESS_BOUND_S)
+    low, high = bounds["low"] - margin, bounds["high"] + margin
+    return ids.filter(
+        F.col("event_date").between(F.lit(low.date()), F.lit(high.date()))
+        & F.col("event_ts").between(F.lit(low), F.lit(high))
+    ).select("event_id")

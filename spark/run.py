@@ -1,0 +1,150 @@
+"""``python -m spark.run``: run the medallion layers for a profile.
+
+    python -m spark.run --profile local --layers bronze,silver --trigger available-now
+    python -m spark.run --layers bronze,silver --trigger continuous --interval 5s
+
+``available-now`` runs each layer over everything present, in order, and stops.
+``continuous`` runs the layers concurrently until SIGINT/SIGTERM, then stops them
+cleanly with their checkpoints intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from spark.io.preflight import PreflightError, check_source_reachable
+from spark.jobs.layers import Trigger, start_bronze, start_silver
+from spark.session import build_spark_session
+from spark.settings import Profile, SettingsError, load_profile
+
+log = logging.getLogger("spark.run")
+
+LAYERS: dict[str, Callable[[SparkSession, Profile, Trigger], StreamingQuery]] = {
+    "bronze": start_bronze,
+    "silver": start_silver,
+}
+
+
+class RunError(RuntimeError):
+    """A layer failed; the message names the layer and the cause in one line."""
+
+
+def run_layers(
+    spark: SparkSession,
+    profile: Profile,
+    layers: list[str],
+    trigger: Trigger,
+    stop: threading.Event | None = None,
+) -> dict[str, dict]:
+    """Run ``layers`` with ``trigger``; return the last progress of each query."""
+    if "bronze" in layers:
+        check_source_reachable(profile.source)
+    progress: dict[str, dict] = {}
+    if trigger.mode == "available-now":
+        for layer in layers:
+            log.info("layer %s: starting (%s)", layer, trigger.mode)
+            query = LAYERS[layer](spark, profile, trigger)
+            _await(query, layer)
+            progress[layer] = query.lastProgress or {}
+            log.info("layer %s: done", layer)
+        return progress
+    queries = {layer: LAYERS[layer](spark, profile, trigger) for layer in layers}
+    stop = stop or threading.Event()
+    try:
+        while not stop.is_set():
+            for layer, query in queries.items():
+                if not query.isActive:
+                    _await(query, layer)
+                    raise RunError(f"layer {layer} stopped unexpectedly")
+            stop.wait(1.0)
+    finally:
+        for layer, query in queries.items():
+            if query.isActive:
+                query.stop()
+            progress[layer] = query.lastProgress or {}
+    return progress
+
+
+def _await(query: StreamingQuery, layer: str) -> None:
+    try:
+        query.awaitTermination()
+    except Exception as error:  # a StreamingQueryException carries the JVM cause
+        raise RunError(f"layer {layer} failed: {summarize_error(error)}") from None
+
+
+def summarize_error(error: BaseException) -> str:
+    """The first meaningful line of a (JVM) error, without the stack trace."""
+    text = str(error)
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("at ", "===", "Traceback", "JVM stacktrace")):
+            return re.sub(r"\s+", " ", line)[:400]
+    return type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m spark.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--profile", help="default: REELHOUSE_PROFILE or local")
+    parser.add_argument("--workspace", help="default: REELHOUSE_WORKSPACE or main")
+    parser.add_argument("--layers", default="bronze,silver")
+    parser.add_argument(
+        "--trigger", default="available-now", choices=["available-now", "continuous"]
+    )
+    parser.add_argument("--interval", default="5s", help="micro-batch interval (continuous)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        layers = _layers(args.layers)
+        profile = load_profile(args.profile, args.workspace)
+        trigger = Trigger(args.trigger, _interval(args.interval))
+        spark = build_spark_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        started = time.monotonic()
+        progress = run_layers(spark, profile, layers, trigger, stop)
+    except (SettingsError, PreflightError, RunError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for layer, last in progress.items():
+        print(
+            f"{layer}: last batch {last.get('batchId', '-')}, "
+            f"rows in last batch {last.get('numInputRows', 0)}"
+        )
+    print(f"done in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def _layers(text: str) -> list[str]:
+    layers = [layer.strip() for layer in text.split(",") if layer.strip()]
+    unknown = [layer for layer in layers if layer not in LAYERS]
+    if unknown or not layers:
+        raise ValueError(f"unknown layer(s) {unknown}; known: {', '.join(LAYERS)}")
+    return sorted(layers, key=list(LAYERS).index)
+
+
+def _interval(text: str) -> str:
+    match = re.fullmatch(r"(\d+)\s*(s|m|ms)", text.strip())
+    if not match:
+        raise ValueError(f"--interval must look like 5s, 500ms or 1m, got {text!r}")
+    unit = {"s": "seconds", "m": "minutes", "ms": "milliseconds"}[match[2]]
+    return f"{match[1]} {unit}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""``python -m spark.tables [--json]``: every table of a workspace, its location and row count."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from spark.catalog import TABLES, register_existing_tables
+from spark.session import build_spark_session
+from spark.settings import SettingsError, load_profile
+
+
+def describe_tables(spark, profile) -> list[dict]:
+    """One entry per table that exists: name, location, rows."""
+    registered = {spec.name for spec in register_existing_tables(spark, profile)}
+    return [
+        {
+            "name": spec.name,
+            "location": profile.lake.table_location(spec.name),
+            "rows": spark.table(spec.name).count(),
+        }
+        for spec in TABLES
+        if spec.name in registered
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spark.tables", description=__doc__)
+    parser.add_argument("--profile")
+    parser.add_argument("--workspace")
+    parser.add_argument("--json", action="store_true", help="a JSON list of {name, location, rows}")
+    args = parser.parse_args(argv)
+    try:
+        profile = load_profile(args.profile, args.workspace)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    spark = build_spark_session(profile, app_name="reelhouse-tables")
+    tables = describe_tables(spark, profile)
+    if args.json:
+        print(json.dumps(tables, indent=2))
+    else:
+        for table in tables:
+            print(f"{table['name']:<22} {table['rows']:>10,}  {table['location']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Bronze and silver transformations: pure ``DataFrame -> DataFrame`` functions.
+
+Nothing here reads, writes or knows a path; every function works on batch and
+streaming frames alike.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from spark import contract
+
+# Silver's rules (documented in the README, "Silver validation").
+MAX_PAYLOAD_BYTES = 64 * 1024
+LATENESS_BOUND_S = 3600  # a record delivered more than this after it happened is late
+MAX_PAST_S = 30 * 86400  # event_ts may be at most 30 days before its arrival...
+MAX_FUTURE_S = 5 * 60  # ...and at most 5 minutes after it (client clock skew)
+
+# Reason codes, in the order they are checked. The first four describe the payload as
+# a whole: when one applies, the field checks are not run.
+PAYLOAD_REASONS = (
+    "empty_payload",
+    "oversize_payload",
+    "non_utf8",
+    "malformed_json",
+    "truncated_record",
+)
+FIELD_REASONS = (
+    "missing_required_field",
+    "wrong_type",
+    "unknown_event_type",
+    "unparsable_timestamp",
+    "timestamp_out_of_range",
+    "late_arrival",
+    "invalid_value",
+    "invalid_format",
+)
+DUPLICATE = "duplicate"
+
+_JSON_KINDS = {
+    "string": ("STRING",),
+    "integer": ("BIGINT", "INT", "SMALLINT", "TINYINT"),
+    "number": ("BIGINT", "INT", "SMALLINT", "TINYINT", "DOUBLE", "FLOAT", "DECIMAL"),
+}
+_SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double"}
+_ID_FIELDS = (
+    "event_id",
+    "user_id",
+    "profile_id",
+    "session_id",
+    "title_id",
+    "app_version",
+    "country",
+)
+_ENUM_FIELDS = ("device_type", "region", "network", "genre")
+_PLAYBACK_REQUIRED = ("title_id", "title_name", "genre", "position_s", "duration_s", "bitrate_kbps")
+_TITLE_REQUIRED = ("title_id", "title_name", "genre")
+
+
+def to_bronze(kafka_records: DataFrame) -> DataFrame:
+    """Kafka records exactly as received, with their coordinates and the ingest time."""
+    ingest_ts = F.current_timestamp()
+    return kafka_records.select(
+        F.col("key"),
+        F.col("value"),
+        F.col("topic"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        ingest_ts.alias("ingest_ts"),
+        F.to_date(ingest_ts).alias("ingest_date"),
+    )
+
+
+def parse_events(bronze: DataFrame) -> DataFrame:
+    """Parse each payload against the contract and attach its rejection reasons.
+
+    Adds every contract field (typed), ``event_ts`` as a UTC timestamp, derived time
+    columns, ``extras`` (fields a newer contract version added) and ``reasons``
+    (empty when the record is valid; reason codes as in ``PAYLOAD_REASONS`` and
+    ``FIELD_REASONS``).
+    """
+    fields = contract.properties()
+    text = F.col("value").cast("string")
+    payload = F.try_parse_json(text)
+    is_object = F.coalesce(F.schema_of_variant(payload).startswith("OBJECT"), F.lit(False))
+
+    payload_reason = (
+        F.when(F.coalesce(F.length("value"), F.lit(0)) == 0, F.lit("empty_payload"))
+        .when(F.length("value") > MAX_PAYLOAD_BYTES, F.lit("oversize_payload"))
+        .when(~F.is_valid_utf8(text), F.lit("non_utf8"))
+        .when(~is_object & F.rtrim(text).endswith("}"), F.lit("malformed_json"))
+        .when(~is_object, F.lit("truncated_record"))
+    )
+    frame = bronze.select(
+        "*",
+        payload_reason.alias("_payload_reason"),
+        payload.alias("_payload"),
+        text.alias("_text"),
+    )
+
+    kinds = {name: _json_kind(name) for name in fields}
+    typed = {name: _typed_value(name, spec) for name, spec in fields.items()}
+    frame = frame.select(
+        "*",
+        *[kind.alias(f"_kind_{name}") for name, kind in kinds.items()],
+        *[value.alias(name) for name, value in typed.items()],
+    )
+    event_ts = F.try_to_timestamp(F.col("event_ts"), F.lit("yyyy-MM-dd'T'HH:mm:ss.SSSXXX"))
+    event_ts = F.coalesce(
+        event_ts, F.try_to_timestamp(F.col("event_ts"), F.lit("yyyy-MM-dd'T'HH:mm:ssXXX"))
+    )
+    frame = frame.withColumn("_event_ts_raw", F.col("event_ts")).withColumn("event_ts", event_ts)
+
+    field_reasons = F.array_compact(
+        F.array(*[F.when(check, F.lit(reason)) for reason, check in _field_checks(fields)])
+    )
+    reasons = F.when(
+        F.col("_payload_reason").isNotNull(), F.array(F.col("_payload_reason"))
+    ).otherwise(field_reasons)
+
+    zones = contract.region_timezones()
+    zone = F.create_map(*[F.lit(item) for pair in zones.items() for item in pair])[F.col("region")]
+    local_ts = F.from_utc_timestamp(F.col("event_ts"), zone)
+    known = F.array(*[F.lit(name) for name in fields])
+    keys = F.json_object_keys(F.col("_text"))
+    extras = F.when(
+        F.size(F.array_except(keys, known)) > 0,
+        F.map_filter(
+            F.from_json(F.col("_text"), "map<string,string>"),
+            lambda key, _: ~F.array_contains(known, key),
+        ),
+    )
+    return frame.select(
+        *[F.col(name) for name in bronze.columns],
+        *[F.col(name) for name in fields],
+        F.col("_event_ts_raw").alias("event_ts_text"),
+        F.to_date("event_ts").alias("event_date"),
+        F.date_trunc("hour", "event_ts").alias("event_hour"),
+        F.to_date(local_ts).alias("local_date"),
+        F.hour(local_ts).alias("local_hour"),
+        F.when(is_object, extras).alias("extras"),
+        reasons.alias("reasons"),
+    )
+
+
+def mark_duplicates(events: DataFrame, seen_event_ids: DataFrame) -> DataFrame:
+    """Add ``duplicate_of_earlier``: the event id was already seen, in ``seen_event_ids``
+    (one column ``event_id``) or earlier in this frame by (partition, offset).
+
+    For a static (micro-batch) frame; silver calls it inside ``foreachBatch``.
+    """
+    first = Window.partitionBy("event_id").orderBy("partition", "offset")
+    seen = seen_event_ids.select("event_id").distinct().withColumn("_seen", F.lit(True))
+    return (
+        events.withColumn("_rank", F.row_number().over(first))
+        .join(seen, on="event_id", how="left")
+        .withColumn("duplicate_of_earlier", (F.col("_rank") > 1) | F.col("_seen").isNotNull())
+        .drop("_rank", "_seen")
+    )
+
+
+def silver_columns() -> list[str]:
+    """The columns of ``silver.events``, in order."""
+    return [
+        *contract.properties(),
+        "event_date",
+        "event_hour",
+        "local_date",
+        "local_hour",
+        "extras",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "ingest_ts",
+    ]
+
+
+def to_quarantine(rejected: DataFrame, layer: str, batch_id: int) -> DataFrame:
+    """Rejected records: raw payload, bronze coordinates and reason codes."""
+    return rejected.select(
+        F.lit(layer).alias("layer"),
+        F.lit(batch_id).cast("bigint").alias("batch_id"),
+        F.col("event_id"),
+        F.col("reasons"),
+        F.col("key"),
+        F.col("value"),
+        F.col("topic"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("kafka_timestamp"),
+        F.col("ingest_ts"),
+        F.current_timestamp().alias("quarantined_ts"),
+        F.to_date(F.current_timestamp()).alias("quarantine_date"),
+    )
+
+
+def _json_kind(name: str) -> Column:
+    """The JSON type of a field as stored: STRING, BIGINT, DECIMAL, VOID (null)..."""
+    kind = F.schema_of_variant(F.variant_get(F.col("_payload"), f"$.{name}", "variant"))
+    return F.regexp_extract(kind, r"^([A-Z]+)", 1)
+
+
+def _typed_value(name: str, spec: dict) -> Column:
+    json_type = _main_type(spec)
+    return F.try_variant_get(F.col("_payload"), f"$.{name}", _SPARK_TYPES[json_type])
+
+
+def _main_type(spec: dict) -> str:
+    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    return next(kind for kind in types if kind != "null")
+
+
+def _present(name: str) -> Column:
+    kind = F.col(f"_kind_{name}")
+    return kind.isNotNull() & (kind != "") & (kind != "VOID")
+
+
+def _field_checks(fields: dict) -> list[tuple[str, Column]]:
+    event_type = F.col("event_type")
+    playback = event_type.isin(*contract.PLAYBACK_EVENT_TYPES)
+    titled = event_type.isin("rating", "recommendation_impression", "recommendation_click")
+
+    missing = F.lit(False)
+    for name in contract.required_fields():
+        missing = missing | ~_present(name)
+    for name in _PLAYBACK_REQUIRED:
+        missing = missing | (playback & ~_present(name))
+    for name in _TITLE_REQUIRED:
+        missing = missing | (titled & ~_present(name))
+    missing = missing | ((event_type == "rating") & ~_present("rating"))
+    missing = missing | ((event_type == "search") & ~_present("search_query"))
+    recommendation = event_type.isin("recommendation_impression", "recommendation_click")
+    missing = missing | (recommendation & (~_present("rec_row") | ~_present("rec_rank")))
+
+    wrong_type = F.lit(False)
+    for name, spec in fields.items():
+        allowed = _JSON_KINDS[_main_type(spec)]
+        wrong_type = wrong_type | (_present(name) & ~F.col(f"_kind_{name}").isin(*allowed))
+
+    unknown_type = _present("event_type") & ~event_type.isin(*contract.EVENT_TYPES)
+    unparsable_ts = _present("event_ts") & F.col("event_ts").isNull()
+
+    lag_s = F.unix_timestamp("kafka_timestamp") - F.unix_timestamp("event_ts")
+    out_of_range = F.col("event_ts").isNotNull() & ((lag_s > MAX_PAST_S) | (lag_s < -MAX_FUTURE_S))
+    late = F.col("event_ts").isNotNull() & (lag_s > LATENESS_BOUND_S) & (lag_s <= MAX_PAST_S)
+
+    rating, position, duration = F.col("rating"), F.col("position_s"), F.col("duration_s")
+    invalid = (
+        (rating.isNotNull() & ~rating.between(1, 5))
+        | (position < 0)
+        | (duration <= 0)
+        | (position > duration)
+        | (F.col("played_s") < 0)
+        | (F.col("bitrate_kbps") < 0)
+        | (F.col("rec_row") < 1)
+        | (F.col("rec_rank") < 1)
+        | ~F.col("schema_version").rlike(contract.pattern("schema_version"))
+    )
+    for name in _ENUM_FIELDS:
+        invalid = invalid | (
+            F.col(name).isNotNull() & ~F.col(name).isin(*contract.enum_values(name))
+        )
+
+    invalid_format = F.lit(False)
+    for name in _ID_FIELDS:
+        invalid_format = invalid_format | (
+            F.col(name).isNotNull() & ~F.col(name).rlike(contract.pattern(name))
+        )
+    checks = {
+        "missing_required_field": missing,
+        "wrong_type": wrong_type,
+        "unknown_event_type": unknown_type,
+        "unparsable_timestamp": unparsable_ts,
+        "timestamp_out_of_range": out_of_range,
+        "late_arrival": late,
+        "invalid_value": F.coalesce(invalid, F.lit(False)),
+        "invalid_format": invalid_format,
+    }
+    assert tuple(checks) == FIELD_REASONS
+    return [(reason, F.coalesce(check, F.lit(False))) for reason, check in checks.items()]

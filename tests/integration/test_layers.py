@@ -1,0 +1,281 @@
+"""Bronze and silver against the real broker and lake: accounting, exactly-once, drift, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime
+
+import pytest
+from pyspark.sql import functions as F
+
+from local_stack.simulate.faults import FAULT_KINDS, encode
+from local_stack.simulate.producer import send_to_kafka
+from local_stack.simulate.simulation import SimulationRequest, simulate
+from local_stack.topics import ensure_topic
+from spark.jobs.layers import Trigger, start_bronze, start_silver
+from spark.run import run_layers
+from spark.settings import load_profile
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 50_000
+
+
+@pytest.fixture(scope="module")
+def simulation():
+    return simulate(SimulationRequest(events=EVENTS, seed=21, fault_rate=0.02))
+
+
+def _produce(profile, simulation) -> None:
+    ensure_topic(profile.source.bootstrap_servers, profile.source.topic, partitions=4)
+    # One producer process: the same records land at the same offsets in every topic.
+    send_to_kafka(
+        simulation.records,
+        profile.source.topic,
+        profile.source.client_options(),
+        rate=0,
+        progress=False,
+        producers=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(stack, spark, profile, simulation):
+    """An uninterrupted bronze + silver run over the simulated topic."""
+    _produce(profile, simulation)
+    run_layers(spark, profile, ["bronze", "silver"], Trigger())
+    return profile
+
+
+def _table(spark, profile, name):
+    return spark.read.format("delta").load(profile.lake.table_location(name))
+
+
+def test_every_record_is_accounted_for_exactly_once(spark, reference, simulation):
+    manifest = simulation.manifest
+    bronze = _table(spark, reference, "bronze.events")
+    silver = _table(spark, reference, "silver.events")
+    quarantine = _table(spark, reference, "silver.quarantine")
+
+    assert bronze.count() == manifest["records"] == EVENTS + sum(manifest["faults"].values())
+    assert bronze.select("partition", "offset").distinct().count() == manifest["records"]
+    sent = Counter(record.value for record in simulation.records)
+    assert Counter(bytes(row.value) for row in bronze.select("value").collect()) == sent
+
+    coordinates = bronze.select("partition", "offset")
+    promoted = silver.select("partition", "offset")
+    rejected = quarantine.select("partition", "offset")
+    assert promoted.intersect(rejected).count() == 0
+    assert promoted.unionByName(rejected).exceptAll(coordinates).count() == 0
+    assert coordinates.exceptAll(promoted.unionByName(rejected)).count() == 0
+
+    # Every fault kind is quarantined with exactly its own reason; no clean event is.
+    reasons = Counter(tuple(row.reasons) for row in quarantine.select("reasons").collect())
+    assert reasons == {(kind,): count for kind, count in manifest["faults"].items() if count}
+    assert set(manifest["faults"]) == set(FAULT_KINDS)
+    clean_ids = {payload["event_id"] for payload in simulation.clean_payloads}
+    silver_ids = [row.event_id for row in silver.select("event_id").collect()]
+    assert len(silver_ids) == EVENTS and set(silver_ids) == clean_ids
+
+
+def test_silver_derives_utc_and_local_time(spark, reference, simulation):
+    silver = _table(spark, reference, "silver.events")
+    sample = {p["event_id"]: p for p in simulation.clean_payloads[:200]}
+    rows = silver.filter(F.col("event_id").isin(list(sample))).collect()
+    assert len(rows) == 200
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    from spark.contract import region_timezones
+
+    for row in rows:
+        moment = datetime.fromisoformat(sample[row.event_id]["event_ts"])
+        local = moment.astimezone(ZoneInfo(region_timezones()[row.region]))
+        assert row.event_ts.replace(tzinfo=UTC) == moment.astimezone(UTC).replace(
+            microsecond=moment.microsecond
+        )
+        assert (row.local_date, row.local_hour) == (local.date(), local.hour)
+        assert row.event_date == moment.astimezone(UTC).date()
+
+
+def test_tables_are_registered_by_name_with_descriptions(spark, reference):
+    from spark.tables import describe_tables
+
+    tables = {table["name"]: table for table in describe_tables(spark, reference)}
+    assert tables["bronze.events"]["rows"] == spark.table("bronze.events").count()
+    properties = {
+        row.key: row.value for row in spark.sql("SHOW TBLPROPERTIES silver.events").collect()
+    }
+    assert properties["reelhouse.layer"] == "silver"
+    assert "delta.appendOnly" in {
+        row.key for row in spark.sql("SHOW TBLPROPERTIES bronze.events").collect()
+    }
+
+
+def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simulation, profile):
+    crash = load_profile("local", f"{profile.workspace}-crash")
+    _produce(crash, simulation)
+    env = {**os.environ, "REELHOUSE_SOURCE_MAX_OFFSETS_PER_TRIGGER": "4000"}
+    command = [
+        sys.executable,
+        "-m",
+        "spark.run",
+        "--workspace",
+        crash.workspace,
+        "--layers",
+        "bronze,silver",
+    ]
+    rng = random.Random()
+    kills = []
+    for phase in ["bronze", "bronze", "bronze", "silver", "silver"]:
+        process = subprocess.Popen(
+            command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        if _wait_for_line(process, f"layer {phase}: starting", timeout_s=120):
+            time.sleep(rng.uniform(0.5, 5.0))
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                kills.append(phase)
+        process.wait(timeout=60)
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert len(kills) >= 5 and {"bronze", "silver"} <= set(kills), kills
+
+    for name, ignore in (
+        ("bronze.events", ["ingest_ts", "ingest_date", "topic"]),
+        ("silver.events", ["ingest_ts"]),
+        (
+            "silver.quarantine",
+            ["ingest_ts", "quarantined_ts", "quarantine_date", "batch_id", "topic"],
+        ),
+    ):
+        expected = _comparable(_table(spark, reference, name).drop(*ignore))
+        actual = _comparable(_table(spark, crash, name).drop(*ignore))
+        assert actual.count() == expected.count(), name
+        assert actual.exceptAll(expected).count() == 0, name
+        assert expected.exceptAll(actual).count() == 0, name
+
+
+def _comparable(frame):
+    # Set operations do not take MAP columns; the JSON text of a map compares the same.
+    if "extras" in frame.columns:
+        frame = frame.withColumn("extras", F.to_json("extras"))
+    return frame
+
+
+def _wait_for_line(process: subprocess.Popen, text: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            return False
+        if text in line:
+            return True
+    return False
+
+
+def test_newer_schema_version_flows_through_a_running_query(spark, profile):
+    drift = load_profile("local", f"{profile.workspace}-drift")
+    ensure_topic(drift.source.bootstrap_servers, drift.source.topic, partitions=2)
+    base = simulate(SimulationRequest(events=600, seed=4, with_truth=True)).clean_payloads
+    first = [p for p in base if p["schema_version"] == "1.0"][:300]
+    trigger = Trigger("continuous", "1 second")
+    queries = [start_bronze(spark, drift, trigger), start_silver(spark, drift, trigger)]
+    try:
+        _send(drift, first)
+        _wait_for_rows(spark, drift, len(first), queries)
+        newer = []
+        for payload in base[300:400]:
+            payload = {
+                **payload,
+                "schema_version": "1.2",
+                "audio_language": "ja",
+                "hdr_format": "dolby_vision",
+            }
+            newer.append(payload)
+        _send(drift, newer)
+        _wait_for_rows(spark, drift, len(first) + len(newer), queries)
+        assert all(query.isActive for query in queries)
+    finally:
+        for query in queries:
+            query.stop()
+    silver = _table(spark, drift, "silver.events")
+    drifted = silver.filter(F.col("schema_version") == "1.2")
+    assert drifted.count() == 100
+    assert drifted.filter(F.col("extras")["hdr_format"] == "dolby_vision").count() == 100
+    assert drifted.filter(F.col("audio_language") == "ja").count() == 100
+    assert _table(spark, drift, "silver.quarantine").count() == 0
+
+
+def _send(profile, payloads) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=profile.source.bootstrap_servers, acks="all")
+    for payload in payloads:
+        # Arrival one second after the event: on time for silver's lateness bound.
+        arrival = datetime.fromisoformat(payload["event_ts"]).timestamp() + 1.0
+        producer.send(
+            profile.source.topic,
+            key=payload["user_id"].encode(),
+            value=encode(payload),
+            timestamp_ms=int(arrival * 1000),
+        )
+    producer.flush()
+    producer.close()
+
+
+def _wait_for_rows(spark, profile, expected: int, queries, timeout_s: float = 180) -> None:
+    location = profile.lake.table_location("silver.events")
+    deadline = time.monotonic() + timeout_s
+    count = -1
+    while time.monotonic() < deadline:
+        try:
+            count = spark.read.format("delta").load(location).count()
+        except Exception:  # the table may not exist before the first batch
+            count = -1
+        if count >= expected:
+            return
+        time.sleep(1)
+    states = [
+        (query.name, query.isActive, query.exception(), query.lastProgress) for query in queries
+    ]
+    raise AssertionError(
+        f"silver has {count} rows after {timeout_s}s, expected {expected}; queries: {states}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "environment", "message"),
+    [
+        (["--profile", "nope"], {}, "unknown profile 'nope'; known profiles: azure, local"),
+        (
+            [],
+            {"REELHOUSE_SOURCE_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+            "Kafka source unreachable: source.bootstrap_servers=127.0.0.1:1",
+        ),
+        ([], {"REELHOUSE_SOURCE_TOPIC": " "}, "setting source.topic is empty"),
+        (["--layers", "bronze,platinum"], {}, "unknown layer(s) ['platinum']"),
+    ],
+)
+def test_bad_configuration_fails_fast_with_one_line(arguments, environment, message, profile):
+    started = time.monotonic()
+    completed = subprocess.run(
+        [sys.executable, "-m", "spark.run", "--workspace", profile.workspace, *arguments],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert time.monotonic() - started < 60
+    assert completed.returncode == 1
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], completed.stderr[-1500:]
+    assert "Traceback" not in completed.stderr
+    json.dumps(errors)
