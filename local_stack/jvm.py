@@ -78,7 +78,7 @@ def resolve() -> None:
             _drop_jars_bundled_with_pyspark(staging)
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
-    print(f"JVM artifacts ready in {JVM_CACHE}")  # noqa: T201 (a CLI)
+    print(f"JVM artifacts ready in {JVM_CACHE}")
 
 
 def _drop_jars_bundled_with_pyspark(folder: Path) -> None:
