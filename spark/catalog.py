@@ -17,7 +17,7 @@ OWNER = "reelhouse-data-platform"
 class TableSpec:
     name: str
     description: str
-    schema: T.StructType
+    schema: T.StructType | None  # None: created by the first write (gold)
     partition_by: tuple[str, ...]
     properties: dict[str, str] = field(default_factory=dict)
 
@@ -99,7 +99,46 @@ SILVER_QUARANTINE = TableSpec(
     partition_by=("quarantine_date",),
 )
 
-TABLES: tuple[TableSpec, ...] = (BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE)
+GOLD_TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "gold.title_popularity",
+        "Plays, unique viewers and watch minutes per region, "
+        "UTC hour and title (most streamed titles by region).",
+        None,
+        ("event_date",),
+    ),
+    TableSpec(
+        "gold.sessions",
+        "One row per viewing session: start, end, duration, titles watched, completed.",
+        None,
+        ("start_date",),
+    ),
+    TableSpec(
+        "gold.session_stats",
+        "Average, median and p90 session duration per region, device type and day.",
+        None,
+        (),
+    ),
+    TableSpec(
+        "gold.traffic_by_hour", "Events and active users per region and local hour.", None, ()
+    ),
+    TableSpec(
+        "gold.user_engagement", "Engagement score and its inputs per user and day.", None, ("day",)
+    ),
+    TableSpec(
+        "gold.regional_trends",
+        "Plays per region, genre and day with day-over-day change.",
+        None,
+        (),
+    ),
+)
+GOLD_PROPERTIES = {
+    "delta.checkpointInterval": "20",
+    "delta.autoOptimize.optimizeWrite": "true",
+    "delta.autoOptimize.autoCompact": "true",
+}
+
+TABLES: tuple[TableSpec, ...] = (BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, *GOLD_TABLES)
 
 
 def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
@@ -107,6 +146,8 @@ def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
     from delta.tables import DeltaTable
 
     location = profile.lake.table_location(spec.name)
+    if spec.schema is None:
+        raise ValueError(f"{spec.name} is created by its first write, not ahead of it")
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.layer}")
     builder = (
         DeltaTable.createIfNotExists(spark)
@@ -124,6 +165,10 @@ def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
         builder = builder.partitionedBy(*spec.partition_by)
     builder.execute()
     return location
+
+
+def gold_spec(name: str) -> TableSpec:
+    return next(spec for spec in GOLD_TABLES if spec.name == name)
 
 
 def register_existing_tables(spark: SparkSession, profile: Profile) -> list[TableSpec]:

@@ -23,6 +23,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.io.preflight import PreflightError, check_source_reachable
+from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.session import build_spark_session
 from spark.settings import Profile, SettingsError, load_profile
@@ -32,6 +33,7 @@ log = logging.getLogger("spark.run")
 LAYERS: dict[str, Callable[[SparkSession, Profile, Trigger], StreamingQuery]] = {
     "bronze": start_bronze,
     "silver": start_silver,
+    "gold": start_gold,
 }
 
 

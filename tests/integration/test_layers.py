@@ -50,7 +50,7 @@ def _produce(profile, simulation) -> None:
 def reference(stack, spark, profile, simulation):
     """An uninterrupted bronze + silver run over the simulated topic."""
     _produce(profile, simulation)
-    run_layers(spark, profile, ["bronze", "silver"], Trigger())
+    run_layers(spark, profile, ["bronze", "silver", "gold"], Trigger())
     return profile
 
 
@@ -279,3 +279,107 @@ def test_bad_configuration_fails_fast_with_one_line(arguments, environment, mess
     assert len(errors) == 1 and message in errors[0], completed.stderr[-1500:]
     assert "Traceback" not in completed.stderr
     json.dumps(errors)
+
+
+def _close(actual, expected, key) -> None:
+    for field, value in expected.items():
+        got = actual[field]
+        if isinstance(value, float) or isinstance(got, float):
+            assert got is not None and abs(got - value) <= 1e-9, (key, field, got, value)
+        else:
+            assert got == value, (key, field, got, value)
+
+
+def _rows(frame, columns):
+    return [row.asDict() for row in frame.select(*columns).collect()]
+
+
+def test_gold_tables_equal_the_ground_truth(spark, reference, simulation):
+    truth = simulation.truth
+    utc_hour = F.concat(F.date_format("event_hour", "yyyy-MM-dd'T'HH:mm:ss"), F.lit("+00:00"))
+    checks = {
+        "gold.title_popularity": (
+            lambda t: t.select(
+                utc_hour.alias("hour"),
+                "region",
+                "title_id",
+                "plays",
+                "unique_viewers",
+                "watch_minutes",
+            ),
+            ("region", "hour", "title_id"),
+        ),
+        "gold.sessions": (
+            lambda t: t.select(
+                "session_id",
+                "user_id",
+                "region",
+                "device_type",
+                "duration_s",
+                "titles_watched",
+                "completed",
+            ),
+            ("session_id",),
+        ),
+        "gold.session_stats": (
+            lambda t: t.select(
+                "region",
+                "device_type",
+                F.col("day").cast("string").alias("day"),
+                "sessions",
+                "avg_duration_s",
+                "median_duration_s",
+                "p90_duration_s",
+            ),
+            ("region", "device_type", "day"),
+        ),
+        "gold.traffic_by_hour": (
+            lambda t: t.select(
+                "region",
+                F.col("local_date").cast("string").alias("local_date"),
+                "local_hour",
+                "events",
+                "active_users",
+            ),
+            ("region", "local_date", "local_hour"),
+        ),
+        "gold.user_engagement": (
+            lambda t: t.select(
+                "user_id",
+                F.col("day").cast("string").alias("day"),
+                "watch_minutes",
+                "completions",
+                "sessions",
+                "rec_clicks",
+                "score",
+            ),
+            ("user_id", "day"),
+        ),
+        "gold.regional_trends": (
+            lambda t: t.select(
+                "region",
+                "genre",
+                F.col("day").cast("string").alias("day"),
+                "plays",
+                "previous_day_plays",
+                "change",
+                "change_pct",
+            ),
+            ("region", "genre", "day"),
+        ),
+    }
+    for table, (shape, keys) in checks.items():
+        actual = {
+            tuple(r[k] for k in keys): r
+            for r in _rows(
+                shape(_table(spark, reference, table)),
+                shape(_table(spark, reference, table)).columns,
+            )
+        }
+        expected_rows = truth[table.split(".")[1]]
+        assert len(actual) == len(expected_rows), table
+        for expected in expected_rows:
+            key = tuple(expected[k] for k in keys)
+            assert key in actual, (table, key)
+            wanted = {field: value for field, value in expected.items() if field in actual[key]}
+            _close(actual[key], wanted, (table, key))

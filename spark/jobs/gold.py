@@ -1,0 +1,156 @@
+"""The gold job: silver -> every gold table, by recomputing the keys each micro-batch touched.
+
+Silver is append-only, so a micro-batch can only change the gold rows whose keys it
+contains. For each batch the job collects those keys, recomputes their rows exactly
+from silver (a late event inside silver's lateness bound updates its own window) and
+MERGEs them into the gold table. Recomputing is deterministic, and every MERGE carries
+``txnAppId``/``txnVersion``, so a replayed batch after a crash changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from spark.catalog import GOLD_PROPERTIES, GOLD_TABLES, OWNER, SILVER_EVENTS, ensure_table
+from spark.jobs.layers import Trigger, query_name
+from spark.settings import Profile
+from spark.transforms import gold
+
+_TXN_APP = "spark.databricks.delta.write.txnAppId"
+_TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+
+
+def start_gold(spark: SparkSession, profile: Profile, trigger: Trigger) -> StreamingQuery:
+    """``silver.events`` -> the gold tables, exactly once."""
+    silver_location = ensure_table(spark, profile, SILVER_EVENTS)
+    name = query_name(profile, "gold")
+
+    def write_batch(batch: DataFrame, batch_id: int) -> None:
+        session = batch.sparkSession  # this query's own session: its conf is ours alone
+        silver = session.read.format("delta").load(silver_location)
+        touched = batch.select(
+            "session_id",
+            "region",
+            "event_hour",
+            "event_date",
+            "local_date",
+            "local_hour",
+            "user_id",
+            "genre",
+        ).persist()
+        try:
+            if touched.isEmpty():
+                return
+            for table, rows in _recomputed(silver, touched).items():
+                _merge(session, profile, table, rows, f"{name}.{table}", batch_id)
+        finally:
+            touched.unpersist()
+
+    return (
+        spark.readStream.format("delta")
+        .load(silver_location)
+        .writeStream.foreachBatch(write_batch)
+        .option("checkpointLocation", profile.lake.checkpoint_location("gold"))
+        .queryName(name)
+        .trigger(**trigger.options())
+        .start()
+    )
+
+
+def _recomputed(silver: DataFrame, touched: DataFrame) -> dict[str, DataFrame]:
+    dates = [row.event_date for row in touched.select("event_date").distinct().collect()]
+    near = {day + timedelta(days=delta) for day in dates for delta in (-1, 0, 1)}
+    window = silver.filter(F.col("event_date").isin(sorted(near)))
+
+    hours = touched.select("region", "event_hour").distinct()
+    session_ids = touched.select("session_id").distinct()
+    slots = touched.select("region", "local_date", "local_hour").distinct()
+    user_days = touched.select("user_id", F.col("event_date")).distinct()
+    genre_days = (
+        touched.filter(F.col("genre").isNotNull())
+        .select(
+            "region",
+            "genre",
+            F.explode(F.array(F.col("event_date"), F.date_add("event_date", 1))).alias("day"),
+        )
+        .distinct()
+    )
+
+    sessions = gold.sessions(window.join(session_ids, "session_id", "left_semi"))
+    session_days = sessions.select("region", "device_type", "start_date").distinct()
+    all_sessions_of_days = gold.sessions(
+        window.join(
+            window.join(
+                session_days.withColumnRenamed("start_date", "event_date"),
+                ["region", "device_type", "event_date"],
+                "left_semi",
+            )
+            .select("session_id")
+            .distinct(),
+            "session_id",
+            "left_semi",
+        )
+    ).join(session_days, ["region", "device_type", "start_date"], "left_semi")
+    trends = gold.regional_trends(window).join(genre_days, ["region", "genre", "day"], "left_semi")
+    return {
+        "gold.title_popularity": gold.title_popularity(
+            window.join(hours, ["region", "event_hour"], "left_semi")
+        ),
+        "gold.sessions": sessions,
+        "gold.session_stats": gold.session_stats(all_sessions_of_days),
+        "gold.traffic_by_hour": gold.traffic_by_hour(
+            window.join(slots, ["region", "local_date", "local_hour"], "left_semi")
+        ),
+        "gold.user_engagement": gold.user_engagement(
+            window.join(user_days, ["user_id", "event_date"], "left_semi")
+        ),
+        "gold.regional_trends": trends,
+    }
+
+
+def _merge(
+    session: SparkSession, profile: Profile, table: str, rows: DataFrame, app_id: str, batch_id: int
+) -> None:
+    from delta.tables import DeltaTable
+
+    spec = next(spec for spec in GOLD_TABLES if spec.name == table)
+    location = profile.lake.table_location(table)
+    session.conf.set(_TXN_APP, app_id)
+    session.conf.set(_TXN_VERSION, str(batch_id))
+    try:
+        if not DeltaTable.isDeltaTable(session, location):
+            writer = rows.write.format("delta").mode("append")
+            if spec.partition_by:
+                writer = writer.partitionBy(*spec.partition_by)
+            writer.save(location)
+            _describe(session, spec, location, profile)
+            return
+        keys = gold.KEYS[table]
+        condition = " AND ".join(f"target.`{key}` <=> source.`{key}`" for key in keys)
+        (
+            DeltaTable.forPath(session, location)
+            .alias("target")
+            .merge(rows.alias("source"), condition)
+            .whenMatchedUpdateAll()
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    finally:
+        session.conf.unset(_TXN_APP)
+        session.conf.unset(_TXN_VERSION)
+
+
+def _describe(session: SparkSession, spec, location: str, profile: Profile) -> None:
+    properties = {
+        **GOLD_PROPERTIES,
+        "reelhouse.layer": "gold",
+        "reelhouse.owner": OWNER,
+        "reelhouse.workspace": profile.workspace,
+        "comment": spec.description,
+    }
+    assignments = ", ".join(f"'{key}' = '{value}'" for key, value in properties.items())
+    session.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ({assignments})")
