@@ -17,11 +17,13 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from spark.gates import Gate, load_gate
 from spark.io.preflight import PreflightError, check_source_reachable
 from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
@@ -30,7 +32,7 @@ from spark.settings import Profile, SettingsError, load_profile
 
 log = logging.getLogger("spark.run")
 
-LAYERS: dict[str, Callable[[SparkSession, Profile, Trigger], StreamingQuery]] = {
+LAYERS: dict[str, Callable[..., StreamingQuery]] = {
     "bronze": start_bronze,
     "silver": start_silver,
     "gold": start_gold,
@@ -47,20 +49,23 @@ def run_layers(
     layers: list[str],
     trigger: Trigger,
     stop: threading.Event | None = None,
+    run_id: str | None = None,
+    gate: Gate | None = None,
 ) -> dict[str, dict]:
-    """Run ``layers`` with ``trigger``; return the last progress of each query."""
+    """Run ``layers`` with ``trigger``, every micro-batch gated; return each last progress."""
     if "bronze" in layers:
         check_source_reachable(profile.source)
+    gate = gate or load_gate(profile, run_id or uuid.uuid4().hex)
     progress: dict[str, dict] = {}
     if trigger.mode == "available-now":
         for layer in layers:
             log.info("layer %s: starting (%s)", layer, trigger.mode)
-            query = LAYERS[layer](spark, profile, trigger)
+            query = LAYERS[layer](spark, profile, trigger, gate)
             _await(query, layer)
             progress[layer] = query.lastProgress or {}
             log.info("layer %s: done", layer)
         return progress
-    queries = {layer: LAYERS[layer](spark, profile, trigger) for layer in layers}
+    queries = {layer: LAYERS[layer](spark, profile, trigger, gate) for layer in layers}
     stop = stop or threading.Event()
     try:
         while not stop.is_set():

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import GOLD_PROPERTIES, GOLD_TABLES, OWNER, SILVER_EVENTS, ensure_table
+from spark.gates import Gate, PromoteEverything
 from spark.jobs.layers import Trigger, query_name
 from spark.settings import Profile
 from spark.transforms import gold
@@ -24,8 +25,11 @@ _TXN_APP = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
 
-def start_gold(spark: SparkSession, profile: Profile, trigger: Trigger) -> StreamingQuery:
+def start_gold(
+    spark: SparkSession, profile: Profile, trigger: Trigger, gate: Gate | None = None
+) -> StreamingQuery:
     """``silver.events`` -> the gold tables, exactly once."""
+    gate = gate or PromoteEverything()
     silver_location = ensure_table(spark, profile, SILVER_EVENTS)
     name = query_name(profile, "gold")
 
@@ -46,7 +50,12 @@ def start_gold(spark: SparkSession, profile: Profile, trigger: Trigger) -> Strea
             if touched.isEmpty():
                 return
             for table, rows in _recomputed(silver, touched).items():
-                _merge(session, profile, table, rows, f"{name}.{table}", batch_id)
+                rows = rows.persist()
+                try:
+                    promote = gate(table, rows, batch_id).promote  # gold gates warn or fail
+                    _merge(session, profile, table, promote, f"{name}.{table}", batch_id)
+                finally:
+                    rows.unpersist()
         finally:
             touched.unpersist()
 

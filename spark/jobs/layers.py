@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, ensure_table
+from spark.gates import Gate, PromoteEverything
 from spark.io.delta import append_idempotent
 from spark.settings import Profile
 from spark.transforms.events import (
@@ -46,14 +47,19 @@ def query_name(profile: Profile, table: str) -> str:
     return f"{profile.workspace}.{table}"
 
 
-def start_bronze(spark: SparkSession, profile: Profile, trigger: Trigger) -> StreamingQuery:
+def start_bronze(
+    spark: SparkSession, profile: Profile, trigger: Trigger, gate: Gate | None = None
+) -> StreamingQuery:
     """Kafka -> ``bronze.events``: every record as received, exactly once."""
+    gate = gate or PromoteEverything()
     location = ensure_table(spark, profile, BRONZE_EVENTS)
     name = query_name(profile, BRONZE_EVENTS.name)
     records = spark.readStream.format("kafka").options(**profile.source.spark_options()).load()
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
-        append_idempotent(batch, location, name, batch_id)
+        # Bronze keeps every record: its gate may warn or fail, never drop.
+        outcome = gate(BRONZE_EVENTS.name, batch, batch_id)
+        append_idempotent(outcome.promote, location, name, batch_id)
 
     return (
         to_bronze(records)
@@ -65,8 +71,11 @@ def start_bronze(spark: SparkSession, profile: Profile, trigger: Trigger) -> Str
     )
 
 
-def start_silver(spark: SparkSession, profile: Profile, trigger: Trigger) -> StreamingQuery:
+def start_silver(
+    spark: SparkSession, profile: Profile, trigger: Trigger, gate: Gate | None = None
+) -> StreamingQuery:
     """``bronze.events`` -> ``silver.events`` + ``silver.quarantine``, exactly once."""
+    gate = gate or PromoteEverything()
     bronze_location = ensure_table(spark, profile, BRONZE_EVENTS)
     silver_location = ensure_table(spark, profile, SILVER_EVENTS)
     quarantine_location = ensure_table(spark, profile, SILVER_QUARANTINE)
@@ -84,7 +93,11 @@ def start_silver(spark: SparkSession, profile: Profile, trigger: Trigger) -> Str
             rejected = parsed.filter(F.size("reasons") > 0).unionByName(
                 duplicates.drop("duplicate_of_earlier")
             )
-            promoted = marked.filter(~F.col("duplicate_of_earlier")).select(*silver_columns())
+            candidates = marked.filter(~F.col("duplicate_of_earlier")).drop("duplicate_of_earlier")
+            outcome = gate(SILVER_EVENTS.name, candidates, batch_id)
+            if outcome.rejected is not None:
+                rejected = rejected.unionByName(outcome.rejected.select(*rejected.columns))
+            promoted = outcome.promote.select(*silver_columns())
             # Quarantine first, silver last: on a replay, silver (the dedup reference)
             # is as it was when the batch first ran, so every record is classified alike.
             append_idempotent(

@@ -1,0 +1,58 @@
+"""The promotion-gate hook: how a quality package gates every micro-batch of a layer.
+
+``spark`` does not know which checks run: a package registers a gate factory under
+the ``reelhouse.gates`` entry point (``quality`` does), and the jobs call the gate inside
+``foreachBatch`` before they write to the next layer. With no gate registered, every
+row is promoted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark.settings import Profile
+
+ENTRY_POINT_GROUP = "reelhouse.gates"
+
+
+class GateFailure(RuntimeError):
+    """A ``fail`` expectation was violated: nothing of the batch may be promoted."""
+
+
+@dataclass
+class GateOutcome:
+    """What a gate decided for one micro-batch."""
+
+    promote: DataFrame  # rows to write to the table
+    rejected: DataFrame | None = None  # rows to quarantine, with a ``reasons`` array column
+
+
+class Gate(Protocol):
+    def __call__(self, table: str, batch: DataFrame, batch_id: int) -> GateOutcome:
+        """Validate ``batch`` bound for ``table``; raise GateFailure to stop promotion."""
+        ...
+
+
+class PromoteEverything:
+    """The gate used when no quality package is installed."""
+
+    def __call__(self, table: str, batch: DataFrame, batch_id: int) -> GateOutcome:
+        return GateOutcome(promote=batch, rejected=None)
+
+
+def load_gate(profile: Profile, run_id: str) -> Gate:
+    """The registered gate for this profile and run (or one that promotes everything)."""
+    factories = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not factories:
+        return PromoteEverything()
+    return factories[0].load()(profile, run_id)
+
+
+def with_reason(rejected: DataFrame, reason: str) -> DataFrame:
+    """Mark rejected rows with one reason code (the gate's expectation name)."""
+    return rejected.withColumn("reasons", F.array(F.lit(reason)))
