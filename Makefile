@@ -10,11 +10,17 @@ EVENTS ?= 100000
 FAULT_RATE ?= 0.01
 BENCH_EVENTS ?= 1000000
 
+# Prefect keeps its database and settings inside the project (git-ignored).
+export PREFECT_HOME := $(CURDIR)/.stack/prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_LOGGING_LEVEL := INFO
+
 VENV_STAMP := $(VENV)/.installed
 JVM_STAMP := .cache/jvm/.resolved
 NODE_STAMP := local_stack/node/node_modules/.installed
 
-.PHONY: help setup stack-up stack-down stack-status test test-unit lint local-run bench quality-report clean
+.PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench quality-report clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -53,9 +59,14 @@ lint: setup ## ruff: lint and import order
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-local-run: setup ## stack up, then simulate -> bronze -> silver -> gold -> report
-	$(PY) -m local_stack up
+local-run: setup ## stack up, then simulate -> bronze -> silver -> gold -> report (Prefect flow)
 	$(PY) -m flows.local_run --events $(EVENTS) --fault-rate $(FAULT_RATE)
+
+prefect-up: stack-up ## Prefect server on 127.0.0.1:4200 + process worker + deployments
+	$(PY) -m local_stack prefect-up
+
+prefect-down: ## stop the Prefect worker and server
+	$(PY) -m local_stack prefect-down
 
 bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json
 	$(PY) -m bench.run --events $(BENCH_EVENTS)

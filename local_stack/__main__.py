@@ -13,7 +13,7 @@ from spark.settings import SettingsError, load_profile
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "prefect-up", "prefect-down"])
     parser.add_argument("--workspace", help="workspace whose topic `up` creates (default: main)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             topic = load_profile("local", args.workspace).source.topic
             for line in stack.up(topics=(topic,)):
+                print(line)
+            return 0
+        if args.command in ("prefect-up", "prefect-down"):
+            action = stack.prefect_up if args.command == "prefect-up" else stack.prefect_down
+            for line in action():
                 print(line)
             return 0
         if args.command == "down":

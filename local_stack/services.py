@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from local_stack.jvm import broker_classpath
-from local_stack.settings import NODE_DIR, StackSettings
+from local_stack.settings import NODE_DIR, PROJECT_ROOT, StackSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,10 @@ class Service:
 
     def command(self) -> list[str]:
         raise NotImplementedError
+
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment (None: inherit this process's)."""
+        return None
 
     def is_healthy(self) -> bool:
         raise NotImplementedError
@@ -109,6 +113,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=self.environment(),
             )
         self.pid_file.write_text(str(process.pid))
         started = time.monotonic()
@@ -311,6 +316,98 @@ class Azurite(Service):
         except OSError:
             return False
         return True
+
+
+class PrefectServer(Service):
+    """A local Prefect server (API and UI), its database under the state folder."""
+
+    name = "prefect-server"
+    marker = "server start"
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.settings.prefect.port,)
+
+    def start_timeout_s(self) -> float:
+        return self.settings.prefect.start_timeout_s
+
+    def prepare(self) -> None:
+        self.settings.prefect.home.mkdir(parents=True, exist_ok=True)
+
+    def environment(self) -> dict[str, str]:
+        return prefect_environment(self.settings)
+
+    def command(self) -> list[str]:
+        prefect = self.settings.prefect
+        return [
+            _prefect_binary(),
+            "server",
+            "start",
+            "--host",
+            prefect.host,
+            "--port",
+            str(prefect.port),
+        ]
+
+    def is_healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.settings.prefect.api_url}/health", timeout=2):
+                return True
+        except OSError:
+            return False
+
+
+class PrefectWorker(Service):
+    """A process worker of the project's work pool."""
+
+    name = "prefect-worker"
+    marker = "worker start"
+
+    def ports(self) -> tuple[int, ...]:
+        return ()
+
+    def start_timeout_s(self) -> float:
+        return 60.0
+
+    def environment(self) -> dict[str, str]:
+        return prefect_environment(self.settings)
+
+    def command(self) -> list[str]:
+        return [
+            _prefect_binary(),
+            "worker",
+            "start",
+            "--pool",
+            self.settings.prefect.work_pool,
+            "--type",
+            "process",
+            "--name",
+            "reelhouse-local-worker",
+        ]
+
+    def is_healthy(self) -> bool:
+        try:
+            return "started" in self.log_file.read_text(errors="replace").lower()
+        except FileNotFoundError:
+            return False
+
+
+def prefect_environment(settings: StackSettings) -> dict[str, str]:
+    """What a Prefect client needs to talk to the local server."""
+    from spark.settings import environment_with
+
+    return environment_with(
+        PREFECT_API_URL=settings.prefect.api_url,
+        PREFECT_HOME=str(settings.prefect.home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        REELHOUSE_PROJECT_DIR=str(PROJECT_ROOT),
+    )
+
+
+def _prefect_binary() -> str:
+    import sys
+
+    return str(Path(sys.executable).with_name("prefect"))
 
 
 def kafka_answers(bootstrap_servers: str, timeout_s: float) -> bool:

@@ -62,10 +62,24 @@ class AzuriteSettings:
 
 
 @dataclass(frozen=True)
+class PrefectSettings:
+    host: str
+    port: int
+    work_pool: str
+    start_timeout_s: float
+    home: Path
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+
+@dataclass(frozen=True)
 class StackSettings:
     state_dir: Path
     kafka: KafkaSettings
     azurite: AzuriteSettings
+    prefect: PrefectSettings
 
     @property
     def log_dir(self) -> Path:
@@ -84,7 +98,7 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
     state_dir = Path(raw["state_dir"])
     if not state_dir.is_absolute():
         state_dir = PROJECT_ROOT / state_dir
-    kafka, azurite = raw["kafka"], raw["azurite"]
+    kafka, azurite, prefect = raw["kafka"], raw["azurite"], raw["prefect"]
     return StackSettings(
         state_dir=state_dir,
         kafka=KafkaSettings(
@@ -104,6 +118,13 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
             account=azurite["account"],
             start_timeout_s=float(azurite["start_timeout_s"]),
             image=azurite["image"],
+        ),
+        prefect=PrefectSettings(
+            host=host,
+            port=_port("prefect.port", prefect["port"]),
+            work_pool=prefect["work_pool"],
+            start_timeout_s=float(prefect["start_timeout_s"]),
+            home=state_dir / "prefect",
         ),
     )
 

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 
-from local_stack.services import Azurite, KafkaBroker, Service, ServiceStatus, StackError
-from local_stack.settings import StackSettings, load_stack_settings
+from local_stack.services import (
+    Azurite,
+    KafkaBroker,
+    PrefectServer,
+    PrefectWorker,
+    Service,
+    ServiceStatus,
+    StackError,
+    _prefect_binary,
+    prefect_environment,
+)
+from local_stack.settings import PROJECT_ROOT, StackSettings, load_stack_settings
 from local_stack.topics import ensure_topic
 
 log = logging.getLogger(__name__)
@@ -18,6 +29,8 @@ class LocalStack:
         self.settings = settings or load_stack_settings()
         self.kafka = KafkaBroker(self.settings)
         self.azurite = Azurite(self.settings)
+        self.prefect_server = PrefectServer(self.settings)
+        self.prefect_worker = PrefectWorker(self.settings)
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -50,3 +63,34 @@ class LocalStack:
 
     def is_healthy(self) -> bool:
         return all(status.healthy for status in self.status())
+
+    def prefect_up(self) -> list[str]:
+        """Start the Prefect server and a process worker, then deploy ``prefect.yaml``."""
+        messages = [self.prefect_server.start()]
+        pool = self.settings.prefect.work_pool
+        created = self._prefect("work-pool", "create", pool, "--type", "process", check=False)
+        messages.append(f"work pool {pool}: {'created' if created.returncode == 0 else 'exists'}")
+        messages.append(self.prefect_worker.start())
+        self._prefect("--no-prompt", "deploy", "--all")
+        messages.append(
+            f"deployed prefect.yaml; UI at http://{self.settings.prefect.host}:"
+            f"{self.settings.prefect.port}"
+        )
+        return messages
+
+    def prefect_down(self) -> list[str]:
+        return [self.prefect_worker.stop(), self.prefect_server.stop()]
+
+    def _prefect(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+        completed = subprocess.run(
+            [_prefect_binary(), *arguments],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            env=prefect_environment(self.settings),
+            timeout=300,
+        )
+        if check and completed.returncode != 0:
+            tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
+            raise StackError(f"prefect {' '.join(arguments)} failed: {' | '.join(tail)}")
+        return completed

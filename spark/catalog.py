@@ -138,7 +138,37 @@ GOLD_PROPERTIES = {
     "delta.autoOptimize.autoCompact": "true",
 }
 
-TABLES: tuple[TableSpec, ...] = (BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, *GOLD_TABLES)
+QUALITY_VALIDATION_EVENTS = TableSpec(
+    name="quality.validation_events",
+    description="One row per expectation per validated micro-batch of a gated table: its "
+    "action (warn, drop, fail), success, element and unexpected counts, a few unexpected "
+    "values, when it ran and how long the batch's validation took. Append-only.",
+    schema=T.StructType(
+        [
+            T.StructField("run_id", T.StringType()),
+            T.StructField("table", T.StringType()),
+            T.StructField("batch_id", T.LongType()),
+            T.StructField("expectation", T.StringType()),
+            T.StructField("action", T.StringType()),
+            T.StructField("success", T.BooleanType()),
+            T.StructField("element_count", T.LongType()),
+            T.StructField("unexpected_count", T.LongType()),
+            T.StructField("unexpected_examples", T.ArrayType(T.StringType())),
+            T.StructField("validated_ts", T.TimestampType()),
+            T.StructField("duration_ms", T.LongType()),
+        ]
+    ),
+    partition_by=(),
+    properties={"delta.appendOnly": "true"},
+)
+
+TABLES: tuple[TableSpec, ...] = (
+    BRONZE_EVENTS,
+    SILVER_EVENTS,
+    SILVER_QUARANTINE,
+    *GOLD_TABLES,
+    QUALITY_VALIDATION_EVENTS,
+)
 
 
 def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:

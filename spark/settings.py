@@ -151,6 +151,11 @@ def load_profile(name: str | None = None, workspace: str | None = None) -> Profi
     return _validate(profile_name, workspace_name, raw)
 
 
+def environment_with(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``, for a child process."""
+    return {**os.environ, **extra}
+
+
 def override_variable(section: str, key: str) -> str:
     """The environment variable that overrides one profile value."""
     return f"REELHOUSE_{section}_{key}".upper()

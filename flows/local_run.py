@@ -1,0 +1,57 @@
+"""``make local-run``: the medallion flow in-process on the local profile, then a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.local_run", description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--fault-rate", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workspace", default="main")
+    args = parser.parse_args(argv)
+
+    from flows.medallion import medallion
+
+    started = time.monotonic()
+    state = medallion(
+        profile="local",
+        workspace=args.workspace,
+        events=args.events,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        return_state=True,
+    )
+    if not state.is_completed():
+        print(f"\nreelhouse: the run failed: {state.message}", file=sys.stderr)
+        return 1
+    result = state.result()
+    _print_summary(result, time.monotonic() - started)
+    return 0
+
+
+def _print_summary(result: dict, seconds: float) -> None:
+    rows = result["rows"]
+    simulation = result["simulation"] or {}
+    print("\n" + "=" * 72)
+    print(f"reelhouse local run {result['run_id']} finished in {seconds:.0f}s")
+    print("=" * 72)
+    if simulation:
+        faults = sum(simulation["faults"].values())
+        print(f"simulated  {simulation['events']:>10,} events  + {faults:,} faulty records")
+    for table, count in sorted(rows.items()):
+        print(f"{table:<26} {count:>10,} rows")
+    quarantined = rows.get("silver.quarantine", 0)
+    print(f"quarantined {quarantined:,} records (see silver.quarantine for the reasons)")
+    if result["report"]:
+        print(f"quality report: {result['report']}")
+    print("tables: .venv/bin/python -m spark.tables   (add --json for machine-readable)")
+    print("=" * 72)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The ``replay`` and ``maintenance`` flows: orchestration around ``spark.maintenance``."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.medallion import _spark, run_layer
+from spark.settings import load_profile
+
+
+@task(cache_policy=NO_CACHE)
+def reset_downstream_tables(profile_name: str, workspace: str) -> list[str]:
+    from spark.maintenance import reset_downstream
+
+    removed = reset_downstream(
+        _spark(profile_name, workspace), load_profile(profile_name, workspace)
+    )
+    get_run_logger().info("removed %d tables/checkpoints: %s", len(removed), removed)
+    return removed
+
+
+@flow(name="replay")
+def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -> dict:
+    """Rebuild silver and gold from bronze. Pass confirm=<workspace> to proceed."""
+    if confirm != workspace:
+        raise ValueError(
+            f"replay deletes silver and gold of workspace {workspace!r}; "
+            f"run again with confirm={workspace!r} to proceed"
+        )
+    settings = load_profile(profile, workspace)
+    removed = reset_downstream_tables(profile, workspace)
+    rows: dict[str, int] = {}
+    for layer in ("silver", "gold"):
+        rows.update(run_layer(settings, layer, "available-now", f"replay-{workspace}"))
+    return {"removed": removed, "rows": rows}
+
+
+@task(cache_policy=NO_CACHE)
+def optimize(profile_name: str, workspace: str) -> dict:
+    from spark.maintenance import optimize_tables
+
+    result = optimize_tables(_spark(profile_name, workspace), load_profile(profile_name, workspace))
+    get_run_logger().info("optimized: %s", result)
+    return result
+
+
+@task(cache_policy=NO_CACHE)
+def vacuum(profile_name: str, workspace: str, retention_hours: int) -> list[str]:
+    from spark.maintenance import vacuum_tables
+
+    done = vacuum_tables(
+        _spark(profile_name, workspace), load_profile(profile_name, workspace), retention_hours
+    )
+    get_run_logger().info("vacuumed (retain %dh): %s", retention_hours, done)
+    return done
+
+
+@task(cache_policy=NO_CACHE)
+def checkpoint(profile_name: str, workspace: str) -> list[str]:
+    from spark.maintenance import checkpoint_tables
+
+    return checkpoint_tables(_spark(profile_name, workspace), load_profile(profile_name, workspace))
+
+
+@flow(name="maintenance")
+def maintenance(
+    profile: str = "local", workspace: str = "main", retention_hours: int = 168
+) -> dict:
+    """OPTIMIZE (compaction), VACUUM with a retention floor of 168 h, Delta log checkpoints."""
+    return {
+        "optimized": optimize(profile, workspace),
+        "vacuumed": vacuum(profile, workspace, retention_hours),
+        "checkpointed": checkpoint(profile, workspace),
+    }

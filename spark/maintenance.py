@@ -1,0 +1,84 @@
+"""Table maintenance and replay: compaction, vacuum, checkpoints, downstream reset."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from spark.catalog import TABLES
+from spark.settings import Profile
+
+MIN_VACUUM_RETENTION_HOURS = 168  # a week: never remove files a reader may still need
+
+# What replay rebuilds from bronze, and the checkpoints that feed it.
+DOWNSTREAM_OF_BRONZE = {
+    "tables": [spec.name for spec in TABLES if spec.layer in ("silver", "gold")],
+    "checkpoints": ["silver_events", "gold"],
+}
+
+
+def optimize_tables(spark: SparkSession, profile: Profile) -> dict[str, dict]:
+    """Compact small files (Delta OPTIMIZE) of every existing table."""
+    from delta.tables import DeltaTable
+
+    results = {}
+    for spec in TABLES:
+        location = profile.lake.table_location(spec.name)
+        if DeltaTable.isDeltaTable(spark, location):
+            metrics = DeltaTable.forPath(spark, location).optimize().executeCompaction()
+            row = metrics.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+            results[spec.name] = {"files_added": row[0], "files_removed": row[1]}
+    return results
+
+
+def vacuum_tables(spark: SparkSession, profile: Profile, retention_hours: int) -> list[str]:
+    """VACUUM every existing table, never below the retention floor."""
+    from delta.tables import DeltaTable
+
+    if retention_hours < MIN_VACUUM_RETENTION_HOURS:
+        raise ValueError(
+            f"retention_hours={retention_hours} is below the floor of "
+            f"{MIN_VACUUM_RETENTION_HOURS} hours"
+        )
+    done = []
+    for spec in TABLES:
+        location = profile.lake.table_location(spec.name)
+        if DeltaTable.isDeltaTable(spark, location):
+            DeltaTable.forPath(spark, location).vacuum(float(retention_hours))
+            done.append(spec.name)
+    return done
+
+
+def checkpoint_tables(spark: SparkSession, profile: Profile) -> list[str]:
+    """Write a Delta log checkpoint for every existing table (faster snapshot loading)."""
+    from delta.tables import DeltaTable
+
+    done = []
+    for spec in TABLES:
+        location = profile.lake.table_location(spec.name)
+        if DeltaTable.isDeltaTable(spark, location):
+            log = spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(
+                spark._jsparkSession, location
+            )
+            log.checkpoint()
+            done.append(spec.name)
+    return done
+
+
+def reset_downstream(spark: SparkSession, profile: Profile) -> list[str]:
+    """Delete silver and gold tables and their checkpoints so they rebuild from bronze."""
+    removed = []
+    paths = [profile.lake.table_location(name) for name in DOWNSTREAM_OF_BRONZE["tables"]]
+    paths += [
+        profile.lake.checkpoint_location(name) for name in DOWNSTREAM_OF_BRONZE["checkpoints"]
+    ]
+    jvm = spark._jvm
+    configuration = spark._jsc.hadoopConfiguration()
+    for path in paths:
+        hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+        filesystem = hadoop_path.getFileSystem(configuration)
+        if filesystem.exists(hadoop_path):
+            filesystem.delete(hadoop_path, True)
+            removed.append(path)
+    for name in DOWNSTREAM_OF_BRONZE["tables"]:
+        spark.sql(f"DROP TABLE IF EXISTS {name}")
+    return removed
