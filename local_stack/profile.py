@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from local_stack.jvm import spark_jars
-from local_stack.settings import PACKAGE_DIR, load_stack_settings
+from local_stack.settings import EMULATOR_KEY, PACKAGE_DIR, load_stack_settings
 
 PROFILE_FILE = PACKAGE_DIR / "profile.toml"
 
@@ -21,6 +21,11 @@ class LocalProfileProvider:
             "kafka_bootstrap": stack.kafka.bootstrap_servers,
             "state_dir": stack.state_dir.as_posix(),
             "blob_endpoint": stack.azurite.blob_endpoint,
+            "blob_host_port": f"{stack.azurite.host}:{stack.azurite.blob_port}",
+            "account": stack.azurite.account,
+            "lake_container": stack.azurite.lake_container,
+            # The emulator's published development key: valid only against Azurite.
+            "emulator_key": EMULATOR_KEY,
         }
         with PROFILE_FILE.open("rb") as handle:
             raw = _fill(tomllib.load(handle), values)
@@ -33,7 +38,7 @@ class LocalProfileProvider:
 
 def _fill(value: Any, values: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
-        return {key: _fill(item, values) for key, item in value.items()}
+        return {_fill(key, values): _fill(item, values) for key, item in value.items()}
     if isinstance(value, str):
         for name, replacement in values.items():
             value = value.replace("{" + name + "}", replacement)

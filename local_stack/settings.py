@@ -44,6 +44,7 @@ class AzuriteSettings:
     queue_port: int
     table_port: int
     account: str
+    lake_container: str
     start_timeout_s: float
     image: str
 
@@ -116,6 +117,7 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
             queue_port=_port("azurite.queue_port", azurite["queue_port"]),
             table_port=_port("azurite.table_port", azurite["table_port"]),
             account=azurite["account"],
+            lake_container=azurite["lake_container"],
             start_timeout_s=float(azurite["start_timeout_s"]),
             image=azurite["image"],
         ),

@@ -39,6 +39,8 @@ class LocalStack:
     def up(self, topics: tuple[str, ...] = ()) -> list[str]:
         """Start what is not running (idempotent) and create the given topics."""
         messages = [service.start() for service in self.services]
+        if self.ensure_lake_container():
+            messages.append(f"container {self.settings.azurite.lake_container}: created")
         for topic in topics:
             created = ensure_topic(
                 self.settings.kafka.bootstrap_servers,
@@ -47,6 +49,18 @@ class LocalStack:
             )
             messages.append(f"topic {topic}: {'created' if created else 'exists'}")
         return messages
+
+    def ensure_lake_container(self) -> bool:
+        """Create the local lake's blob container if it is missing; True when created."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import BlobServiceClient
+
+        client = BlobServiceClient.from_connection_string(self.settings.azurite.connection_string)
+        try:
+            client.create_container(self.settings.azurite.lake_container)
+        except ResourceExistsError:
+            return False
+        return True
 
     def down(self) -> list[str]:
         """Stop what this project started, in reverse order."""

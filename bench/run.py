@@ -1,0 +1,183 @@
+"""``make bench``: throughput of every layer over one backlog, on an isolated workspace.
+
+Writes ``bench/results/latest.json`` and prints a table. Each layer runs alone over the
+whole backlog (available-now), then all layers together on a second workspace reading
+the same topic (end to end), then a minimal hand-written Kafka -> Delta copy (the floor
+a user would write). Peak RSS sums every process of the run: this driver (and its
+JVM), the broker and Azurite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+
+from local_stack.simulate.producer import send_to_kafka
+from local_stack.simulate.simulation import SimulationRequest, simulate
+from local_stack.stack import LocalStack
+from local_stack.topics import ensure_topic
+from spark.jobs.layers import Trigger
+from spark.run import run_layers
+from spark.session import build_spark_session
+from spark.settings import load_profile
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class PeakMemory:
+    """Samples the summed RSS of the given processes and all their children."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            seen = set()
+            for pid in self.pids:
+                try:
+                    root = psutil.Process(pid)
+                    for process in [root, *root.children(recursive=True)]:
+                        if process.pid not in seen:
+                            seen.add(process.pid)
+                            total += process.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+            self._stop.wait(0.5)
+
+
+def _timed(action) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--fault-rate", type=float, default=0.01)
+    args = parser.parse_args(argv)
+
+    stack = LocalStack()
+    stack.up()
+    stamp = time.strftime("%Y%m%d%H%M%S")
+    profile = load_profile("local", f"bench-{stamp}")
+    together = load_profile("local", f"bench-{stamp}-e2e")
+    together = replace(together, source=replace(together.source, topic=profile.source.topic))
+    pids = [os.getpid(), *(s.running_pid() for s in stack.services if s.running_pid())]
+
+    results: dict = {"events": args.events, "fault_rate": args.fault_rate}
+    with PeakMemory(pids) as memory:
+        simulation = simulate(SimulationRequest(events=args.events, fault_rate=args.fault_rate,
+                                                with_truth=False))
+        records = len(simulation.records)
+        ensure_topic(profile.source.bootstrap_servers, profile.source.topic,
+                     stack.settings.kafka.default_partitions)
+        send_s = send_to_kafka(simulation.records, profile.source.topic,
+                               profile.source.client_options(), rate=0, progress=False)
+        del simulation
+        results["records"] = records
+        results["produce_eps"] = records / send_s
+
+        spark = build_spark_session(profile, app_name="reelhouse-bench")
+        layer_s = {}
+        for layer in ("bronze", "silver", "gold"):
+            layer_s[layer] = _timed(lambda layer=layer: run_layers(
+                spark, profile, [layer], Trigger(), run_id=f"bench-{stamp}"))
+            results[f"{layer}_eps"] = records / layer_s[layer]
+        end_to_end_s = _timed(lambda: run_layers(spark, together, ["bronze", "silver", "gold"],
+                                                 Trigger(), run_id=f"bench-{stamp}-e2e"))
+        results["end_to_end_eps"] = records / end_to_end_s
+        baseline_s = _timed(lambda: _baseline_copy(spark, profile, stamp))
+        results["baseline_copy_eps"] = records / baseline_s
+    results["peak_rss_mb"] = round(memory.peak_mb, 1)
+    results["seconds"] = {**layer_s, "end_to_end": end_to_end_s, "baseline_copy": baseline_s,
+                          "produce": send_s}
+    results["gate_overhead_pct"] = _gate_overhead_pct(spark, profile, sum(layer_s.values()))
+    results["files_per_table"] = _files_per_table(spark, profile)
+    results["spark"] = {"master": profile.spark_master, **{
+        key: value for key, value in profile.spark_conf.items() if key != "spark.jars"}}
+    results["machine"] = {"cpus": os.cpu_count(), "memory_gb": round(
+        psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
+        "platform": platform.platform()}
+    results["lake"] = profile.lake.root
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
+    _print_table(results)
+    return 0
+
+
+def _baseline_copy(spark, profile, stamp: str) -> None:
+    """The minimal hand-written Kafka -> Delta stream a user would start from."""
+    location = f"{profile.lake.root}/baseline/copy"
+    query = (
+        spark.readStream.format("kafka").options(**profile.source.spark_options()).load()
+        .writeStream.format("delta")
+        .option("checkpointLocation", profile.lake.checkpoint_location("baseline_copy"))
+        .trigger(availableNow=True)
+        .start(location)
+    )
+    query.awaitTermination()
+
+
+def _gate_overhead_pct(spark, profile, layer_seconds: float) -> float | None:
+    """Share of the layers' time spent in validation, from the quality event log."""
+    from delta.tables import DeltaTable
+
+    location = profile.lake.table_location("quality.validation_events")
+    if not DeltaTable.isDeltaTable(spark, location):
+        return None
+    events = spark.read.format("delta").load(location)
+    if "duration_ms" not in events.columns:
+        return None
+    validation_ms = events.groupBy("table", "batch_id").agg({"duration_ms": "max"}).groupBy() \
+        .sum().first()[0] or 0
+    return round(100.0 * validation_ms / 1000.0 / layer_seconds, 1)
+
+
+def _files_per_table(spark, profile) -> dict[str, int]:
+    from delta.tables import DeltaTable
+
+    from spark.catalog import TABLES
+
+    files = {}
+    for spec in TABLES:
+        location = profile.lake.table_location(spec.name)
+        if DeltaTable.isDeltaTable(spark, location):
+            files[spec.name] = DeltaTable.forPath(spark, location).detail().first()["numFiles"]
+    return files
+
+
+def _print_table(results: dict) -> None:
+    print(f"\nreelhouse bench: {results['events']:,} events, {results['records']:,} records")
+    for key in ("produce_eps", "bronze_eps", "silver_eps", "gold_eps", "end_to_end_eps",
+                "baseline_copy_eps"):
+        print(f"  {key:<20} {results[key]:>12,.0f} events/s")
+    print(f"  {'peak_rss_mb':<20} {results['peak_rss_mb']:>12,.0f}")
+    print(f"  {'gate_overhead_pct':<20} {str(results['gate_overhead_pct']):>12}")
+    print(f"  files per table: {results['files_per_table']}")
+    print(f"results: {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,263 @@
+"""The promotion gate: validate each micro-batch with its table's suite, then act on it.
+
+Registered under the ``reelhouse.gates`` entry point as ``quality = quality.gates:build_gate``;
+the jobs call it inside ``foreachBatch``. One Great Expectations context per gate (the
+first validation in a process is slow, later ones reuse it) and one validation call per
+micro-batch for the whole suite.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import great_expectations as gx
+from great_expectations.data_context.types.base import ProgressBarsConfig
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from quality.rows import failing_rows
+from quality.suites import Check, Suite, default_suites
+from quality.validation_log import ValidationEvent, ensure_validation_log, record_validation
+from spark.gates import GateFailure, GateOutcome
+from spark.settings import Profile
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_KEPT = 3
+EXAMPLE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What Great Expectations said about one check on one batch."""
+
+    check: Check
+    success: bool
+    element_count: int | None
+    unexpected_count: int | None
+    examples: list[str]
+    error: str | None = None
+
+    @property
+    def violated(self) -> bool:
+        return self.error is not None or not self.success or bool(self.unexpected_count)
+
+
+class QualityGate:
+    """A ``spark.gates.Gate`` that validates with Great Expectations suites."""
+
+    def __init__(self, profile: Profile, run_id: str, suites: Mapping[str, Suite]) -> None:
+        self.profile = profile
+        self.run_id = run_id
+        self.suites = dict(suites)
+        # The layers of a continuous run share this gate from their own threads.
+        self._lock = threading.Lock()
+        self._context = None
+        self._batch_definitions: dict[str, object] = {}
+        self._expectation_suites: dict[str, gx.ExpectationSuite] = {}
+        self._log_ready = False
+        self.seconds_validating = 0.0
+        self.seconds_gating = 0.0
+
+    def __call__(self, table: str, batch: DataFrame, batch_id: int) -> GateOutcome:
+        suite = self.suites.get(table)
+        if suite is None:
+            return GateOutcome(promote=batch)
+        started = time.monotonic()
+        validated = suite.derive(batch, self.profile) if suite.derive else batch
+        # Validation reads the batch once per expectation: read the source (Kafka, silver) once.
+        level = validated.storageLevel
+        persisted_here = not level.useMemory and not level.useDisk
+        if persisted_here:
+            validated = validated.persist()
+        try:
+            with self._lock:
+                validation_started = time.monotonic()
+                results = self._validate(suite, validated)
+                duration_s = time.monotonic() - validation_started
+                self.seconds_validating += duration_s
+                self._record(batch.sparkSession, table, batch_id, results, duration_s)
+            outcome = self._decide(suite, batch, validated, batch_id, results)
+        finally:
+            if persisted_here:
+                validated.unpersist()
+        elapsed = time.monotonic() - started
+        self.seconds_gating += elapsed
+        log.info(
+            "gate %s batch %s: %d checks, %d violated, %.1fs",
+            table,
+            batch_id,
+            len(results),
+            sum(result.violated for result in results),
+            elapsed,
+        )
+        return outcome
+
+    def _validate(self, suite: Suite, frame: DataFrame) -> list[CheckResult]:
+        batch_definition, expectation_suite = self._prepared(suite)
+        gx_batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        validation = gx_batch.validate(
+            expectation_suite,
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES_KEPT},
+        )
+        results = {}
+        for result in validation.results:
+            check = suite.by_name[result.expectation_config.meta["check"]]
+            results[check.name] = _check_result(check, result)
+        return [results[check.name] for check in suite.checks]
+
+    def _prepared(self, suite: Suite):
+        if self._context is None:
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            self._context = context
+            self._source = context.data_sources.add_spark(name="reelhouse", persist=False)
+        if suite.table not in self._batch_definitions:
+            asset = self._source.add_dataframe_asset(name=suite.name)
+            self._batch_definitions[suite.table] = asset.add_batch_definition_whole_dataframe(
+                name=f"{suite.name}_micro_batch"
+            )
+            self._expectation_suites[suite.table] = self._context.suites.add(
+                gx.ExpectationSuite(
+                    name=suite.name, expectations=[check.expectation for check in suite.checks]
+                )
+            )
+        return self._batch_definitions[suite.table], self._expectation_suites[suite.table]
+
+    def _record(self, spark, table, batch_id, results, duration_s) -> None:
+        if not self._log_ready:
+            ensure_validation_log(spark, self.profile)
+            self._log_ready = True
+        validated_ts = datetime.now(UTC).replace(tzinfo=None)
+        events = [
+            ValidationEvent(
+                run_id=self.run_id,
+                table=table,
+                batch_id=batch_id,
+                expectation=result.check.name,
+                action=result.check.action,
+                success=result.error is None and result.success,
+                element_count=result.element_count,
+                unexpected_count=result.unexpected_count,
+                unexpected_examples=result.examples,
+                validated_ts=validated_ts,
+                duration_ms=round(duration_s * 1000),
+            )
+            for result in results
+        ]
+        record_validation(spark, self.profile, table, batch_id, events)
+
+    def _decide(self, suite, batch, validated, batch_id, results) -> GateOutcome:
+        violated = [result for result in results if result.violated]
+        # A drop check that could not run cannot say which rows to drop: it stops the batch.
+        stopping = [
+            result
+            for result in violated
+            if (result.check.action == "fail" and not result.success)
+            or (result.check.action == "drop" and result.error is not None)
+        ]
+        if stopping:
+            raise GateFailure(_failure_message(suite.table, batch_id, stopping))
+        dropping = [
+            result
+            for result in violated
+            if result.check.action == "drop" and result.unexpected_count
+        ]
+        for result in violated:
+            if result.check.action == "warn":
+                log.warning(
+                    "gate %s batch %s: %s not met (%s of %s rows), promoted anyway",
+                    suite.table,
+                    batch_id,
+                    result.check.name,
+                    result.unexpected_count,
+                    result.element_count,
+                )
+        if not dropping:
+            return GateOutcome(promote=batch)
+        return self._drop(suite, batch, validated, batch_id, dropping)
+
+    def _drop(self, suite, batch, validated, batch_id, dropping) -> GateOutcome:
+        reasons = F.array_compact(
+            F.array(
+                *[
+                    F.when(failing_rows(result.check.expectation), F.lit(result.check.name))
+                    for result in dropping
+                ]
+            )
+        )
+        marked = validated.withColumn("_gate_reasons", reasons)
+        counts = {
+            row.reason: row["count"]
+            for row in marked.select(F.explode("_gate_reasons").alias("reason"))
+            .groupBy("reason")
+            .count()
+            .collect()
+        }
+        expected = {result.check.name: result.unexpected_count for result in dropping}
+        if counts != expected:
+            log.error(
+                "gate %s batch %s: rows dropped per check %s differ from the validation's %s",
+                suite.table,
+                batch_id,
+                counts,
+                expected,
+            )
+        input_columns = [column for column in batch.columns if column != "reasons"]
+        rejected = marked.filter(F.size("_gate_reasons") > 0).select(
+            *input_columns, F.col("_gate_reasons").alias("reasons")
+        )
+        promote = marked.filter(F.size("_gate_reasons") == 0).select(*batch.columns)
+        log.warning(
+            "gate %s batch %s: quarantined rows per check %s", suite.table, batch_id, counts
+        )
+        return GateOutcome(promote=promote, rejected=rejected)
+
+
+def build_gate(
+    profile: Profile, run_id: str, suites: Mapping[str, Suite] | None = None
+) -> QualityGate:
+    """The quality gate for this profile and run; ``suites`` replaces the default suites."""
+    return QualityGate(profile, run_id, default_suites() if suites is None else suites)
+
+
+def _check_result(check: Check, result) -> CheckResult:
+    details = result.result or {}
+    exception = result.exception_info or {}
+    if exception.get("raised_exception"):
+        message = str(exception.get("exception_message") or "expectation raised")
+        return CheckResult(check, False, None, None, [message[:EXAMPLE_CHARS]], error=message)
+    examples = [
+        _example(value) for value in (details.get("partial_unexpected_list") or [])[:EXAMPLES_KEPT]
+    ]
+    return CheckResult(
+        check=check,
+        success=bool(result.success),
+        element_count=details.get("element_count"),
+        unexpected_count=details.get("unexpected_count"),
+        examples=examples,
+    )
+
+
+def _example(value) -> str:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[:EXAMPLE_CHARS]).decode("utf-8", errors="replace")
+    return str(value)[:EXAMPLE_CHARS]
+
+
+def _failure_message(table: str, batch_id: int, stopping: list[CheckResult]) -> str:
+    violations = "; ".join(
+        f"{result.check.name} ({result.error})"
+        if result.error
+        else f"{result.check.name} ({result.unexpected_count} of {result.element_count} rows)"
+        for result in stopping
+    )
+    return (
+        f"quality gate failed for {table} batch {batch_id}: {violations}; "
+        "nothing of the batch was promoted"
+    )

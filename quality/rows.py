@@ -1,0 +1,82 @@
+"""Which rows a ``drop`` expectation rejects, as a Spark column.
+
+Great Expectations reports how many rows violate a map expectation, not which, unless
+it collects every unexpected row to the driver (``COMPLETE``). A drop check instead
+gets its failing-row predicate here, mirroring the expectation's Spark implementation
+exactly (including which nulls it ignores), so the rows quarantined under a check's
+name are the rows Great Expectations counted as unexpected; the gate verifies the two
+counts agree for every batch that drops rows.
+"""
+
+from __future__ import annotations
+
+import great_expectations as gx
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+expect = gx.expectations
+
+
+def failing_rows(expectation: gx.expectations.Expectation) -> Column:
+    """True for the rows that violate ``expectation`` (never null)."""
+    predicate = _predicate(expectation)
+    return F.coalesce(predicate, F.lit(False))
+
+
+def supports_rows(expectation: gx.expectations.Expectation) -> bool:
+    """Whether ``failing_rows`` knows this kind of expectation."""
+    return isinstance(expectation, _SUPPORTED)
+
+
+_SUPPORTED = (
+    expect.ExpectColumnValuesToNotBeNull,
+    expect.ExpectColumnValuesToBeInSet,
+    expect.ExpectColumnValuesToMatchRegex,
+    expect.ExpectColumnValuesToBeBetween,
+    expect.ExpectColumnPairValuesAToBeGreaterThanB,
+)
+
+
+def _predicate(expectation: gx.expectations.Expectation) -> Column:
+    if isinstance(expectation, expect.ExpectColumnValuesToNotBeNull):
+        return F.col(expectation.column).isNull()
+    if isinstance(expectation, expect.ExpectColumnValuesToBeInSet):
+        column = F.col(expectation.column)
+        return column.isNotNull() & ~column.isin(list(expectation.value_set))
+    if isinstance(expectation, expect.ExpectColumnValuesToMatchRegex):
+        column = F.col(expectation.column)
+        return column.isNotNull() & ~column.rlike(expectation.regex)
+    if isinstance(expectation, expect.ExpectColumnValuesToBeBetween):
+        return _outside(expectation)
+    if isinstance(expectation, expect.ExpectColumnPairValuesAToBeGreaterThanB):
+        return _not_greater(expectation)
+    raise ValueError(
+        f"no row predicate for {type(expectation).__name__}: a drop check needs one of "
+        f"{', '.join(kind.__name__ for kind in _SUPPORTED)}"
+    )
+
+
+def _outside(expectation: expect.ExpectColumnValuesToBeBetween) -> Column:
+    column = F.col(expectation.column)
+    within = F.lit(True)
+    if expectation.min_value is not None:
+        low = F.lit(expectation.min_value)
+        within = within & (column > low if expectation.strict_min else column >= low)
+    if expectation.max_value is not None:
+        high = F.lit(expectation.max_value)
+        within = within & (column < high if expectation.strict_max else column <= high)
+    return column.isNotNull() & ~within
+
+
+def _not_greater(expectation: expect.ExpectColumnPairValuesAToBeGreaterThanB) -> Column:
+    column_a, column_b = F.col(expectation.column_A), F.col(expectation.column_B)
+    if expectation.or_equal:
+        greater = (column_a >= column_b) | column_a.eqNullSafe(column_b)
+    else:
+        greater = column_a > column_b
+    considered = {
+        "both_values_are_missing": column_a.isNotNull() | column_b.isNotNull(),
+        "either_value_is_missing": column_a.isNotNull() & column_b.isNotNull(),
+        "neither": F.lit(True),
+    }[expectation.ignore_row_if]
+    return considered & ~greater

@@ -1,0 +1,53 @@
+"""``quality.validation_events``: one row per expectation per validated micro-batch."""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass
+from datetime import datetime
+
+from pyspark.sql import SparkSession
+
+from spark.catalog import QUALITY_VALIDATION_EVENTS, ensure_table
+from spark.io.delta import append_idempotent
+from spark.settings import Profile
+
+
+@dataclass(frozen=True)
+class ValidationEvent:
+    """The outcome of one expectation on one batch, in the table's column order."""
+
+    run_id: str
+    table: str
+    batch_id: int
+    expectation: str
+    action: str
+    success: bool
+    element_count: int | None
+    unexpected_count: int | None
+    unexpected_examples: list[str]
+    validated_ts: datetime
+    duration_ms: int
+
+
+def ensure_validation_log(spark: SparkSession, profile: Profile) -> str:
+    """Create ``quality.validation_events`` if needed; return its location."""
+    return ensure_table(spark, profile, QUALITY_VALIDATION_EVENTS)
+
+
+def record_validation(
+    spark: SparkSession,
+    profile: Profile,
+    table: str,
+    batch_id: int,
+    events: list[ValidationEvent],
+) -> None:
+    """Append the batch's events once per (table, batch_id), however often it is replayed.
+
+    One Delta ``txnAppId`` per gated table: batch ids of different queries (and of the
+    six gold tables of one gold batch) never shadow each other.
+    """
+    frame = spark.createDataFrame(
+        [astuple(event) for event in events], QUALITY_VALIDATION_EVENTS.schema
+    )
+    location = profile.lake.table_location(QUALITY_VALIDATION_EVENTS.name)
+    append_idempotent(frame, location, f"{profile.workspace}.quality.{table}", batch_id)

@@ -1,0 +1,255 @@
+"""The quality gate on small local frames: drop, fail and warn, and the validation log."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import great_expectations as gx
+import pytest
+from pyspark.sql import functions as F
+
+from quality.gates import build_gate
+from quality.suites import Check, Suite, default_suites
+from spark.gates import GateFailure
+from spark.settings import load_profile
+
+pytestmark = pytest.mark.unit
+
+expect = gx.expectations
+COLUMNS = (
+    "event_id string, rating long, position_s double, duration_s double, reasons array<string>"
+)
+ROWS = [
+    ("e1", 5, 10.0, 100.0, []),
+    ("e2", 0, 10.0, 100.0, []),  # rating out of range
+    ("e3", None, 200.0, 100.0, []),  # position past duration
+    ("e4", 9, 300.0, 100.0, []),  # both
+    ("e5", 1, None, 100.0, []),
+    ("e5", 3, 50.0, None, []),  # duplicate event id
+]
+
+
+@pytest.fixture
+def workspace(unique_name):
+    """A workspace per test: Delta skips a txnVersion at or below one already written."""
+    return load_profile("local", f"unit-quality-{unique_name}")
+
+
+@pytest.fixture
+def batch(spark):
+    return spark.createDataFrame(ROWS, COLUMNS)
+
+
+def _suite(*checks: Check, allows_drop: bool = True) -> dict[str, Suite]:
+    return {"silver.events": Suite("silver.events", checks, allows_drop=allows_drop)}
+
+
+def _rating(action: str) -> Check:
+    return Check(
+        name="silver_rating_in_range",
+        action=action,
+        expectation=expect.ExpectColumnValuesToBeBetween(column="rating", min_value=1, max_value=5),
+        description="1 to 5 stars",
+    )
+
+
+def _position() -> Check:
+    return Check(
+        name="silver_position_within_duration",
+        action="drop",
+        expectation=expect.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="duration_s",
+            column_B="position_s",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+        ),
+        description="position never past the runtime",
+    )
+
+
+def _unique(action: str) -> Check:
+    return Check(
+        name="silver_event_id_unique",
+        action=action,
+        expectation=expect.ExpectColumnValuesToBeUnique(column="event_id"),
+        description="one row per event",
+    )
+
+
+def _events(spark, workspace, table: str, batch_id: int):
+    location = workspace.lake.table_location("quality.validation_events")
+    return (
+        spark.read.format("delta")
+        .load(location)
+        .filter((F.col("table") == table) & (F.col("batch_id") == batch_id))
+    )
+
+
+def test_drop_quarantines_exactly_the_violating_rows_with_the_check_name(spark, workspace, batch):
+    gate = build_gate(workspace, "run-drop", _suite(_rating("drop"), _position()))
+
+    outcome = gate("silver.events", batch, 1)
+
+    rejected = {row.event_id: list(row.reasons) for row in outcome.rejected.collect()}
+    assert rejected == {
+        "e2": ["silver_rating_in_range"],
+        "e3": ["silver_position_within_duration"],
+        "e4": ["silver_rating_in_range", "silver_position_within_duration"],
+    }
+    assert sorted(row.event_id for row in outcome.promote.collect()) == ["e1", "e5", "e5"]
+    assert outcome.rejected.columns == batch.columns  # every input column, reasons replaced
+    recorded = {
+        row.expectation: (row.action, row.success, row.element_count, row.unexpected_count)
+        for row in _events(spark, workspace, "silver.events", 1).collect()
+    }
+    dropped = Counter(reason for reasons in rejected.values() for reason in reasons)
+    assert recorded == {
+        "silver_rating_in_range": ("drop", False, 6, dropped["silver_rating_in_range"]),
+        "silver_position_within_duration": (
+            "drop",
+            False,
+            6,
+            dropped["silver_position_within_duration"],
+        ),
+    }
+
+
+def test_fail_raises_naming_the_check_and_the_batch(spark, workspace, batch):
+    gate = build_gate(workspace, "run-fail", _suite(_unique("fail"), _rating("warn")))
+
+    with pytest.raises(GateFailure) as failure:
+        gate("silver.events", batch, 7)
+
+    message = str(failure.value)
+    assert "silver_event_id_unique" in message and "batch 7" in message
+    assert "silver_rating_in_range" not in message  # a warn check never stops a batch
+    recorded = {
+        row.expectation: (row.success, row.unexpected_count)
+        for row in _events(spark, workspace, "silver.events", 7).collect()
+    }
+    assert recorded == {"silver_event_id_unique": (False, 2), "silver_rating_in_range": (False, 2)}
+
+
+def test_warn_promotes_everything_and_records_the_unexpected_count(spark, workspace, batch):
+    gate = build_gate(workspace, "run-warn", _suite(_rating("warn"), _unique("warn")))
+
+    outcome = gate("silver.events", batch, 3)
+
+    assert outcome.rejected is None
+    assert outcome.promote.count() == len(ROWS)
+    rows = _events(spark, workspace, "silver.events", 3).collect()
+    assert {row.expectation: row.unexpected_count for row in rows} == {
+        "silver_rating_in_range": 2,
+        "silver_event_id_unique": 2,
+    }
+    rating = next(row for row in rows if row.expectation == "silver_rating_in_range")
+    assert sorted(rating.unexpected_examples) == ["0", "9"]
+    assert {row.run_id for row in rows} == {"run-warn"}
+    assert all(row.duration_ms >= 0 and row.validated_ts is not None for row in rows)
+
+
+def test_a_replayed_batch_is_recorded_once_per_table(spark, workspace, batch):
+    gate = build_gate(
+        workspace,
+        "run-replay",
+        {
+            "silver.events": Suite("silver.events", (_rating("warn"),)),
+            "gold.sessions": Suite("gold.sessions", (_unique("warn"),)),
+        },
+    )
+    for _ in range(2):
+        gate("silver.events", batch, 11)
+    gate("gold.sessions", batch, 11)  # the same batch id for another table is its own write
+
+    assert _events(spark, workspace, "silver.events", 11).count() == 1
+    assert _events(spark, workspace, "gold.sessions", 11).count() == 1
+
+
+def test_drop_rows_equal_the_unexpected_count_for_every_supported_kind(spark, workspace):
+    rows = [
+        ("a", 1, 1.0, 2.0, None),
+        ("b", None, 3.0, 2.0, "x"),
+        (None, 7, None, 2.0, "AB"),
+        ("zz", 5, 2.0, None, "A1"),
+        ("c", 0, None, None, "Q"),
+    ]
+    frame = spark.createDataFrame(
+        rows, "code string, score long, low double, high double, tag string"
+    )
+    checks = [
+        ("code_present", expect.ExpectColumnValuesToNotBeNull(column="code")),
+        (
+            "code_known",
+            expect.ExpectColumnValuesToBeInSet(column="code", value_set=["a", "b", "c"]),
+        ),
+        ("tag_format", expect.ExpectColumnValuesToMatchRegex(column="tag", regex="^[A-Z]{2}$")),
+        (
+            "score_between",
+            expect.ExpectColumnValuesToBeBetween(column="score", min_value=1, max_value=5),
+        ),
+        (
+            "score_strictly_between",
+            expect.ExpectColumnValuesToBeBetween(
+                column="score", min_value=1, max_value=5, strict_min=True, strict_max=True
+            ),
+        ),
+        ("score_at_least_1", expect.ExpectColumnValuesToBeBetween(column="score", min_value=1)),
+        (
+            "high_above_low_both",
+            expect.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="high", column_B="low", ignore_row_if="both_values_are_missing"
+            ),
+        ),
+        (
+            "high_above_low_either",
+            expect.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="high", column_B="low", ignore_row_if="either_value_is_missing"
+            ),
+        ),
+    ]
+    suite = Suite(
+        "silver.events",
+        tuple(Check(name, "drop", expectation, name) for name, expectation in checks),
+        allows_drop=True,
+    )
+    gate = build_gate(workspace, "run-kinds", {"silver.events": suite})
+
+    outcome = gate("silver.events", frame, 21)
+
+    dropped = Counter(reason for row in outcome.rejected.collect() for reason in row.reasons)
+    recorded = {
+        row.expectation: row.unexpected_count
+        for row in _events(spark, workspace, "silver.events", 21).collect()
+    }
+    assert {name: dropped.get(name, 0) for name in recorded} == recorded
+    assert recorded == {
+        "code_present": 1,
+        "code_known": 1,
+        "tag_format": 3,
+        "score_between": 2,
+        "score_strictly_between": 3,
+        "score_at_least_1": 1,
+        "high_above_low_both": 2,
+        "high_above_low_either": 1,
+    }
+
+
+def test_default_suites_gate_every_table_and_only_silver_drops():
+    suites = default_suites()
+    assert set(suites) == {
+        "bronze.events",
+        "silver.events",
+        "gold.title_popularity",
+        "gold.sessions",
+        "gold.session_stats",
+        "gold.traffic_by_hour",
+        "gold.user_engagement",
+        "gold.regional_trends",
+    }
+    for table, suite in suites.items():
+        actions = {check.action for check in suite.checks}
+        assert actions <= (
+            {"warn", "drop", "fail"} if table == "silver.events" else {"warn", "fail"}
+        )
+    with pytest.raises(ValueError, match="keeps every row"):
+        Suite("bronze.events", (_rating("drop"),))
