@@ -22,6 +22,7 @@ from local_stack.topics import ensure_topic
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import run_layers
 from spark.settings import load_profile
+from spark.transforms import gold
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +135,7 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
     ]
     rng = random.Random()
     kills = []
-    for phase in ["bronze", "bronze", "bronze", "silver", "silver"]:
+    for phase in ["bronze", "bronze", "silver", "silver", "gold", "gold", "gold"]:
         process = subprocess.Popen(
             command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
@@ -146,7 +147,8 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
         process.wait(timeout=60)
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-2000:]
-    assert len(kills) >= 5 and {"bronze", "silver"} <= set(kills), kills
+    assert len(kills) >= 5 and {"bronze", "silver", "gold"} <= set(kills), kills
+    assert kills.count("gold") >= 3, kills
 
     for name, ignore in (
         ("bronze.events", ["ingest_ts", "ingest_date", "topic"]),
@@ -155,6 +157,7 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
             "silver.quarantine",
             ["ingest_ts", "quarantined_ts", "quarantine_date", "batch_id", "topic"],
         ),
+        *[(name, []) for name in gold.KEYS],
     ):
         expected = _comparable(_table(spark, reference, name).drop(*ignore))
         actual = _comparable(_table(spark, crash, name).drop(*ignore))
