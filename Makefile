@@ -19,13 +19,15 @@ export PREFECT_LOGGING_LEVEL := INFO
 VENV_STAMP := $(VENV)/.installed
 JVM_STAMP := .cache/jvm/.resolved
 NODE_STAMP := local_stack/node/node_modules/.installed
+BROWSER_STAMP := .cache/browser.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench quality-report clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-setup: $(VENV_STAMP) $(JVM_STAMP) $(NODE_STAMP) ## install Python deps, JVM jars and Azurite (idempotent)
+setup: $(VENV_STAMP) $(JVM_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) ## install Python deps, JVM jars, Azurite, Chromium (idempotent)
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -39,6 +41,12 @@ $(JVM_STAMP): local_stack/jvm/pom.xml $(VENV_STAMP)
 $(NODE_STAMP): local_stack/node/package.json local_stack/node/package-lock.json
 	cd local_stack/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Debian's Chromium and ChromeDriver, for the report's real-browser test.
+$(BROWSER_STAMP):
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver)
+	mkdir -p .cache && touch $@
 
 stack-up: setup ## start Kafka (KRaft) and Azurite as native processes
 	$(PY) -m local_stack up

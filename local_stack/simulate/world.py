@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from spark.contract import DEVICE_TYPES, GENRES, NETWORKS, REGIONS, region_timezones
 
 TITLE_COUNT = 600
+SCRIPT_TITLE = "<script>alert('reel')</script> & Co"
 USER_COUNT = 12_000
 
 # Share of accounts per region and the countries each region serves.
@@ -235,8 +236,10 @@ def _build_titles(rng: random.Random) -> list[Title]:
         if number % 7 == 0:
             name += f" {rng.randint(2, 5)}"
         titles.append(Title(f"t-{number:05d}", name, genre, rng.randint(low, high)))
-    # Free-text names reach the report: one carries markup that must be shown as text.
-    titles[41] = Title(titles[41].title_id, "<script>alert('reel')</script> & Co", "comedy", 1500)
+    # Free-text names reach the report: a popular title carries markup that must be
+    # shown as text, never run.
+    popular = titles[1]
+    titles[1] = Title(popular.title_id, SCRIPT_TITLE, popular.genre, popular.duration_s)
     return titles
 
 

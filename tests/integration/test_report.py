@@ -1,0 +1,129 @@
+"""The quality report in a real headless Chromium: no console errors, charts drawn,
+links resolve, and a title name holding ``<script>`` shown as text."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+
+import pytest
+
+from local_stack.simulate.producer import send_to_kafka
+from local_stack.simulate.simulation import SimulationRequest, simulate
+from local_stack.simulate.world import SCRIPT_TITLE
+from local_stack.topics import ensure_topic
+from spark.jobs.layers import Trigger
+from spark.run import run_layers
+from spark.settings import load_profile
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def report(stack, spark, profile):
+    from quality.report import build_report
+
+    target = load_profile("local", f"{profile.workspace}-report")
+    ensure_topic(target.source.bootstrap_servers, target.source.topic, partitions=2)
+    simulation = simulate(SimulationRequest(events=8000, seed=5, fault_rate=0.03, with_truth=False))
+    send_to_kafka(
+        simulation.records,
+        target.source.topic,
+        target.source.client_options(),
+        rate=0,
+        progress=False,
+    )
+    run_layers(spark, target, ["bronze", "silver", "gold"], Trigger(), run_id="report-test")
+    return build_report(spark, target, "report-test")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.fail("chromium and chromedriver are required (make setup installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,2400",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _distinct_colours(png: bytes) -> int:
+    """Distinct RGB(A) pixel values of a non-interlaced 8-bit PNG (no imaging library)."""
+    width, height, depth, colour_type = struct.unpack(">IIBB", png[16:26])
+    assert depth == 8 and colour_type in (2, 6)
+    channels = 3 if colour_type == 2 else 4
+    data, position = b"", 8
+    while position < len(png):
+        length = struct.unpack(">I", png[position : position + 4])[0]
+        kind = png[position + 4 : position + 8]
+        if kind == b"IDAT":
+            data += png[position + 8 : position + 8 + length]
+        position += 12 + length
+    raw = zlib.decompress(data)
+    stride = width * channels
+    colours, previous = set(), bytearray(stride)
+    for row in range(height):
+        start = row * (stride + 1)
+        filter_type, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, up_left = previous[i], previous[i - channels] if i >= channels else 0
+            if filter_type == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif filter_type == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif filter_type == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif filter_type == 4:
+                guess = left + up - up_left
+                distances = (abs(guess - left), abs(guess - up), abs(guess - up_left))
+                line[i] = (line[i] + (left, up, up_left)[distances.index(min(distances))]) & 0xFF
+        colours.update(bytes(line[i : i + channels]) for i in range(0, stride, channels * 7))
+        previous = line
+    return len(colours)
+
+
+def test_report_renders_offline_with_text_safe_values(report, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(report.as_uri())
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "reelhouse quality report" in body
+    assert SCRIPT_TITLE in body  # shown as text...
+    assert browser.execute_script("return document.querySelectorAll('td script').length") == 0
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+    for chart in ("chart-pass-rate", "chart-sessions"):
+        marks = browser.execute_script(
+            f"return document.querySelectorAll('#{chart} svg path, #{chart} svg rect').length"
+        )
+        assert marks > 5, chart
+        image = browser.find_element(By.ID, chart).screenshot_as_png
+        assert _distinct_colours(image) > 3, f"{chart} looks blank"
+
+    browser.find_element(By.LINK_TEXT, "suites").click()
+    assert browser.current_url.endswith("suites.html")
+    headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+    assert "silver.events" in headings and "bronze.events" in headings
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
