@@ -199,8 +199,10 @@ class KafkaBroker(Service):
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
-            # A laptop keeps a week of events at most.
-            "log.retention.hours": "168",
+            # Simulated records carry their simulated arrival time (days in the past) as
+            # timestamp: time-based retention would delete them at once. Bound by size.
+            "log.retention.ms": "-1",
+            "log.retention.bytes": str(2 * 1024**3),
             "message.max.bytes": str(2 * 1024 * 1024),
         }
 

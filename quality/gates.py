@@ -124,7 +124,9 @@ class QualityGate:
             )
             self._expectation_suites[suite.table] = self._context.suites.add(
                 gx.ExpectationSuite(
-                    name=suite.name, expectations=[check.expectation for check in suite.checks]
+                    # Copies: a context assigns ids to what it holds; suites outlive gates.
+                    name=suite.name,
+                    expectations=[check.expectation.copy(deep=True) for check in suite.checks],
                 )
             )
         return self._batch_definitions[suite.table], self._expectation_suites[suite.table]

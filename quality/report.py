@@ -67,9 +67,15 @@ class _Tables:
 
         self.spark = spark
         self.frames: dict[str, DataFrame] = {}
-        for name in ("bronze.events", "silver.events", "silver.quarantine",
-                     "quality.validation_events", "gold.title_popularity",
-                     "gold.traffic_by_hour", "gold.sessions"):
+        for name in (
+            "bronze.events",
+            "silver.events",
+            "silver.quarantine",
+            "quality.validation_events",
+            "gold.title_popularity",
+            "gold.traffic_by_hour",
+            "gold.sessions",
+        ):
             location = profile.lake.table_location(name)
             if DeltaTable.isDeltaTable(spark, location):
                 self.frames[name] = spark.read.format("delta").load(location)
@@ -88,8 +94,9 @@ def _e(value) -> str:
 
 def _table(headers: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{_e(header)}</th>" for header in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -98,62 +105,120 @@ def _layer_section(tables: _Tables) -> str:
     batches: dict[str, int] = {}
     failed: dict[str, int] = {}
     if events is not None:
-        for row in events.groupBy("table").agg(
-            F.count_distinct("batch_id").alias("batches"),
-            F.count_distinct(F.when((F.col("action") == "fail") & ~F.col("success"),
-                                    F.col("batch_id"))).alias("failed"),
-        ).collect():
+        for row in (
+            events.groupBy("table")
+            .agg(
+                F.count_distinct("batch_id").alias("batches"),
+                F.count_distinct(
+                    F.when((F.col("action") == "fail") & ~F.col("success"), F.col("batch_id"))
+                ).alias("failed"),
+            )
+            .collect()
+        ):
             batches[row["table"]] = row["batches"]
             failed[row["table"]] = row["failed"]
     bronze = tables.count("bronze.events")
     silver = tables.count("silver.events")
     quarantined = tables.count("silver.quarantine")
     rows = [
-        ["bronze.events", batches.get("bronze.events", 0), bronze, bronze, 0,
-         failed.get("bronze.events", 0)],
-        ["silver.events", batches.get("silver.events", 0), bronze, silver, quarantined,
-         failed.get("silver.events", 0)],
+        [
+            "bronze.events",
+            batches.get("bronze.events", 0),
+            bronze,
+            bronze,
+            0,
+            failed.get("bronze.events", 0),
+        ],
+        [
+            "silver.events",
+            batches.get("silver.events", 0),
+            bronze,
+            silver,
+            quarantined,
+            failed.get("silver.events", 0),
+        ],
     ]
     for name in sorted(table for table in batches if table.startswith("gold.")):
         rows.append([name, batches[name], "-", "-", 0, failed.get(name, 0)])
     healthy = not any(failed.values())
-    badge = ('<p class="ok">Healthy: no batch was stopped by a gate.</p>' if healthy else
-             '<p class="bad">Attention: a gate stopped at least one batch.</p>')
-    return ("<h2>Layers</h2>" + badge + _table(
-        ["table", "batches", "rows in", "promoted", "quarantined", "failed batches"], rows))
+    badge = (
+        '<p class="ok">Healthy: no batch was stopped by a gate.</p>'
+        if healthy
+        else '<p class="bad">Attention: a gate stopped at least one batch.</p>'
+    )
+    return (
+        "<h2>Layers</h2>"
+        + badge
+        + _table(["table", "batches", "rows in", "promoted", "quarantined", "failed batches"], rows)
+    )
 
 
 def _expectation_section(tables: _Tables, charts: list) -> str:
     events = tables.get("quality.validation_events")
     if events is None:
         return "<h2>Expectations</h2><p>No validation recorded yet.</p>"
-    summary = events.groupBy("table", "expectation", "action").agg(
-        F.count("*").alias("batches"),
-        F.avg(F.col("success").cast("double")).alias("pass_rate"),
-        F.sum(F.coalesce("unexpected_count", F.lit(0))).alias("unexpected"),
-    ).orderBy("table", "expectation").collect()
-    rows = [[r["table"], r["expectation"], r["action"], r["batches"],
-             f"{100 * (r['pass_rate'] or 0):.1f} %", r["unexpected"]] for r in summary]
-    over_time = events.groupBy("table", "batch_id").agg(
-        F.min("validated_ts").alias("validated_ts"),
-        F.avg(F.col("success").cast("double")).alias("pass_rate"),
-    ).orderBy("validated_ts").collect()
-    data = [{"table": r["table"], "batch": r["batch_id"],
-             "validated": r["validated_ts"].isoformat() if r["validated_ts"] else None,
-             "pass_rate": r["pass_rate"]} for r in over_time]
-    chart = alt.Chart(alt.Data(values=data)).mark_line(point=True).encode(
-        x=alt.X("batch:O", title="micro-batch"),
-        y=alt.Y("pass_rate:Q", title="share of expectations passed",
-                scale=alt.Scale(domain=[0, 1])),
-        color="table:N", tooltip=["table:N", "batch:O", "pass_rate:Q", "validated:N"],
-    ).properties(width=640, height=220, title="Expectation pass rate per micro-batch")
+    summary = (
+        events.groupBy("table", "expectation", "action")
+        .agg(
+            F.count("*").alias("batches"),
+            F.avg(F.col("success").cast("double")).alias("pass_rate"),
+            F.sum(F.coalesce("unexpected_count", F.lit(0))).alias("unexpected"),
+        )
+        .orderBy("table", "expectation")
+        .collect()
+    )
+    rows = [
+        [
+            r["table"],
+            r["expectation"],
+            r["action"],
+            r["batches"],
+            f"{100 * (r['pass_rate'] or 0):.1f} %",
+            r["unexpected"],
+        ]
+        for r in summary
+    ]
+    over_time = (
+        events.groupBy("table", "batch_id")
+        .agg(
+            F.min("validated_ts").alias("validated_ts"),
+            F.avg(F.col("success").cast("double")).alias("pass_rate"),
+        )
+        .orderBy("validated_ts")
+        .collect()
+    )
+    data = [
+        {
+            "table": r["table"],
+            "batch": r["batch_id"],
+            "validated": r["validated_ts"].isoformat() if r["validated_ts"] else None,
+            "pass_rate": r["pass_rate"],
+        }
+        for r in over_time
+    ]
+    chart = (
+        alt.Chart(alt.Data(values=data))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("batch:O", title="micro-batch"),
+            y=alt.Y(
+                "pass_rate:Q", title="share of expectations passed", scale=alt.Scale(domain=[0, 1])
+            ),
+            color="table:N",
+            tooltip=["table:N", "batch:O", "pass_rate:Q", "validated:N"],
+        )
+        .properties(width=640, height=220, title="Expectation pass rate per micro-batch")
+    )
     charts.append(("chart-pass-rate", chart.to_dict()))
-    return ("<h2>Expectations</h2>"
-            '<p>Each expectation, its action and how often it passed. The rules themselves: '
-            '<a href="suites.html">suites</a>.</p>'
-            '<div id="chart-pass-rate" class="chart"></div>'
-            + _table(["table", "expectation", "action", "batches", "pass rate", "unexpected rows"],
-                     rows))
+    return (
+        "<h2>Expectations</h2>"
+        "<p>Each expectation, its action and how often it passed. The rules themselves: "
+        '<a href="suites.html">suites</a>.</p>'
+        '<div id="chart-pass-rate" class="chart"></div>'
+        + _table(
+            ["table", "expectation", "action", "batches", "pass rate", "unexpected rows"], rows
+        )
+    )
 
 
 def _quarantine_section(tables: _Tables) -> str:
@@ -161,14 +226,22 @@ def _quarantine_section(tables: _Tables) -> str:
     if quarantine is None:
         return "<h2>Quarantine</h2><p>Nothing quarantined.</p>"
     reasons = quarantine.select(F.explode("reasons").alias("reason"), "value")
-    top = reasons.groupBy("reason").agg(
-        F.count("*").alias("records"),
-        F.slice(F.collect_list(F.substring(F.col("value").cast("string"), 1, EXAMPLE_CHARS)),
-                1, 2).alias("examples"),
-    ).orderBy(F.desc("records")).limit(15).collect()
+    top = (
+        reasons.groupBy("reason")
+        .agg(
+            F.count("*").alias("records"),
+            F.slice(
+                F.collect_list(F.substring(F.col("value").cast("string"), 1, EXAMPLE_CHARS)), 1, 2
+            ).alias("examples"),
+        )
+        .orderBy(F.desc("records"))
+        .limit(15)
+        .collect()
+    )
     rows = [[r["reason"], r["records"], " | ".join(r["examples"])] for r in top]
-    return ("<h2>Top quarantine reasons</h2>"
-            + _table(["reason", "records", "examples (raw payload, truncated)"], rows))
+    return "<h2>Top quarantine reasons</h2>" + _table(
+        ["reason", "records", "examples (raw payload, truncated)"], rows
+    )
 
 
 def _gold_section(tables: _Tables, charts: list) -> str:
@@ -178,30 +251,49 @@ def _gold_section(tables: _Tables, charts: list) -> str:
         from pyspark.sql import Window
 
         totals = popularity.groupBy("region", "title_id", "title_name").agg(
-            F.sum("plays").alias("plays"))
-        ranked = totals.withColumn("rank", F.row_number().over(
-            Window.partitionBy("region").orderBy(F.desc("plays"), "title_id"))).filter("rank <= 3")
-        rows = [[r["region"], r["rank"], r["title_name"], r["plays"]]
-                for r in ranked.orderBy("region", "rank").collect()]
-        parts.append("<h3>Top titles by region</h3>"
-                     + _table(["region", "rank", "title", "plays"], rows))
+            F.sum("plays").alias("plays")
+        )
+        ranked = totals.withColumn(
+            "rank",
+            F.row_number().over(Window.partitionBy("region").orderBy(F.desc("plays"), "title_id")),
+        ).filter("rank <= 3")
+        rows = [
+            [r["region"], r["rank"], r["title_name"], r["plays"]]
+            for r in ranked.orderBy("region", "rank").collect()
+        ]
+        parts.append(
+            "<h3>Top titles by region</h3>" + _table(["region", "rank", "title", "plays"], rows)
+        )
     traffic = tables.get("gold.traffic_by_hour")
     if traffic is not None:
         from spark.transforms.gold import peak_hours
 
-        rows = [[r["region"], f"{r['local_hour']:02d}:00", r["events"]]
-                for r in peak_hours(traffic).orderBy("region").collect()]
-        parts.append("<h3>Peak hours (local time)</h3>"
-                     + _table(["region", "peak hour", "events in that hour"], rows))
+        rows = [
+            [r["region"], f"{r['local_hour']:02d}:00", r["events"]]
+            for r in peak_hours(traffic).orderBy("region").collect()
+        ]
+        parts.append(
+            "<h3>Peak hours (local time)</h3>"
+            + _table(["region", "peak hour", "events in that hour"], rows)
+        )
     sessions = tables.get("gold.sessions")
     if sessions is not None:
-        data = [{"minutes": r["minutes"], "sessions": r["sessions"]} for r in sessions.groupBy(
-            (F.floor(F.col("duration_s") / 600) * 10).alias("minutes")).agg(
-            F.count("*").alias("sessions")).orderBy("minutes").collect()]
-        chart = alt.Chart(alt.Data(values=data)).mark_bar().encode(
-            x=alt.X("minutes:O", title="session duration (10-minute bins)"),
-            y=alt.Y("sessions:Q", title="sessions"),
-        ).properties(width=640, height=200, title="Session duration distribution")
+        data = [
+            {"minutes": r["minutes"], "sessions": r["sessions"]}
+            for r in sessions.groupBy((F.floor(F.col("duration_s") / 600) * 10).alias("minutes"))
+            .agg(F.count("*").alias("sessions"))
+            .orderBy("minutes")
+            .collect()
+        ]
+        chart = (
+            alt.Chart(alt.Data(values=data))
+            .mark_bar()
+            .encode(
+                x=alt.X("minutes:O", title="session duration (10-minute bins)"),
+                y=alt.Y("sessions:Q", title="sessions"),
+            )
+            .properties(width=640, height=200, title="Session duration distribution")
+        )
         charts.append(("chart-sessions", chart.to_dict()))
         parts.append('<h3>Session durations</h3><div id="chart-sessions" class="chart"></div>')
     return "".join(parts)
@@ -214,18 +306,26 @@ def _suites_page(profile: Profile) -> str:
         return "<p>No suites.</p>"
     sections = []
     for table, suite in default_suites().items():
-        rows = [[check.name, check.action, getattr(check, "description", "")]
-                for check in suite.checks]
-        sections.append(f'<h2 id="{_e(table)}">{_e(table)}</h2>'
-                        + _table(["expectation", "action", "what it checks"], rows))
-    return _wrap("reelhouse: expectation suites",
-                 '<p><a href="index.html">back to the summary</a></p>' + "".join(sections), [])
+        rows = [
+            [check.name, check.action, getattr(check, "description", "")] for check in suite.checks
+        ]
+        sections.append(
+            f'<h2 id="{_e(table)}">{_e(table)}</h2>'
+            + _table(["expectation", "action", "what it checks"], rows)
+        )
+    return _wrap(
+        "reelhouse: expectation suites",
+        '<p><a href="index.html">back to the summary</a></p>' + "".join(sections),
+        [],
+    )
 
 
 def _page(profile: Profile, run_id: str | None, sections: list[str], charts: list) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"<p>Workspace <b>{_e(profile.workspace)}</b>, profile <b>{_e(profile.name)}</b>,"
-              f" generated {generated}" + (f", run {_e(run_id)}" if run_id else "") + "</p>")
+    header = (
+        f"<p>Workspace <b>{_e(profile.workspace)}</b>, profile <b>{_e(profile.name)}</b>,"
+        f" generated {generated}" + (f", run {_e(run_id)}" if run_id else "") + "</p>"
+    )
     return _wrap("reelhouse quality report", header + "".join(sections), charts)
 
 
@@ -234,12 +334,13 @@ def _wrap(title: str, body: str, charts: list) -> str:
         f'<script type="application/json" id="{element}-spec">{_script_safe(spec)}</script>'
         for element, spec in charts
     )
-    loader = ("<script>document.querySelectorAll('script[type=\"application/json\"]')"
-              ".forEach(function (node) { vegaEmbed('#' + node.id.replace(/-spec$/, ''), "
-              "JSON.parse(node.textContent), {actions: false, renderer: 'svg'}); });</script>")
+    loader = (
+        "<script>document.querySelectorAll('script[type=\"application/json\"]')"
+        ".forEach(function (node) { vegaEmbed('#' + node.id.replace(/-spec$/, ''), "
+        "JSON.parse(node.textContent), {actions: false, renderer: 'svg'}); });</script>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>
-<meta http-equiv="Content-Security-Policy" content="default-src 'self' 'unsafe-inline'">
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5rem 0 1.5rem; }}

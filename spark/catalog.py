@@ -178,10 +178,8 @@ def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
     location = profile.lake.table_location(spec.name)
     if spec.schema is None:
         raise ValueError(f"{spec.name} is created by its first write, not ahead of it")
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.layer}")
     builder = (
         DeltaTable.createIfNotExists(spark)
-        .tableName(spec.name)
         .location(location)
         .addColumns(spec.schema)
         .comment(spec.description)
@@ -194,7 +192,20 @@ def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
     if spec.partition_by:
         builder = builder.partitionedBy(*spec.partition_by)
     builder.execute()
+    register_table(spark, spec.name, location)
     return location
+
+
+def register_table(spark: SparkSession, name: str, location: str) -> None:
+    """Point ``name`` at ``location`` in this session (the data is never touched)."""
+    layer = name.split(".")[0]
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+    if spark.catalog.tableExists(name):
+        current = spark.sql(f"DESCRIBE DETAIL {name}").first()["location"]
+        if current.rstrip("/") == location.rstrip("/").replace("file:///", "file:/"):
+            return
+        spark.sql(f"DROP TABLE {name}")  # an external table: only the name goes
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}'")
 
 
 def gold_spec(name: str) -> TableSpec:
@@ -207,8 +218,7 @@ def register_existing_tables(spark: SparkSession, profile: Profile) -> list[Tabl
     for spec in TABLES:
         location = profile.lake.table_location(spec.name)
         if _delta_table_exists(spark, location):
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS {spec.layer}")
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {spec.name} USING DELTA LOCATION '{location}'")
+            register_table(spark, spec.name, location)
             registered.append(spec)
     return registered
 

@@ -90,8 +90,19 @@ def _await(query: StreamingQuery, layer: str) -> None:
 
 
 def summarize_error(error: BaseException) -> str:
-    """The first meaningful line of a (JVM) error, without the stack trace."""
+    """The first meaningful line of a (JVM) error, without the stack trace.
+
+    A quality gate's failure travels through the JVM as a Python traceback inside the
+    streaming error; its own message is the line that names it.
+    """
     text = str(error)
+    cause = error.__context__
+    while cause is not None:
+        text += "\n" + str(cause)
+        cause = cause.__context__
+    for line in text.splitlines():
+        if "GateFailure:" in line:
+            return line.split("GateFailure:", 1)[1].strip()
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith(("at ", "===", "Traceback", "JVM stacktrace")):

@@ -1,0 +1,170 @@
+"""The quality gate inside the real bronze, silver and gold queries."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import great_expectations as gx
+import pytest
+from pyspark.sql import functions as F
+
+from local_stack.simulate.producer import send_to_kafka
+from local_stack.simulate.simulation import SimulationRequest, simulate
+from local_stack.topics import ensure_topic
+from quality.gates import build_gate
+from quality.suites import Check, Suite, default_suites
+from spark.catalog import TABLES
+from spark.jobs.layers import Trigger
+from spark.run import RunError, run_layers
+from spark.settings import load_profile
+from spark.transforms.gold import KEYS
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 5_000
+STRICT_CHECK = "strict_no_play_events"
+
+
+def _recent_simulation(events: int, **options):
+    """Simulated arrivals within the broker's 7-day retention, so none is deleted before read."""
+    start = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0).isoformat()
+    return simulate(SimulationRequest(events=events, start_time=start, days=1, **options))
+
+
+def _workspace(profile, suffix: str, max_offsets: int | None = None):
+    workspace = load_profile("local", f"{profile.workspace}-{suffix}")
+    source = dataclasses.replace(workspace.source, max_offsets_per_trigger=max_offsets)
+    return dataclasses.replace(workspace, source=source)
+
+
+def _produce(profile, simulation) -> None:
+    ensure_topic(profile.source.bootstrap_servers, profile.source.topic, partitions=2)
+    send_to_kafka(
+        simulation.records,
+        profile.source.topic,
+        profile.source.client_options(),
+        rate=0,
+        progress=False,
+        producers=1,
+    )
+
+
+def _table(spark, profile, name):
+    return spark.read.format("delta").load(profile.lake.table_location(name))
+
+
+def _committed_batches(spark, profile, query: str) -> set[int]:
+    """The micro-batches a query committed, from its checkpoint (on whichever filesystem)."""
+    jvm = spark.sparkContext._jvm
+    commits = jvm.org.apache.hadoop.fs.Path(f"{profile.lake.checkpoint_location(query)}/commits")
+    filesystem = commits.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    names = [status.getPath().getName() for status in filesystem.listStatus(commits)]
+    return {int(name) for name in names if name.isdigit()}
+
+
+@pytest.fixture(scope="module")
+def gated(stack, spark, profile):
+    """bronze, silver and gold over a simulated topic, every batch gated; bronze in batches."""
+    gated = _workspace(profile, "quality", max_offsets=2_000)
+    _produce(gated, _recent_simulation(EVENTS, seed=5, fault_rate=0.02))
+    gate = build_gate(gated, "run-gated")
+    run_layers(spark, gated, ["bronze", "silver", "gold"], Trigger(), gate=gate)
+    return gated
+
+
+def test_every_batch_of_every_gated_table_is_recorded(spark, gated):
+    events = _table(spark, gated, "quality.validation_events")
+    recorded = {
+        (row.table, row.batch_id): row.checks
+        for row in events.groupBy("table", "batch_id").agg(F.count("*").alias("checks")).collect()
+    }
+    suites = default_suites()
+    expected = {
+        (table, batch_id): len(suites[table].checks)
+        for table, query in [
+            ("bronze.events", "bronze_events"),
+            ("silver.events", "silver_events"),
+            *((table, "gold") for table in KEYS),
+        ]
+        for batch_id in _committed_batches(spark, gated, query)
+    }
+    assert len(_committed_batches(spark, gated, "bronze_events")) >= 3
+    assert recorded == expected
+    # Silver's own validation quarantined the faults before the gate: every check passes.
+    failed = events.filter(~F.col("success")).select("table", "expectation").collect()
+    assert failed == []
+    assert events.select("run_id").distinct().collect()[0].run_id == "run-gated"
+
+
+def _forget_table_names(spark) -> None:
+    """Unregister the names another workspace of this session registered (data untouched).
+
+    ``ensure_table`` creates a table only if its name is not registered yet, so a second
+    workspace in the same Spark session would otherwise find no silver table at its location.
+    """
+    for spec in TABLES:
+        spark.sql(f"DROP TABLE IF EXISTS {spec.name}")
+
+
+def _strict_suites():
+    suites = dict(default_suites())
+    silver = suites["silver.events"]
+    no_plays = Check(
+        name=STRICT_CHECK,
+        action="fail",
+        expectation=gx.expectations.ExpectColumnValuesToNotBeInSet(
+            column="event_type", value_set=["play"]
+        ),
+        description="A deliberately impossible rule: silver must not see play events.",
+    )
+    suites["silver.events"] = Suite(
+        table=silver.table,
+        checks=(*silver.checks, no_plays),
+        derive=silver.derive,
+        derived_columns=silver.derived_columns,
+        allows_drop=True,
+    )
+    return suites
+
+
+def test_a_failed_batch_promotes_nothing_until_the_suite_is_relaxed(stack, spark, profile):
+    strict = _workspace(profile, f"strict-{uuid.uuid4().hex[:6]}")
+    _forget_table_names(spark)
+    simulation = _recent_simulation(1_000, seed=9)
+    _produce(strict, simulation)
+
+    with pytest.raises(RunError) as stopped:
+        run_layers(
+            spark,
+            strict,
+            ["bronze", "silver"],
+            Trigger(),
+            gate=build_gate(strict, "run-strict", _strict_suites()),
+        )
+    assert "layer silver failed" in str(stopped.value)
+    # RunError keeps the first line of the JVM error; the gate's message is in its cause.
+    cause = str(stopped.value.__context__)
+    assert f"GateFailure: quality gate failed for silver.events batch 0: {STRICT_CHECK}" in cause
+    assert _table(spark, strict, "bronze.events").count() == 1_000
+    assert _table(spark, strict, "silver.events").count() == 0
+    assert _table(spark, strict, "silver.quarantine").count() == 0
+    failure = (
+        _table(spark, strict, "quality.validation_events")
+        .filter((F.col("table") == "silver.events") & (F.col("expectation") == STRICT_CHECK))
+        .collect()
+    )
+    assert [(row.batch_id, row.action, row.success) for row in failure] == [(0, "fail", False)]
+    assert failure[0].unexpected_count > 0
+
+    run_layers(spark, strict, ["silver", "gold"], Trigger(), gate=build_gate(strict, "run-relaxed"))
+
+    silver = _table(spark, strict, "silver.events")
+    clean_ids = {payload["event_id"] for payload in simulation.clean_payloads}
+    silver_ids = [row.event_id for row in silver.select("event_id").collect()]
+    assert len(silver_ids) == len(clean_ids) == 1_000 and set(silver_ids) == clean_ids
+    assert _table(spark, strict, "silver.quarantine").count() == 0
+    plays = silver.filter(F.col("event_type") == "play").count()
+    gold_plays = _table(spark, strict, "gold.title_popularity").agg(F.sum("plays")).first()[0]
+    assert gold_plays == plays > 0
