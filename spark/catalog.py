@@ -178,6 +178,9 @@ def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
     location = profile.lake.table_location(spec.name)
     if spec.schema is None:
         raise ValueError(f"{spec.name} is created by its first write, not ahead of it")
+    if DeltaTable.isDeltaTable(spark, location):
+        register_table(spark, spec.name, location)
+        return location
     builder = (
         DeltaTable.createIfNotExists(spark)
         .location(location)

@@ -123,7 +123,7 @@ def test_tables_are_registered_by_name_with_descriptions(spark, reference):
 def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simulation, profile):
     crash = load_profile("local", f"{profile.workspace}-crash")
     _produce(crash, simulation)
-    env = {**os.environ, "REELHOUSE_SOURCE_MAX_OFFSETS_PER_TRIGGER": "4000"}
+    env = {**os.environ, "REELHOUSE_SOURCE_MAX_OFFSETS_PER_TRIGGER": "10000"}
     command = [
         sys.executable,
         "-m",
@@ -139,7 +139,7 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
         process = subprocess.Popen(
             command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
-        if _wait_for_line(process, f"layer {phase}: starting", timeout_s=120):
+        if _wait_for_line(process, f"layer {phase}: starting", timeout_s=400):
             time.sleep(rng.uniform(0.5, 5.0))
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)

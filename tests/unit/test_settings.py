@@ -38,7 +38,7 @@ def test_workspace_prefixes_topic_lake_and_checkpoints():
     assert profile.source.topic == "ws1.viewing-events"
     assert profile.lake.root.endswith("/lake/ws1")
     assert profile.lake.checkpoint_location("bronze_events").endswith(
-        "/checkpoints/ws1/bronze_events"
+        "checkpoints/ws1/bronze_events"
     )
     assert profile.lake.table_location("bronze.events").endswith("/lake/ws1/bronze/events")
 
