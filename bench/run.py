@@ -143,6 +143,7 @@ def _baseline_copy(spark, profile, stamp: str) -> None:
 def _gate_overhead_pct(spark, profile, layer_seconds: float) -> float | None:
     """Share of the layers' time spent in validation, from the quality event log."""
     from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
 
     location = profile.lake.table_location("quality.validation_events")
     if not DeltaTable.isDeltaTable(spark, location):
@@ -150,8 +151,8 @@ def _gate_overhead_pct(spark, profile, layer_seconds: float) -> float | None:
     events = spark.read.format("delta").load(location)
     if "duration_ms" not in events.columns:
         return None
-    validation_ms = events.groupBy("table", "batch_id").agg({"duration_ms": "max"}).groupBy() \
-        .sum().first()[0] or 0
+    per_batch = events.groupBy("table", "batch_id").agg(F.max("duration_ms").alias("ms"))
+    validation_ms = per_batch.agg(F.sum("ms")).first()[0] or 0
     return round(100.0 * validation_ms / 1000.0 / layer_seconds, 1)
 
 
