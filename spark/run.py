@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.gates import Gate, load_gate
-from spark.io.preflight import PreflightError, check_source_reachable
+from spark.io.preflight import PreflightError, check_lake_reachable, check_source_reachable
 from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.session import build_spark_session
@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         layers = _layers(args.layers)
         profile = load_profile(args.profile, args.workspace)
         trigger = Trigger(args.trigger, _interval(args.interval))
+        if "bronze" in layers:
+            check_source_reachable(profile.source)  # seconds, before a JVM is started
         spark = build_spark_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
+        check_lake_reachable(spark, profile)
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

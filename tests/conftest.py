@@ -43,3 +43,20 @@ def spark(profile: Profile):
 @pytest.fixture
 def unique_name() -> str:
     return uuid.uuid4().hex[:10]
+
+
+def produce_records(profile: Profile, records, partitions: int = 4) -> None:
+    """Create the profile's topic and send simulated records to it with one producer,
+    so the same records land at the same offsets in every topic."""
+    from local_stack.simulate.producer import send_to_kafka
+    from local_stack.topics import ensure_topic
+
+    ensure_topic(profile.source.bootstrap_servers, profile.source.topic, partitions=partitions)
+    send_to_kafka(
+        records,
+        profile.source.topic,
+        profile.source.client_options(),
+        rate=0,
+        progress=False,
+        producers=1,
+    )

@@ -16,13 +16,13 @@ import pytest
 from pyspark.sql import functions as F
 
 from local_stack.simulate.faults import FAULT_KINDS, encode
-from local_stack.simulate.producer import send_to_kafka
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.topics import ensure_topic
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import run_layers
 from spark.settings import load_profile
 from spark.transforms import gold
+from tests.conftest import produce_records
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +35,7 @@ def simulation():
 
 
 def _produce(profile, simulation) -> None:
-    ensure_topic(profile.source.bootstrap_servers, profile.source.topic, partitions=4)
-    # One producer process: the same records land at the same offsets in every topic.
-    send_to_kafka(
-        simulation.records,
-        profile.source.topic,
-        profile.source.client_options(),
-        rate=0,
-        progress=False,
-        producers=1,
-    )
+    produce_records(profile, simulation.records, partitions=4)
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +245,12 @@ def _wait_for_rows(spark, profile, expected: int, queries, timeout_s: float = 18
     )
 
 
+def _storage_conf_with_endpoint(endpoint: str) -> str:
+    conf = dict(load_profile("local").lake.storage_conf)
+    conf["fs.azure.abfs.endpoint"] = endpoint
+    return json.dumps(conf)
+
+
 @pytest.mark.parametrize(
     ("arguments", "environment", "message"),
     [
@@ -265,6 +262,12 @@ def _wait_for_rows(spark, profile, expected: int, queries, timeout_s: float = 18
         ),
         ([], {"REELHOUSE_SOURCE_TOPIC": " "}, "setting source.topic is empty"),
         (["--layers", "bronze,platinum"], {}, "unknown layer(s) ['platinum']"),
+        # Nothing listens at the storage endpoint: Azurite is down.
+        (
+            [],
+            {"REELHOUSE_LAKE_STORAGE_CONF": _storage_conf_with_endpoint("127.0.0.1:1")},
+            "lake unreachable: lake.root=abfs://",
+        ),
     ],
 )
 def test_bad_configuration_fails_fast_with_one_line(arguments, environment, message, profile):

@@ -10,9 +10,7 @@ import great_expectations as gx
 import pytest
 from pyspark.sql import functions as F
 
-from local_stack.simulate.producer import send_to_kafka
 from local_stack.simulate.simulation import SimulationRequest, simulate
-from local_stack.topics import ensure_topic
 from quality.gates import build_gate
 from quality.suites import Check, Suite, default_suites
 from spark.catalog import TABLES
@@ -20,6 +18,7 @@ from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
 from spark.settings import load_profile
 from spark.transforms.gold import KEYS
+from tests.conftest import produce_records
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +39,7 @@ def _workspace(profile, suffix: str, max_offsets: int | None = None):
 
 
 def _produce(profile, simulation) -> None:
-    ensure_topic(profile.source.bootstrap_servers, profile.source.topic, partitions=2)
-    send_to_kafka(
-        simulation.records,
-        profile.source.topic,
-        profile.source.client_options(),
-        rate=0,
-        progress=False,
-        producers=1,
-    )
+    produce_records(profile, simulation.records, partitions=2)
 
 
 def _table(spark, profile, name):

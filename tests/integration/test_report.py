@@ -9,13 +9,12 @@ import zlib
 
 import pytest
 
-from local_stack.simulate.producer import send_to_kafka
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.simulate.world import SCRIPT_TITLE
-from local_stack.topics import ensure_topic
 from spark.jobs.layers import Trigger
 from spark.run import run_layers
 from spark.settings import load_profile
+from tests.conftest import produce_records
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +27,8 @@ def report(stack, spark, profile):
     from quality.report import build_report
 
     target = load_profile("local", f"{profile.workspace}-report")
-    ensure_topic(target.source.bootstrap_servers, target.source.topic, partitions=2)
     simulation = simulate(SimulationRequest(events=8000, seed=5, fault_rate=0.03, with_truth=False))
-    send_to_kafka(
-        simulation.records,
-        target.source.topic,
-        target.source.client_options(),
-        rate=0,
-        progress=False,
-    )
+    produce_records(target, simulation.records, partitions=2)
     run_layers(spark, target, ["bronze", "silver", "gold"], Trigger(), run_id="report-test")
     return build_report(spark, target, "report-test")
 
