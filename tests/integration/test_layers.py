@@ -122,7 +122,7 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
         "--workspace",
         crash.workspace,
         "--layers",
-        "bronze,silver",
+        "bronze,silver,gold",
     ]
     rng = random.Random()
     kills = []
@@ -166,12 +166,17 @@ def _comparable(frame):
 
 def _wait_for_line(process: subprocess.Popen, text: str, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
+    seen: list[str] = []
     while time.monotonic() < deadline:
         line = process.stderr.readline()
         if not line:
+            errors = [line for line in seen if "error" in line.lower()][-5:]
+            print(f"process ended before {text!r}: {errors}")
             return False
+        seen.append(line)
         if text in line:
             return True
+    print(f"no {text!r} within {timeout_s}s")
     return False
 
 
