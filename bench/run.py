@@ -88,13 +88,22 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict = {"events": args.events, "fault_rate": args.fault_rate}
     with PeakMemory(pids) as memory:
-        simulation = simulate(SimulationRequest(events=args.events, fault_rate=args.fault_rate,
-                                                with_truth=False))
+        simulation = simulate(
+            SimulationRequest(events=args.events, fault_rate=args.fault_rate, with_truth=False)
+        )
         records = len(simulation.records)
-        ensure_topic(profile.source.bootstrap_servers, profile.source.topic,
-                     stack.settings.kafka.default_partitions)
-        send_s = send_to_kafka(simulation.records, profile.source.topic,
-                               profile.source.client_options(), rate=0, progress=False)
+        ensure_topic(
+            profile.source.bootstrap_servers,
+            profile.source.topic,
+            stack.settings.kafka.default_partitions,
+        )
+        send_s = send_to_kafka(
+            simulation.records,
+            profile.source.topic,
+            profile.source.client_options(),
+            rate=0,
+            progress=False,
+        )
         del simulation
         results["records"] = records
         results["produce_eps"] = records / send_s
@@ -102,24 +111,43 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark_session(profile, app_name="reelhouse-bench")
         layer_s = {}
         for layer in ("bronze", "silver", "gold"):
-            layer_s[layer] = _timed(lambda layer=layer: run_layers(
-                spark, profile, [layer], Trigger(), run_id=f"bench-{stamp}"))
+            layer_s[layer] = _timed(
+                lambda layer=layer: run_layers(
+                    spark, profile, [layer], Trigger(), run_id=f"bench-{stamp}"
+                )
+            )
             results[f"{layer}_eps"] = records / layer_s[layer]
-        end_to_end_s = _timed(lambda: run_layers(spark, together, ["bronze", "silver", "gold"],
-                                                 Trigger(), run_id=f"bench-{stamp}-e2e"))
+        end_to_end_s = _timed(
+            lambda: run_layers(
+                spark,
+                together,
+                ["bronze", "silver", "gold"],
+                Trigger(),
+                run_id=f"bench-{stamp}-e2e",
+            )
+        )
         results["end_to_end_eps"] = records / end_to_end_s
         baseline_s = _timed(lambda: _baseline_copy(spark, profile, stamp))
         results["baseline_copy_eps"] = records / baseline_s
     results["peak_rss_mb"] = round(memory.peak_mb, 1)
-    results["seconds"] = {**layer_s, "end_to_end": end_to_end_s, "baseline_copy": baseline_s,
-                          "produce": send_s}
+    results["seconds"] = {
+        **layer_s,
+        "end_to_end": end_to_end_s,
+        "baseline_copy": baseline_s,
+        "produce": send_s,
+    }
     results["gate_overhead_pct"] = _gate_overhead_pct(spark, profile, sum(layer_s.values()))
     results["files_per_table"] = _files_per_table(spark, profile)
-    results["spark"] = {"master": profile.spark_master, **{
-        key: value for key, value in profile.spark_conf.items() if key != "spark.jars"}}
-    results["machine"] = {"cpus": os.cpu_count(), "memory_gb": round(
-        psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
-        "platform": platform.platform()}
+    results["spark"] = {
+        "master": profile.spark_master,
+        **{key: value for key, value in profile.spark_conf.items() if key != "spark.jars"},
+    }
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     results["lake"] = profile.lake.root
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
@@ -131,7 +159,9 @@ def _baseline_copy(spark, profile, stamp: str) -> None:
     """The minimal hand-written Kafka -> Delta stream a user would start from."""
     location = f"{profile.lake.root}/baseline/copy"
     query = (
-        spark.readStream.format("kafka").options(**profile.source.spark_options()).load()
+        spark.readStream.format("kafka")
+        .options(**profile.source.spark_options())
+        .load()
         .writeStream.format("delta")
         .option("checkpointLocation", profile.lake.checkpoint_location("baseline_copy"))
         .trigger(availableNow=True)
@@ -171,8 +201,14 @@ def _files_per_table(spark, profile) -> dict[str, int]:
 
 def _print_table(results: dict) -> None:
     print(f"\nreelhouse bench: {results['events']:,} events, {results['records']:,} records")
-    for key in ("produce_eps", "bronze_eps", "silver_eps", "gold_eps", "end_to_end_eps",
-                "baseline_copy_eps"):
+    for key in (
+        "produce_eps",
+        "bronze_eps",
+        "silver_eps",
+        "gold_eps",
+        "end_to_end_eps",
+        "baseline_copy_eps",
+    ):
         print(f"  {key:<20} {results[key]:>12,.0f} events/s")
     print(f"  {'peak_rss_mb':<20} {results['peak_rss_mb']:>12,.0f}")
     print(f"  {'gate_overhead_pct':<20} {str(results['gate_overhead_pct']):>12}")
