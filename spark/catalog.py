@@ -47,22 +47,22 @@ def _silver_schema() -> T.StructType:
     )
 
 
+# A Kafka record as bronze keeps it: shared by bronze and the quarantine.
+_RECORD_AS_RECEIVED = (
+    T.StructField("key", T.BinaryType()),
+    T.StructField("value", T.BinaryType()),
+    T.StructField("topic", T.StringType()),
+    T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()),
+    T.StructField("kafka_timestamp", T.TimestampType()),
+    T.StructField("ingest_ts", T.TimestampType()),
+)
+
 BRONZE_EVENTS = TableSpec(
     name="bronze.events",
     description="Every Kafka record exactly as received (key and value bytes) with its topic, "
     "partition, offset, Kafka timestamp and ingest time. Append-only.",
-    schema=T.StructType(
-        [
-            T.StructField("key", T.BinaryType()),
-            T.StructField("value", T.BinaryType()),
-            T.StructField("topic", T.StringType()),
-            T.StructField("partition", T.IntegerType()),
-            T.StructField("offset", T.LongType()),
-            T.StructField("kafka_timestamp", T.TimestampType()),
-            T.StructField("ingest_ts", T.TimestampType()),
-            T.StructField("ingest_date", T.DateType()),
-        ]
-    ),
+    schema=T.StructType([*_RECORD_AS_RECEIVED, T.StructField("ingest_date", T.DateType())]),
     partition_by=("ingest_date",),
     properties={"delta.appendOnly": "true"},
 )
@@ -85,13 +85,7 @@ SILVER_QUARANTINE = TableSpec(
             T.StructField("batch_id", T.LongType()),
             T.StructField("event_id", T.StringType()),
             T.StructField("reasons", T.ArrayType(T.StringType())),
-            T.StructField("key", T.BinaryType()),
-            T.StructField("value", T.BinaryType()),
-            T.StructField("topic", T.StringType()),
-            T.StructField("partition", T.IntegerType()),
-            T.StructField("offset", T.LongType()),
-            T.StructField("kafka_timestamp", T.TimestampType()),
-            T.StructField("ingest_ts", T.TimestampType()),
+            *_RECORD_AS_RECEIVED,
             T.StructField("quarantined_ts", T.TimestampType()),
             T.StructField("quarantine_date", T.DateType()),
         ]

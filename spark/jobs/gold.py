@@ -17,7 +17,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import GOLD_PROPERTIES, GOLD_TABLES, OWNER, SILVER_EVENTS, ensure_table
 from spark.gates import Gate, PromoteEverything
-from spark.jobs.layers import Trigger, query_name
+from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.settings import Profile
 from spark.transforms import gold
 
@@ -59,15 +59,8 @@ def start_gold(
         finally:
             touched.unpersist()
 
-    return (
-        spark.readStream.format("delta")
-        .load(silver_location)
-        .writeStream.foreachBatch(write_batch)
-        .option("checkpointLocation", profile.lake.checkpoint_location("gold"))
-        .queryName(name)
-        .trigger(**trigger.options())
-        .start()
-    )
+    source = spark.readStream.format("delta").load(silver_location)
+    return start_foreach_batch(source, write_batch, profile, "gold", name, trigger)
 
 
 def _recomputed(silver: DataFrame, touched: DataFrame) -> dict[str, DataFrame]:

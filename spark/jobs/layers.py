@@ -47,6 +47,24 @@ def query_name(profile: Profile, table: str) -> str:
     return f"{profile.workspace}.{table}"
 
 
+def start_foreach_batch(
+    source: DataFrame,
+    write_batch,
+    profile: Profile,
+    checkpoint: str,
+    name: str,
+    trigger: Trigger,
+) -> StreamingQuery:
+    """Start ``source`` with ``write_batch`` per micro-batch, checkpointed under ``checkpoint``."""
+    return (
+        source.writeStream.foreachBatch(write_batch)
+        .option("checkpointLocation", profile.lake.checkpoint_location(checkpoint))
+        .queryName(name)
+        .trigger(**trigger.options())
+        .start()
+    )
+
+
 def start_bronze(
     spark: SparkSession, profile: Profile, trigger: Trigger, gate: Gate | None = None
 ) -> StreamingQuery:
@@ -61,13 +79,8 @@ def start_bronze(
         outcome = gate(BRONZE_EVENTS.name, batch, batch_id)
         append_idempotent(outcome.promote, location, name, batch_id)
 
-    return (
-        to_bronze(records)
-        .writeStream.foreachBatch(write_batch)
-        .option("checkpointLocation", profile.lake.checkpoint_location("bronze_events"))
-        .queryName(name)
-        .trigger(**trigger.options())
-        .start()
+    return start_foreach_batch(
+        to_bronze(records), write_batch, profile, "bronze_events", name, trigger
     )
 
 
@@ -111,15 +124,8 @@ def start_silver(
         finally:
             parsed.unpersist()
 
-    return (
-        spark.readStream.format("delta")
-        .load(bronze_location)
-        .writeStream.foreachBatch(write_batch)
-        .option("checkpointLocation", profile.lake.checkpoint_location("silver_events"))
-        .queryName(name)
-        .trigger(**trigger.options())
-        .start()
-    )
+    source = spark.readStream.format("delta").load(bronze_location)
+    return start_foreach_batch(source, write_batch, profile, "silver_events", name, trigger)
 
 
 def _silver_ids_near(spark: SparkSession, silver_location: str, valid: DataFrame) -> DataFrame:
