@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from spark.gates import Gate, load_gate
+from spark.gates import Gate, GateFailure, load_gate
 from spark.io.preflight import PreflightError, check_lake_reachable, check_source_reachable
 from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
@@ -82,11 +82,26 @@ def run_layers(
     return progress
 
 
+class LayerGateFailure(RunError, GateFailure):
+    """A layer stopped because its quality gate refused a micro-batch (never retried)."""
+
+
 def _await(query: StreamingQuery, layer: str) -> None:
     try:
         query.awaitTermination()
     except Exception as error:  # a StreamingQueryException carries the JVM cause
-        raise RunError(f"layer {layer} failed: {summarize_error(error)}") from None
+        summary = summarize_error(error)
+        failure = LayerGateFailure if _gate_failed(error) else RunError
+        raise failure(f"layer {layer} failed: {summary}") from None
+
+
+def _gate_failed(error: BaseException) -> bool:
+    chain: BaseException | None = error
+    while chain is not None:
+        if isinstance(chain, GateFailure) or "GateFailure:" in str(chain):
+            return True
+        chain = chain.__context__
+    return False
 
 
 def summarize_error(error: BaseException) -> str:

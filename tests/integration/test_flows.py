@@ -125,3 +125,46 @@ def test_check_task_retries_until_a_late_broker_answers(stack, monkeypatch):
     assert time.monotonic() - started >= 4
     assert stack.kafka.running_pid() is not None
     assert os.environ.get("REELHOUSE_SOURCE_BOOTSTRAP_SERVERS") == f"127.0.0.1:{port}"
+
+
+@pytest.mark.integration
+def test_a_gate_failure_fails_the_flow_run_naming_the_expectation(
+    stack, spark, profile, monkeypatch
+):
+    """A violated ``fail`` expectation fails the run at once: named, and never retried."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    import spark.run as runner
+    from flows.medallion import medallion
+    from quality.gates import build_gate
+    from tests.integration.test_quality import STRICT_CHECK, _forget_table_names, _strict_suites
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    monkeypatch.setattr(
+        runner, "load_gate", lambda target, run_id: build_gate(target, run_id, _strict_suites())
+    )
+    _forget_table_names(spark)
+    try:
+        state = medallion(
+            workspace=f"{profile.workspace}-gate",
+            events=600,
+            fault_rate=0.0,
+            layers="bronze,silver",
+            return_state=True,
+        )
+    finally:
+        _forget_table_names(spark)
+
+    assert state.is_failed()
+    assert f"quality gate failed for silver.events batch 0: {STRICT_CHECK}" in state.message
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    layer_runs = [run for run in task_runs if run.name.startswith("run_layer")]
+    failed = [run for run in layer_runs if run.state.is_failed()]
+    assert len(failed) == 1, [(run.name, run.state.name) for run in task_runs]
+    assert failed[0].run_count == 1  # a gate failure is never retried
