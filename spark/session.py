@@ -15,14 +15,42 @@ _DELTA_CONF = {
 }
 
 
+# Secrets this project hands to Spark: Event Hubs connection strings (SharedAccessKey=),
+# SAS tokens (sig=), storage account keys, client secrets, and the JAAS strings that carry
+# them. Keys matching REDACT_KEYS and values matching REDACT_VALUES are masked in the UI,
+# event log, explain output and error messages.
+REDACT_KEYS = (
+    r"(?i)secret|password|token|access[.]?key|account[.]key|sasl[.]jaas[.]config"
+    r"|connection[.]?string|credential"
+)
+REDACT_VALUES = (
+    r"(?i)(SharedAccessKey=[^;\"\s]+|SharedAccessSignature[^;\"]*|sig=[^&;\"\s]+"
+    r"|AccountKey=[^;\"\s]+|password=\"[^\"]*\"|clientSecret=\"[^\"]*\")"
+)
+REDACTION_CONF = {
+    "spark.redaction.regex": REDACT_KEYS,
+    "spark.redaction.string.regex": REDACT_VALUES,
+    "spark.sql.redaction.options.regex": REDACT_KEYS + r"|url",
+    "spark.sql.redaction.string.regex": REDACT_VALUES,
+}
+# Redaction settings a running session takes at run time (the SQL ones).
+_RUNTIME_REDACTION = ("spark.sql.redaction.options.regex", "spark.sql.redaction.string.regex")
+
+
 def build_spark_session(profile: Profile, app_name: str = "reelhouse") -> SparkSession:
     """Build (or return the running) SparkSession configured by ``profile``."""
     builder = SparkSession.builder.appName(app_name).master(profile.spark_master)
-    for key, value in {**_DELTA_CONF, **profile.spark_conf}.items():
+    for key, value in {**_DELTA_CONF, **REDACTION_CONF, **profile.spark_conf}.items():
         if value != "":
             builder = builder.config(key, value)
     for key, value in profile.lake.storage_conf.items():
         builder = builder.config(f"spark.hadoop.{key}", value)
     session = builder.getOrCreate()
+    # getOrCreate may return a running session: hand it this profile's storage settings
+    # (Spark copies session settings into every Hadoop configuration it builds).
+    for key, value in profile.lake.storage_conf.items():
+        session.conf.set(key, value)
+    for key in _RUNTIME_REDACTION:
+        session.conf.set(key, REDACTION_CONF[key])
     session.sparkContext.setLogLevel("WARN")
     return session

@@ -214,8 +214,8 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
     for section, key in (("source", "bootstrap_servers"), ("source", "topic"), ("lake", "root")):
         if not str(raw[section][key]).strip():
             raise SettingsError(f"profile {name!r}: setting {section}.{key} is empty")
-    lake_root = str(lake["root"]).rstrip("/")
-    checkpoint_root = str(lake["checkpoint_root"]).rstrip("/")
+    lake_root = _hadoop_path(str(lake["root"]))
+    checkpoint_root = _hadoop_path(str(lake["checkpoint_root"]))
     return Profile(
         name=name,
         workspace=workspace,
@@ -243,6 +243,15 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
         secrets_provider=str(secrets["provider"]),
         secret_names=_string_map(name, "secrets.names", secrets["names"]),
     )
+
+
+def _hadoop_path(location: str) -> str:
+    """``file:///tmp/lake/`` -> ``file:/tmp/lake``: the form Hadoop (and Delta's catalog,
+    which compares locations as strings) writes itself."""
+    location = location.rstrip("/")
+    if location.startswith("file:///"):
+        location = "file:/" + location[len("file:///") :]
+    return location
 
 
 def _split_table(table: str) -> tuple[str, str]:

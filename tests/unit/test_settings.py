@@ -28,7 +28,7 @@ def test_unknown_profile_lists_the_known_ones():
         load_profile("nope")
 
 
-def test_profile_comes_from_the_environment_when_not_given(monkeypatch):
+def test_profile_comes_from_the_environment_when_not_given(monkeypatch, azure_environment):
     monkeypatch.setenv("REELHOUSE_PROFILE", "azure")
     assert load_profile().name == "azure"
 
@@ -90,7 +90,7 @@ def test_placeholder_without_default_names_the_variable(monkeypatch):
         resolve_placeholders("${REELHOUSE_MISSING}")
 
 
-def test_profiles_have_the_same_keys():
+def test_profiles_have_the_same_keys(azure_environment):
     from azure_profile.profile import PROVIDER as azure
     from local_stack.profile import PROVIDER as local
 

@@ -30,8 +30,11 @@ ROWS = [
 
 
 @pytest.fixture
-def workspace(unique_name):
-    """A workspace per test: Delta skips a txnVersion at or below one already written."""
+def workspace(unique_name, tmp_path, monkeypatch):
+    """A workspace per test (Delta skips a txnVersion at or below one already written),
+    its lake on local disk: unit tests never need the stack."""
+    monkeypatch.setenv("REELHOUSE_LAKE_ROOT", (tmp_path / "lake").as_uri())
+    monkeypatch.setenv("REELHOUSE_CHECKPOINT_ROOT", (tmp_path / "checkpoints").as_uri())
     return load_profile("local", f"unit-quality-{unique_name}")
 
 

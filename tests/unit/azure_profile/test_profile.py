@@ -1,0 +1,192 @@
+"""The azure profile: Kafka options for Event Hubs, ADLS settings, secrets, redaction."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from azure_profile.deployment import load_deployment
+from azure_profile.eventhubs import kafka_options, parse_connection_string
+from azure_profile.storage import lake_url, storage_conf
+from spark.session import REDACTION_CONF
+from spark.settings import SettingsError, load_profile
+from tests.unit.conftest import (
+    ACCOUNT_KEY,
+    CLIENT_SECRET,
+    CONNECTION_STRING,
+    FAKE_KEY,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_azure_profile_reads_event_hubs_adls_and_secrets(azure_environment):
+    profile = load_profile("azure", "main")
+    assert profile.source.bootstrap_servers == "reelhouse-test.servicebus.windows.net:9093"
+    assert profile.source.topic == "main.viewing-events"
+    options = profile.source.spark_options()
+    assert options["kafka.security.protocol"] == "SASL_SSL"
+    assert options["kafka.sasl.mechanism"] == "PLAIN"
+    assert options["kafka.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required"
+        f' username="$ConnectionString" password="{CONNECTION_STRING}";'
+    )
+    assert options["kafka.request.timeout.ms"] == "60000"
+    assert options["failOnDataLoss"] == "true"
+    assert profile.lake.root == ("abfss://lake@reelhousetest.dfs.core.windows.net/lake/main")
+    host = "reelhousetest.dfs.core.windows.net"
+    conf = profile.lake.storage_conf
+    assert conf[f"fs.azure.account.auth.type.{host}"] == "OAuth"
+    assert conf[f"fs.azure.account.oauth2.client.secret.{host}"] == CLIENT_SECRET
+    assert conf[f"fs.azure.account.oauth2.client.endpoint.{host}"] == (
+        "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000001/oauth2/token"
+    )
+    assert ACCOUNT_KEY not in str(conf)  # the fallback key is not even fetched
+
+
+def test_databricks_gets_the_shaded_login_module(azure_environment, monkeypatch):
+    monkeypatch.setenv("REELHOUSE_KAFKA_LOGIN_MODULE", "databricks")
+    jaas = load_profile("azure").source.kafka_options["sasl.jaas.config"]
+    assert jaas.startswith("kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule ")
+
+
+def test_entra_id_uses_oauthbearer_without_a_connection_string(azure_environment, monkeypatch):
+    monkeypatch.setenv("REELHOUSE_EVENTHUBS_AUTH", "entra_id")
+    monkeypatch.delenv("REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING")
+    options = load_profile("azure").source.kafka_options
+    assert options["sasl.mechanism"] == "OAUTHBEARER"
+    assert (
+        'scope="https://reelhouse-test.servicebus.windows.net/.default"'
+        in (options["sasl.jaas.config"])
+    )
+    assert options["sasl.oauthbearer.token.endpoint.url"] == (
+        "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000001/oauth2/v2.0/token"
+    )
+
+
+def test_managed_identity_needs_no_secret(azure_environment, monkeypatch):
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "managed_identity")
+    monkeypatch.delenv("REELHOUSE_SECRET_REELHOUSE_CLIENT_SECRET")
+    conf = load_profile("azure").lake.storage_conf
+    host = "reelhousetest.dfs.core.windows.net"
+    assert conf[f"fs.azure.account.oauth.provider.type.{host}"] == (
+        "org.apache.hadoop.fs.azurebfs.oauth2.MsiTokenProvider"
+    )
+    assert conf[f"fs.azure.account.oauth2.client.id.{host}"] == (
+        "00000000-0000-0000-0000-000000000002"
+    )
+
+
+def test_account_key_is_a_fallback(azure_environment, monkeypatch):
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "account_key")
+    conf = load_profile("azure").lake.storage_conf
+    assert conf == {
+        "fs.azure.account.auth.type.reelhousetest.dfs.core.windows.net": "SharedKey",
+        "fs.azure.account.key.reelhousetest.dfs.core.windows.net": ACCOUNT_KEY,
+    }
+
+
+def test_an_emulator_endpoint_switches_to_the_blob_api_over_http(azure_environment, monkeypatch):
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "account_key")
+    monkeypatch.setenv("REELHOUSE_ADLS_EMULATOR_ENDPOINT", "127.0.0.1:10000")
+    deployment = load_deployment()
+    assert lake_url(deployment.storage, "lake") == (
+        "abfs://lake@reelhousetest.dfs.core.windows.net/lake"
+    )
+    conf = storage_conf(deployment.storage, account_key=ACCOUNT_KEY)
+    assert conf["fs.azure.abfs.endpoint"] == "127.0.0.1:10000"
+    assert conf["fs.azure.fns.account.service.type"] == "BLOB"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("REELHOUSE_EVENTHUBS_NAMESPACE", "", "Event Hubs namespace is not set"),
+        (
+            "REELHOUSE_EVENTHUBS_NAMESPACE",
+            "bad_name!",
+            "Event Hubs namespace 'bad_name!' is invalid",
+        ),
+        ("REELHOUSE_ADLS_ACCOUNT", "Upper", "storage account 'Upper' is invalid"),
+        ("REELHOUSE_ADLS_CONTAINER", "a", "container 'a' is invalid"),
+        ("REELHOUSE_ADLS_AUTH", "sas", "REELHOUSE_ADLS_AUTH must be one of"),
+        ("AZURE_TENANT_ID", "", "tenant id for the service principal is not set"),
+        ("REELHOUSE_SECRETS_PROVIDER", "vault", "secrets provider 'vault' is unknown"),
+        ("REELHOUSE_SECRETS_PROVIDER", "keyvault", "Key Vault URL is not set"),
+        (
+            "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING",
+            "Endpoint=sb://other-namespace.servicebus.windows.net/;SharedAccessKeyName=R;"
+            "SharedAccessKey=x",
+            "connection string is for namespace 'other-namespace'",
+        ),
+        (
+            "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING",
+            f"SharedAccessKey={FAKE_KEY}",
+            "connection string lacks Endpoint, SharedAccessKeyName",
+        ),
+    ],
+)
+def test_misconfigurations_are_named_in_one_line(
+    azure_environment, monkeypatch, variable, value, message
+):
+    monkeypatch.setenv(variable, value)
+    monkeypatch.delenv("REELHOUSE_KEYVAULT_URL", raising=False)
+    with pytest.raises(SettingsError, match=re.escape(message)) as error:
+        load_profile("azure")
+    assert "\n" not in str(error.value)
+    assert FAKE_KEY not in str(error.value)
+
+
+def test_a_missing_secret_names_its_variable(azure_environment, monkeypatch):
+    monkeypatch.delenv("REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING")
+    with pytest.raises(SettingsError, match="REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING"):
+        load_profile("azure")
+
+
+def test_connection_string_parts():
+    parsed = parse_connection_string(CONNECTION_STRING + ";EntityPath=viewing-events")
+    assert (parsed.namespace, parsed.key_name, parsed.entity_path) == (
+        "reelhouse-test",
+        "RootManageSharedAccessKey",
+        "viewing-events",
+    )
+
+
+def test_a_parity_trust_store_is_passed_as_pem(azure_environment, monkeypatch):
+    monkeypatch.setenv("REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM", "/tmp/ca.pem")
+    deployment = load_deployment()
+    options = kafka_options(deployment.eventhubs, connection_string=CONNECTION_STRING)
+    assert options["ssl.truststore.type"] == "PEM"
+    assert options["ssl.truststore.location"] == "/tmp/ca.pem"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'PlainLoginModule required username="$ConnectionString" password="{CONNECTION_STRING}";',
+        CONNECTION_STRING,
+        f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={ACCOUNT_KEY};",
+        "https://a.blob.core.windows.net/c?sv=2024-01-01&sig=abcDEF%2B123%3D&se=2026",
+        f'OAuthBearerLoginModule required clientId="x" clientSecret="{CLIENT_SECRET}";',
+    ],
+)
+def test_spark_redaction_masks_every_secret_form(text):
+    pattern = REDACTION_CONF["spark.redaction.string.regex"]
+    redacted = re.sub(pattern, "*********(redacted)", text)
+    for secret in (FAKE_KEY, ACCOUNT_KEY, CLIENT_SECRET, "abcDEF%2B123%3D"):
+        assert secret not in redacted
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "kafka.sasl.jaas.config",
+        "fs.azure.account.key.reelhousetest.dfs.core.windows.net",
+        "fs.azure.account.oauth2.client.secret.reelhousetest.dfs.core.windows.net",
+        "spark.hadoop.fs.azure.account.key.devstoreaccount1.dfs.core.windows.net",
+    ],
+)
+def test_spark_redaction_covers_every_secret_setting(key):
+    assert re.search(REDACTION_CONF["spark.redaction.regex"], key)
+    assert re.search(REDACTION_CONF["spark.sql.redaction.options.regex"], key)
