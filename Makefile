@@ -22,7 +22,7 @@ NODE_STAMP := local_stack/node/node_modules/.installed
 BROWSER_STAMP := .cache/browser.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench quality-report clean
+.PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench quality-report azure-preflight clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ prefect-up: stack-up ## Prefect server on 127.0.0.1:4200 + process worker + depl
 
 prefect-down: ## stop the Prefect worker and server
 	$(PY) -m local_stack prefect-down
+
+azure-preflight: setup ## check an Azure deployment (config, Key Vault, secrets, Event Hubs, storage)
+	$(PY) -m azure_profile.preflight
 
 bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json
 	$(PY) -m bench.run --events $(BENCH_EVENTS)

@@ -1,0 +1,296 @@
+"""``python -m azure_profile.preflight``: is this Azure deployment ready to run reelhouse?
+
+One line per check, each failure with a hint how to fix it; checks that depend on a
+failed one are skipped. Exit code 0 when every check passed, 1 otherwise. No traceback
+unless ``--debug``. Secrets are fetched to be tested, never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from azure_profile.deployment import Deployment, load_deployment
+from azure_profile.eventhubs import kafka_options
+from azure_profile.profile import PROFILE_FILE, secret_source
+from spark.settings import SettingsError, resolve_placeholders
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+class CheckFailed(RuntimeError):
+    """A check failed: ``str()`` says what, ``hint`` how to fix it."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: str  # ok | FAIL | skip
+    detail: str
+    hint: str = ""
+
+    def line(self) -> str:
+        text = f"{self.status:<4} {self.name}: {self.detail}"
+        return f"{text} (fix: {self.hint})" if self.hint else text
+
+
+@dataclass
+class Preflight:
+    """The checks, run in order; a check's prerequisites must have passed."""
+
+    debug: bool = False
+    results: list[CheckResult] = field(default_factory=list)
+    deployment: Deployment | None = None
+    secret_names: dict[str, str] = field(default_factory=dict)
+    secrets_provider: str = ""
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def run(self) -> list[CheckResult]:
+        self._check("configuration", [], self._configuration)
+        self._check("key vault", ["configuration"], self._key_vault)
+        self._check("secrets", ["key vault"], self._secrets)
+        self._check("event hubs reachable", ["configuration"], self._event_hubs_reachable)
+        self._check(
+            "event hubs sasl handshake", ["event hubs reachable", "secrets"], self._kafka_handshake
+        )
+        self._check("storage reachable", ["configuration"], self._storage_reachable)
+        self._check("lake container", ["storage reachable", "secrets"], self._container)
+        return self.results
+
+    @property
+    def passed(self) -> bool:
+        return all(result.status == "ok" for result in self.results)
+
+    def _check(self, name: str, needs: list[str], action: Callable[[], str]) -> None:
+        failed = [
+            result.name for result in self.results if result.name in needs and result.status != "ok"
+        ]
+        if failed:
+            self.results.append(CheckResult(name, "skip", f"needs {', '.join(failed)}"))
+            return
+        try:
+            detail = action()
+        except CheckFailed as failure:
+            self.results.append(CheckResult(name, "FAIL", str(failure), failure.hint))
+        except Exception as error:  # an unexpected failure is still one line
+            if self.debug:
+                traceback.print_exc()
+            message = " ".join(str(error).split())[:300] or type(error).__name__
+            self.results.append(CheckResult(name, "FAIL", message, "rerun with --debug"))
+        else:
+            self.results.append(CheckResult(name, "ok", detail))
+
+    # -- the checks --------------------------------------------------------------------
+    def _configuration(self) -> str:
+        import tomllib
+
+        try:
+            self.deployment = load_deployment()
+            with PROFILE_FILE.open("rb") as handle:
+                secrets = resolve_placeholders(tomllib.load(handle))["secrets"]
+        except SettingsError as error:
+            hint = "set the variable named, see README 'Running on Azure'"
+            raise CheckFailed(str(error), hint) from None
+        self.secrets_provider = secrets["provider"]
+        self.secret_names = self._needed_secrets(dict(secrets["names"]))
+        hubs, storage = self.deployment.eventhubs, self.deployment.storage
+        return (
+            f"namespace {hubs.namespace} ({hubs.auth}), account {storage.account}"
+            f"/{storage.container} ({storage.auth}), secrets from {self.secrets_provider}"
+        )
+
+    def _needed_secrets(self, names: dict[str, str]) -> dict[str, str]:
+        hubs, storage = self.deployment.eventhubs, self.deployment.storage
+        needed = {}
+        if hubs.auth == "connection_string":
+            needed["eventhubs_connection_string"] = names["eventhubs_connection_string"]
+        if storage.auth == "service_principal" or hubs.auth == "entra_id":
+            needed["client_secret"] = names["client_secret"]
+        if storage.auth == "account_key":
+            needed["storage_account_key"] = names["storage_account_key"]
+        return needed
+
+    def _key_vault(self) -> str:
+        if self.secrets_provider != "keyvault":
+            return f"not used (secrets from {self.secrets_provider})"
+        url = self.deployment.keyvault.url
+        if not url:
+            raise CheckFailed("Key Vault URL is not set", "set REELHOUSE_KEYVAULT_URL")
+        parsed = urlparse(url)
+        if parsed.scheme != "https" or not parsed.hostname:
+            raise CheckFailed(
+                f"Key Vault URL {url!r} is not an https URL", "use https://<vault>.vault.azure.net"
+            )
+        _reach(parsed.hostname, parsed.port or 443, "Key Vault")
+        return f"{url} reachable"
+
+    def _secrets(self) -> str:
+        try:
+            lookup = secret_source(self.secrets_provider, self.deployment)
+        except SettingsError as error:
+            raise CheckFailed(str(error), "set REELHOUSE_SECRETS_PROVIDER") from None
+        missing = []
+        for purpose, name in self.secret_names.items():
+            try:
+                self.secrets[purpose] = lookup(name)
+            except Exception as error:  # SettingsError or SecretResolutionError: one line
+                missing.append(f"{name}: {' '.join(str(error).split())}")
+        if missing:
+            raise CheckFailed(
+                "; ".join(missing),
+                "create the secret, or grant the identity 'Key Vault Secrets User' on the vault",
+            )
+        return f"{len(self.secret_names)} present ({', '.join(self.secret_names.values())})"
+
+    def _event_hubs_reachable(self) -> str:
+        hubs = self.deployment.eventhubs
+        for address in hubs.bootstrap_servers.split(","):
+            host, _, port = address.strip().rpartition(":")
+            _reach(host, int(port or 9093), f"Event Hubs namespace {hubs.namespace}")
+        return f"{hubs.bootstrap_servers} reachable"
+
+    def _kafka_handshake(self) -> str:
+        from azure_profile.kafka_check import KafkaCheckError, check_kafka_sasl
+
+        hubs, storage = self.deployment.eventhubs, self.deployment.storage
+        try:
+            options = kafka_options(
+                hubs,
+                connection_string=self.secrets.get("eventhubs_connection_string"),
+                client_secret=self.secrets.get("client_secret"),
+                tenant_id=storage.tenant_id,
+                client_id=storage.client_id,
+            )
+        except SettingsError as error:
+            raise CheckFailed(str(error), "store the namespace's connection string") from None
+        if hubs.auth != "connection_string":
+            return "OAUTHBEARER: checked by the first Spark query (no Python client for it)"
+        try:
+            check_kafka_sasl(
+                {"bootstrap.servers": hubs.bootstrap_servers, **options}, hubs.namespace
+            )
+        except KafkaCheckError as error:
+            raise CheckFailed(
+                str(error),
+                "copy the namespace's connection string (Shared access policies) into the secret",
+            ) from None
+        return f"SASL PLAIN accepted by namespace {hubs.namespace}"
+
+    def _storage_reachable(self) -> str:
+        storage = self.deployment.storage
+        host, port = _storage_address(self.deployment)
+        _reach(host, port, f"storage account {storage.account}")
+        return f"{host}:{port} reachable"
+
+    def _container(self) -> str:
+        from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+        from azure.storage.blob import ContainerClient
+
+        storage = self.deployment.storage
+        host, port = _storage_address(self.deployment)
+        if storage.emulator_endpoint:
+            account_url = f"http://{host}:{port}/{storage.account}"
+        else:
+            account_url = f"https://{storage.account}.blob.core.windows.net"
+        client = ContainerClient(
+            account_url,
+            storage.container,
+            credential=self._storage_credential(),
+            connection_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=10,
+            retry_total=0,
+        )
+        try:
+            exists = client.exists()
+        except ClientAuthenticationError as error:
+            raise CheckFailed(
+                f"storage account {storage.account} refused the credentials ({_first_line(error)})",
+                "give the identity 'Storage Blob Data Contributor' on the account",
+            ) from None
+        except (HttpResponseError, AzureError) as error:
+            raise CheckFailed(
+                f"storage account {storage.account}: {_first_line(error)}",
+                "check REELHOUSE_ADLS_ACCOUNT and the identity's role assignments",
+            ) from None
+        if not exists:
+            raise CheckFailed(
+                f"container {storage.container!r} does not exist in account {storage.account}",
+                f"create it: az storage container create -n {storage.container}"
+                f" --account-name {storage.account} --auth-mode login",
+            )
+        return f"container {storage.container} present"
+
+    def _storage_credential(self):
+        storage = self.deployment.storage
+        if storage.auth == "account_key":
+            from azure.core.credentials import AzureNamedKeyCredential
+
+            return AzureNamedKeyCredential(storage.account, self.secrets["storage_account_key"])
+        if storage.auth == "service_principal":
+            from azure.identity import ClientSecretCredential
+
+            return ClientSecretCredential(
+                storage.tenant_id, storage.client_id, self.secrets["client_secret"]
+            )
+        from azure.identity import ManagedIdentityCredential
+
+        return ManagedIdentityCredential(client_id=storage.client_id or None)
+
+
+def _storage_address(deployment: Deployment) -> tuple[str, int]:
+    storage = deployment.storage
+    if storage.emulator_endpoint:
+        host, _, port = storage.emulator_endpoint.rpartition(":")
+        return host, int(port)
+    return f"{storage.account}.blob.core.windows.net", 443
+
+
+def _reach(host: str, port: int, what: str) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            return
+    except socket.gaierror:
+        raise CheckFailed(
+            f"{what}: host {host} is not known (DNS)",
+            "check the name; from a private network, check the private DNS zone",
+        ) from None
+    except TimeoutError:
+        raise CheckFailed(
+            f"{what}: {host}:{port} did not answer within {CONNECT_TIMEOUT_S:.0f}s",
+            "check firewall rules / network access of the resource",
+        ) from None
+    except OSError as error:
+        raise CheckFailed(
+            f"{what}: cannot connect to {host}:{port} ({error.strerror or error})",
+            "check the address and that the service runs",
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m azure_profile.preflight", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    args = parser.parse_args(argv)
+    preflight = Preflight(debug=args.debug)
+    for result in preflight.run():
+        print(result.line())
+    failed = sum(result.status == "FAIL" for result in preflight.results)
+    print("preflight passed" if preflight.passed else f"preflight failed: {failed} check(s)")
+    return 0 if preflight.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
