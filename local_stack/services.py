@@ -24,8 +24,10 @@ from pathlib import Path
 
 import psutil
 
+from local_stack import eventhubs
 from local_stack.jvm import broker_classpath
 from local_stack.settings import NODE_DIR, PROJECT_ROOT, StackSettings
+from local_stack.tls import ensure_tls_material
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +172,14 @@ class KafkaBroker(Service):
     def log4j_file(self) -> Path:
         return self.settings.state_dir / "kafka" / "log4j2.properties"
 
+    @property
+    def eventhubs_keystore(self) -> Path:
+        """The Event-Hubs-like listener's private key and certificate in one PEM file."""
+        return self.settings.state_dir / "kafka" / "eventhubs-keystore.pem"
+
     def ports(self) -> tuple[int, ...]:
-        return (self.settings.kafka.port, self.settings.kafka.controller_port)
+        kafka = self.settings.kafka
+        return (kafka.port, kafka.controller_port, kafka.sasl_port)
 
     def start_timeout_s(self) -> float:
         return self.settings.kafka.start_timeout_s
@@ -183,11 +191,15 @@ class KafkaBroker(Service):
             "node.id": "1",
             "controller.quorum.voters": f"1@{kafka.host}:{kafka.controller_port}",
             "listeners": f"PLAINTEXT://{kafka.host}:{kafka.port},"
-            f"CONTROLLER://{kafka.host}:{kafka.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{kafka.host}:{kafka.port}",
+            f"CONTROLLER://{kafka.host}:{kafka.controller_port},"
+            f"EVENTHUBS://{kafka.host}:{kafka.sasl_port}",
+            "advertised.listeners": f"PLAINTEXT://{kafka.host}:{kafka.port},"
+            f"EVENTHUBS://{kafka.host}:{kafka.sasl_port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
+            "EVENTHUBS:SASL_SSL",
+            **self._eventhubs_listener_properties(),
             "log.dirs": str(self.data_dir),
             "num.partitions": str(kafka.default_partitions),
             # Topics are created explicitly by the project, never by a typo.
@@ -206,10 +218,34 @@ class KafkaBroker(Service):
             "message.max.bytes": str(2 * 1024 * 1024),
         }
 
+    def _eventhubs_listener_properties(self) -> dict[str, str]:
+        """The EVENTHUBS listener: what Event Hubs' Kafka endpoint accepts, and only that."""
+        connection_string = eventhubs.ensure_connection_string(self.settings)
+        # One PLAIN user, named literally $ConnectionString (Kafka's JAAS parser takes '$' in
+        # an option name), whose password is the connection string. Kafka logs this
+        # password-type value as [hidden].
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required"
+            f' user_{eventhubs.USER_NAME}="{connection_string}";'
+        )
+        return {
+            "listener.name.eventhubs.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.eventhubs.plain.sasl.jaas.config": jaas,
+            # A PEM key store: an unencrypted PKCS#8 key needs no ssl.key.password.
+            "listener.name.eventhubs.ssl.keystore.type": "PEM",
+            "listener.name.eventhubs.ssl.keystore.location": str(self.eventhubs_keystore),
+        }
+
     def prepare(self) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        tls = ensure_tls_material(self.settings)
+        eventhubs.write_private(
+            self.eventhubs_keystore,
+            tls.private_key.read_text() + tls.certificate.read_text(),
+        )
         properties = "\n".join(f"{key}={value}" for key, value in self.server_properties().items())
-        self.config_file.write_text(properties + "\n")
+        # It holds the listener's connection string.
+        eventhubs.write_private(self.config_file, properties + "\n")
         self.log4j_file.write_text(_BROKER_LOG4J)
         if (self.data_dir / "meta.properties").exists():
             return
@@ -251,6 +287,20 @@ class KafkaBroker(Service):
 
     def is_healthy(self) -> bool:
         return kafka_answers(self.settings.kafka.bootstrap_servers, timeout_s=3.0)
+
+    def start(self) -> str:
+        """Start (or reuse) the broker; return once its SASL_SSL listener listens too."""
+        message = super().start()
+        kafka = self.settings.kafka
+        # Kafka opens all listeners together, so this waits only for a reused broker that was
+        # started before the EVENTHUBS listener existed (or on another sasl_port).
+        if not _wait_for(lambda: _port_in_use(kafka.sasl_port, kafka.host), 10.0):
+            raise StackError(
+                f"kafka (pid {self.running_pid()}) answers on port {kafka.port} but not on its"
+                f" SASL_SSL listener port {kafka.sasl_port}; restart it:"
+                " python -m local_stack down && python -m local_stack up"
+            )
+        return message
 
 
 class Azurite(Service):

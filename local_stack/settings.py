@@ -31,6 +31,9 @@ class KafkaSettings:
     default_partitions: int
     start_timeout_s: float
     image: str
+    # The Event-Hubs-like SASL_SSL listener (see local_stack/eventhubs.py).
+    sasl_port: int
+    eventhubs_namespace: str
 
     @property
     def bootstrap_servers(self) -> str:
@@ -110,6 +113,8 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
             default_partitions=_positive("kafka.default_partitions", kafka["default_partitions"]),
             start_timeout_s=float(kafka["start_timeout_s"]),
             image=kafka["image"],
+            sasl_port=_port("kafka.sasl_port", kafka["sasl_port"]),
+            eventhubs_namespace=kafka["eventhubs_namespace"],
         ),
         azurite=AzuriteSettings(
             host=host,

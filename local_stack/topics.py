@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+
+from local_stack.simulate.producer import kafka_python_config
 
 
 def ensure_topic(
     bootstrap_servers: str,
     topic: str,
     partitions: int,
-    client_options: dict[str, str] | None = None,
+    client_options: Mapping[str, str] | None = None,
 ) -> bool:
-    """Create ``topic`` if it does not exist; return True when it was created."""
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        client_id="reelhouse-topics",
-        request_timeout_ms=15000,
-        **(client_options or {}),
-    )
+    """Create ``topic`` if it does not exist; return True when it was created.
+
+    ``client_options`` are Java-client options (a profile's security settings, e.g. for
+    the SASL_SSL listener); ``bootstrap_servers`` wins over one among them.
+    """
+    admin = _admin_client(bootstrap_servers, client_options)
     try:
         if topic in admin.list_topics():
             return False
@@ -34,11 +37,25 @@ def ensure_topic(
         admin.close()
 
 
-def delete_topic(bootstrap_servers: str, topic: str) -> None:
+def delete_topic(
+    bootstrap_servers: str, topic: str, client_options: Mapping[str, str] | None = None
+) -> None:
     """Delete ``topic`` if it exists."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="reelhouse-topics")
+    admin = _admin_client(bootstrap_servers, client_options)
     try:
         if topic in admin.list_topics():
             admin.delete_topics([topic])
     finally:
         admin.close()
+
+
+def _admin_client(
+    bootstrap_servers: str, client_options: Mapping[str, str] | None
+) -> KafkaAdminClient:
+    config = {
+        "client_id": "reelhouse-topics",
+        "request_timeout_ms": 15000,
+        **kafka_python_config(client_options or {}),
+        "bootstrap_servers": bootstrap_servers.split(","),
+    }
+    return KafkaAdminClient(**config)

@@ -42,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
             profile = load_profile(args.profile, args.workspace)
             topic = args.topic or profile.source.topic
             if args.create_topic:
-                ensure_topic(profile.source.bootstrap_servers, topic, args.partitions)
+                ensure_topic(
+                    profile.source.bootstrap_servers,
+                    topic,
+                    args.partitions,
+                    client_options=profile.source.client_options(),
+                )
             seconds = send_to_kafka(
                 simulation.records,
                 topic,

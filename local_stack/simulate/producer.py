@@ -23,11 +23,28 @@ class ProducerError(RuntimeError):
     """The records could not be delivered; the message names the endpoint."""
 
 
+# Java client options with a kafka-python argument of the same meaning and unit.
+_SAME_MEANING = {
+    "request.timeout.ms": "request_timeout_ms",
+    "metadata.max.age.ms": "metadata_max_age_ms",
+    "connections.max.idle.ms": "connections_max_idle_ms",
+}
+# Consumer-group options that the Spark source needs and a producer has no use for.
+_CONSUMER_ONLY = {"session.timeout.ms"}
+
+
 def kafka_python_config(client_options: Mapping[str, str]) -> dict:
     """Translate Java-client options (as Spark uses them) into kafka-python arguments."""
     config: dict = {}
+    truststore_type = client_options.get("ssl.truststore.type", "JKS")
     for key, value in client_options.items():
-        if key == "bootstrap.servers":
+        if key in _SAME_MEANING:
+            config[_SAME_MEANING[key]] = int(value)
+        elif key in _CONSUMER_ONLY:
+            continue
+        elif key == "ssl.truststore.location" and truststore_type.upper() == "PEM":
+            config["ssl_cafile"] = value  # a PEM trust store is a CA file to kafka-python
+        elif key == "bootstrap.servers":
             config["bootstrap_servers"] = value.split(",")
         elif key == "security.protocol":
             config["security_protocol"] = value
@@ -44,7 +61,7 @@ def kafka_python_config(client_options: Mapping[str, str]) -> dict:
         elif key == "ssl.endpoint.identification.algorithm":
             config["ssl_check_hostname"] = value.lower() == "https"
         elif key.startswith("ssl.truststore."):
-            continue  # JVM-only; kafka-python uses ssl.ca.location
+            continue  # a JKS/PKCS12 store is JVM-only; kafka-python uses ssl.ca.location
         else:
             raise ProducerError(f"unsupported Kafka client option for the simulator: {key}")
     return config
@@ -97,15 +114,14 @@ def _send_share(job: tuple) -> str | None:
     records, sent = _SHARED["records"], _SHARED["sent"]
     bootstrap = ",".join(config.get("bootstrap_servers", []))
     try:
+        defaults = {"max_block_ms": 30000, "request_timeout_ms": 30000}
         producer = KafkaProducer(
             acks="all",
             linger_ms=50,
             batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
             compression_type=_best_compression(),
-            max_block_ms=30000,
-            request_timeout_ms=30000,
-            **config,
+            **{**defaults, **config},  # the profile's timeouts win
         )
     except KafkaError as error:
         return f"cannot reach Kafka at {bootstrap}: {error}"

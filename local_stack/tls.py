@@ -1,0 +1,82 @@
+"""The local stack's self-signed TLS certificate, made once at setup.
+
+The Azure parity services (the broker's Event-Hubs-like ``SASL_SSL`` listener and the
+local Key Vault endpoint) speak TLS the way their Azure counterparts do. They share one
+certificate for ``localhost`` / ``127.0.0.1``, written to ``<state_dir>/tls/`` (git-ignored,
+never committed): a PEM certificate that clients trust and a PEM private key (PKCS#8,
+unencrypted: it only guards loopback traffic of this machine).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from local_stack.settings import StackSettings
+
+VALID_DAYS = 825  # the longest validity current TLS clients accept for a leaf certificate
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """Paths of the certificate (also the clients' trust anchor) and its private key."""
+
+    certificate: Path
+    private_key: Path
+
+
+def tls_material(settings: StackSettings) -> TlsMaterial:
+    """Where the certificate and key live (they may not exist yet)."""
+    folder = settings.state_dir / "tls"
+    return TlsMaterial(folder / "localhost.crt.pem", folder / "localhost.key.pem")
+
+
+def ensure_tls_material(settings: StackSettings) -> TlsMaterial:
+    """Create the certificate and key unless both exist; return their paths."""
+    material = tls_material(settings)
+    if material.certificate.exists() and material.private_key.exists():
+        return material
+    material.certificate.parent.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        # Self-signed: the certificate is its own trust anchor.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_private(material.private_key, key_pem)
+    material.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return material
+
+
+def _write_private(path: Path, content: bytes) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)

@@ -1,0 +1,117 @@
+"""The azure profile's Kafka options against the broker's Event-Hubs-like listener."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from azure_profile.deployment import EventHubsSettings
+from azure_profile.eventhubs import kafka_options
+from azure_profile.kafka_check import KafkaAuthError, check_kafka_sasl
+from local_stack import eventhubs
+from local_stack.simulate.producer import kafka_python_config, send_to_kafka
+from local_stack.simulate.simulation import Record
+from local_stack.tls import tls_material
+from local_stack.topics import delete_topic, ensure_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
+
+RECORDS = 1000
+
+
+def _listener_options(stack, connection_string: str) -> dict[str, str]:
+    """Java client options exactly as the azure profile builds them, for the local listener."""
+    settings = stack.settings
+    hubs = EventHubsSettings(
+        namespace=eventhubs.local_namespace(settings),
+        bootstrap_servers=eventhubs.bootstrap_servers(settings),
+        auth="connection_string",
+        login_module="open_source",
+        truststore_pem=str(tls_material(settings).certificate),
+    )
+    options = kafka_options(hubs, connection_string=connection_string)
+    return {"bootstrap.servers": hubs.bootstrap_servers, **options}
+
+
+@pytest.fixture(scope="module")
+def connection_string(stack) -> str:
+    return eventhubs.ensure_connection_string(stack.settings)
+
+
+def test_records_sent_through_the_sasl_ssl_listener_all_arrive(
+    stack, profile, connection_string, unique_name
+):
+    options = _listener_options(stack, connection_string)
+    assert options["security.protocol"] == "SASL_SSL"
+    assert options["ssl.truststore.type"] == "PEM"
+    topic = f"{profile.workspace}.eventhubs-{unique_name}"
+    records = [
+        Record(
+            f"user-{index % 97}".encode(), f'{{"n": {index}}}'.encode(), 1_700_000_000_000 + index
+        )
+        for index in range(RECORDS)
+    ]
+    assert ensure_topic(options["bootstrap.servers"], topic, partitions=2, client_options=options)
+    try:
+        send_to_kafka(records, topic, options, rate=0, progress=False, producers=1)
+
+        received = _read_everything(topic, options)
+    finally:
+        delete_topic(options["bootstrap.servers"], topic, client_options=options)
+
+    assert len(received) == RECORDS
+    assert sorted(received) == sorted((r.key, r.value, r.timestamp_ms) for r in records)
+
+
+def _read_everything(topic: str, options: dict[str, str]) -> list[tuple]:
+    """Every record of ``topic`` up to its end offsets, read through the same listener."""
+    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(options))
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(partitions)
+        received = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(p) < end[p] for p in partitions):
+            assert time.monotonic() < deadline, f"read only {len(received)} records"
+            for batch in consumer.poll(timeout_ms=1000).values():
+                received.extend((m.key, m.value, m.timestamp) for m in batch)
+        return received
+    finally:
+        consumer.close()
+
+
+def test_a_wrong_key_is_rejected_at_once_naming_the_namespace(stack, connection_string):
+    prefix, _, key = connection_string.rpartition("SharedAccessKey=")
+    wrong_key = ("B" if key[0] != "B" else "C") + key[1:]
+    options = _listener_options(stack, f"{prefix}SharedAccessKey={wrong_key}")
+    namespace = eventhubs.local_namespace(stack.settings)
+
+    # Within the 10 s budget: running out of it raises KafkaUnreachable, not an auth error.
+    with pytest.raises(KafkaAuthError) as raised:
+        check_kafka_sasl(options, namespace, timeout_s=10)
+
+    message = str(raised.value)
+    assert message.startswith(f"Event Hubs namespace {namespace} rejected the credentials")
+    assert "\n" not in message and wrong_key not in message
+
+
+def test_the_right_key_passes_the_check(stack, connection_string):
+    options = _listener_options(stack, connection_string)
+
+    check_kafka_sasl(options, eventhubs.local_namespace(stack.settings), timeout_s=10)
+
+
+def test_the_connection_string_appears_in_no_log(stack, connection_string):
+    # After the tests above, the broker has seen right and wrong logins.
+    key = connection_string.rpartition("SharedAccessKey=")[2]
+    leaking = [
+        str(path)
+        for path in stack.settings.log_dir.rglob("*")
+        if path.is_file() and key.encode() in path.read_bytes()
+    ]
+    assert leaking == []
+    assert any(stack.settings.log_dir.rglob("kafka.log")), "no broker log to check"

@@ -1,0 +1,59 @@
+"""Java-client options (as the profiles give them) translated for kafka-python."""
+
+from __future__ import annotations
+
+import pytest
+
+from local_stack.simulate.producer import ProducerError, kafka_python_config
+
+pytestmark = pytest.mark.unit
+
+JAAS = (
+    "org.apache.kafka.common.security.plain.PlainLoginModule required"
+    ' username="$ConnectionString" password="Endpoint=sb://ns.servicebus.windows.net/;'
+    'SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=a2V5/+==";'
+)
+
+
+def test_event_hubs_options_with_a_pem_trust_store():
+    config = kafka_python_config(
+        {
+            "bootstrap.servers": "127.0.0.1:9094",
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "PLAIN",
+            "sasl.jaas.config": JAAS,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": "/state/tls/localhost.crt.pem",
+            "request.timeout.ms": "60000",
+            "session.timeout.ms": "30000",
+            "metadata.max.age.ms": "180000",
+            "connections.max.idle.ms": "180000",
+        }
+    )
+
+    assert config == {
+        "bootstrap_servers": ["127.0.0.1:9094"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "PLAIN",
+        "sasl_plain_username": "$ConnectionString",
+        "sasl_plain_password": "Endpoint=sb://ns.servicebus.windows.net/;"
+        "SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=a2V5/+==",
+        "ssl_cafile": "/state/tls/localhost.crt.pem",
+        "request_timeout_ms": 60000,
+        "metadata_max_age_ms": 180000,
+        "connections_max_idle_ms": 180000,
+    }
+
+
+@pytest.mark.parametrize("store_type", [None, "JKS", "PKCS12"])
+def test_a_jvm_trust_store_is_not_a_ca_file(store_type):
+    options = {"ssl.truststore.location": "/etc/truststore.jks", "ssl.truststore.password": "x"}
+    if store_type:
+        options["ssl.truststore.type"] = store_type
+
+    assert kafka_python_config(options) == {}
+
+
+def test_an_option_the_simulator_cannot_honour_is_named():
+    with pytest.raises(ProducerError, match="unsupported .*: sasl.login.callback.handler.class"):
+        kafka_python_config({"sasl.login.callback.handler.class": "x"})
