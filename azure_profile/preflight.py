@@ -8,6 +8,7 @@ unless ``--debug``. Secrets are fetched to be tested, never printed.
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import sys
 import traceback
@@ -21,6 +22,12 @@ from azure_profile.profile import PROFILE_FILE, secret_source
 from spark.settings import SettingsError, resolve_placeholders
 
 CONNECT_TIMEOUT_S = 5.0
+SECRET_ACCESS_HINTS = {
+    "authentication": "run with an identity: a managed identity in Azure, AZURE_TENANT_ID,"
+    " AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a service principal, or `az login`",
+    "forbidden": "grant the identity the role 'Key Vault Secrets User' on the vault",
+    "unreachable": "check REELHOUSE_KEYVAULT_URL and the vault's network access rules",
+}
 
 
 class CheckFailed(RuntimeError):
@@ -143,11 +150,14 @@ class Preflight:
             try:
                 self.secrets[purpose] = lookup(name)
             except Exception as error:  # SettingsError or SecretResolutionError: one line
+                reason = getattr(error, "reason", "missing")
+                if reason in SECRET_ACCESS_HINTS:  # the same for every secret: say it once
+                    raise CheckFailed(str(error), SECRET_ACCESS_HINTS[reason]) from None
                 missing.append(f"{name}: {' '.join(str(error).split())}")
         if missing:
             raise CheckFailed(
                 "; ".join(missing),
-                "create the secret, or grant the identity 'Key Vault Secrets User' on the vault",
+                "create the secret: az keyvault secret set --vault-name <vault> --name <name>",
             )
         return f"{len(self.secret_names)} present ({', '.join(self.secret_names.values())})"
 
@@ -216,7 +226,19 @@ class Preflight:
                 f"storage account {storage.account} refused the credentials ({_first_line(error)})",
                 "give the identity 'Storage Blob Data Contributor' on the account",
             ) from None
-        except (HttpResponseError, AzureError) as error:
+        except HttpResponseError as error:
+            if error.status_code == 403:
+                raise CheckFailed(
+                    f"storage account {storage.account} refused the credentials"
+                    f" ({_first_line(error)})",
+                    "check the account key secret, or the identity's role"
+                    " 'Storage Blob Data Contributor' on the account",
+                ) from None
+            raise CheckFailed(
+                f"storage account {storage.account}: {_first_line(error)}",
+                "check REELHOUSE_ADLS_ACCOUNT and the identity's role assignments",
+            ) from None
+        except AzureError as error:
             raise CheckFailed(
                 f"storage account {storage.account}: {_first_line(error)}",
                 "check REELHOUSE_ADLS_ACCOUNT and the identity's role assignments",
@@ -284,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m azure_profile.preflight", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     args = parser.parse_args(argv)
+    # The Azure and Kafka clients log each failed attempt over many lines; the checks'
+    # one-line results say it all (--debug shows everything).
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.CRITICAL)
     preflight = Preflight(debug=args.debug)
     for result in preflight.run():
         print(result.line())

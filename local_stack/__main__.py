@@ -13,7 +13,18 @@ from spark.settings import SettingsError, load_profile
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "prefect-up", "prefect-down"])
+    parser.add_argument(
+        "command",
+        choices=[
+            "up",
+            "down",
+            "status",
+            "keyvault-up",
+            "keyvault-down",
+            "prefect-up",
+            "prefect-down",
+        ],
+    )
     parser.add_argument("--workspace", help="workspace whose topic `up` creates (default: main)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -24,9 +35,14 @@ def main(argv: list[str] | None = None) -> int:
             for line in stack.up(topics=(topic,)):
                 print(line)
             return 0
-        if args.command in ("prefect-up", "prefect-down"):
-            action = stack.prefect_up if args.command == "prefect-up" else stack.prefect_down
-            for line in action():
+        actions = {
+            "keyvault-up": stack.keyvault_up,
+            "keyvault-down": stack.keyvault_down,
+            "prefect-up": stack.prefect_up,
+            "prefect-down": stack.prefect_down,
+        }
+        if args.command in actions:
+            for line in actions[args.command]():
                 print(line)
             return 0
         if args.command == "down":
@@ -46,6 +62,10 @@ def _print_status(stack: LocalStack) -> int:
         ports = ",".join(str(port) for port in status.ports)
         pid = str(status.pid) if status.pid else "-"
         print(f"{status.name:<10} {pid:>8}  {ports:<20} {status.detail}")
+    keyvault = stack.keyvault.status()
+    if keyvault.pid:  # started on demand: shown only while it runs
+        ports = ",".join(str(port) for port in keyvault.ports)
+        print(f"{keyvault.name:<10} {keyvault.pid:>8}  {ports:<20} {keyvault.detail}")
     print(f"logs: {stack.settings.log_dir}")
     return 0 if all(status.healthy for status in statuses) else 3
 

@@ -11,11 +11,11 @@ a secret like the real one, never logged or printed.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from pathlib import Path
 
 from local_stack.settings import StackSettings
+from local_stack.tls import write_private
 
 USER_NAME = "$ConnectionString"
 KEY_NAME = "RootManageSharedAccessKey"
@@ -59,11 +59,3 @@ def ensure_connection_string(settings: StackSettings) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, text + "\n")
     return text
-
-
-def write_private(path: Path, content: str) -> None:
-    """Write ``content`` to a file only its owner can read (mode 0600, also when it exists)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(content)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +28,7 @@ import psutil
 from local_stack import eventhubs
 from local_stack.jvm import broker_classpath
 from local_stack.settings import NODE_DIR, PROJECT_ROOT, StackSettings
-from local_stack.tls import ensure_tls_material
+from local_stack.tls import ensure_tls_material, write_private
 
 log = logging.getLogger(__name__)
 
@@ -239,13 +240,13 @@ class KafkaBroker(Service):
     def prepare(self) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         tls = ensure_tls_material(self.settings)
-        eventhubs.write_private(
+        write_private(
             self.eventhubs_keystore,
             tls.private_key.read_text() + tls.certificate.read_text(),
         )
         properties = "\n".join(f"{key}={value}" for key, value in self.server_properties().items())
         # It holds the listener's connection string.
-        eventhubs.write_private(self.config_file, properties + "\n")
+        write_private(self.config_file, properties + "\n")
         self.log4j_file.write_text(_BROKER_LOG4J)
         if (self.data_dir / "meta.properties").exists():
             return
@@ -368,6 +369,71 @@ class Azurite(Service):
         except OSError:
             return False
         return True
+
+
+class KeyVaultStandIn(Service):
+    """The local Key Vault and managed-identity endpoints (``local_stack/keyvault.py``)."""
+
+    name = "keyvault"
+    marker = "local_stack.keyvault"
+
+    @property
+    def identity_header_file(self) -> Path:
+        """The App Service ``IDENTITY_HEADER`` value clients must send (mode 0600)."""
+        return self.settings.state_dir / "keyvault" / "identity-header"
+
+    def identity_environment(self) -> dict[str, str]:
+        """What makes ``DefaultAzureCredential`` use this machine's managed identity."""
+        return {
+            "IDENTITY_ENDPOINT": self.settings.keyvault.identity_endpoint,
+            "IDENTITY_HEADER": self.identity_header_file.read_text().strip(),
+        }
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.settings.keyvault.port, self.settings.keyvault.identity_port)
+
+    def start_timeout_s(self) -> float:
+        return self.settings.keyvault.start_timeout_s
+
+    def prepare(self) -> None:
+        if not self.identity_header_file.exists():
+            self.identity_header_file.parent.mkdir(parents=True, exist_ok=True)
+            write_private(self.identity_header_file, uuid.uuid4().hex + "\n")
+
+    def command(self) -> list[str]:
+        keyvault = self.settings.keyvault
+        tls = ensure_tls_material(self.settings)
+        return [
+            sys.executable,
+            "-m",
+            "local_stack.keyvault",
+            "--host",
+            keyvault.host,
+            "--port",
+            str(keyvault.port),
+            "--identity-port",
+            str(keyvault.identity_port),
+            "--cert",
+            str(tls.certificate),
+            "--key",
+            str(tls.private_key),
+            "--identity-header-file",
+            str(self.identity_header_file),
+        ]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+
+    def is_healthy(self) -> bool:
+        keyvault = self.settings.keyvault
+        # The identity endpoint refuses a request without its header: any answer is health.
+        try:
+            urllib.request.urlopen(keyvault.identity_endpoint, timeout=2)
+        except urllib.error.HTTPError:
+            return _port_in_use(keyvault.port, keyvault.host)
+        except OSError:
+            return False
+        return False
 
 
 class PrefectServer(Service):

@@ -66,6 +66,24 @@ class AzuriteSettings:
 
 
 @dataclass(frozen=True)
+class KeyVaultSettings:
+    """The local Key Vault endpoint (https) and its managed-identity endpoint (http)."""
+
+    host: str
+    port: int
+    identity_port: int
+    start_timeout_s: float
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def identity_endpoint(self) -> str:
+        return f"http://{self.host}:{self.identity_port}/msi/token"
+
+
+@dataclass(frozen=True)
 class PrefectSettings:
     host: str
     port: int
@@ -83,6 +101,7 @@ class StackSettings:
     state_dir: Path
     kafka: KafkaSettings
     azurite: AzuriteSettings
+    keyvault: KeyVaultSettings
     prefect: PrefectSettings
 
     @property
@@ -103,6 +122,7 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
     if not state_dir.is_absolute():
         state_dir = PROJECT_ROOT / state_dir
     kafka, azurite, prefect = raw["kafka"], raw["azurite"], raw["prefect"]
+    keyvault = raw["keyvault"]
     return StackSettings(
         state_dir=state_dir,
         kafka=KafkaSettings(
@@ -125,6 +145,12 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
             lake_container=azurite["lake_container"],
             start_timeout_s=float(azurite["start_timeout_s"]),
             image=azurite["image"],
+        ),
+        keyvault=KeyVaultSettings(
+            host=host,
+            port=_port("keyvault.port", keyvault["port"]),
+            identity_port=_port("keyvault.identity_port", keyvault["identity_port"]),
+            start_timeout_s=float(keyvault["start_timeout_s"]),
         ),
         prefect=PrefectSettings(
             host=host,

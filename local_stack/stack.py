@@ -8,6 +8,7 @@ import subprocess
 from local_stack.services import (
     Azurite,
     KafkaBroker,
+    KeyVaultStandIn,
     PrefectServer,
     PrefectWorker,
     Service,
@@ -29,6 +30,7 @@ class LocalStack:
         self.settings = settings or load_stack_settings()
         self.kafka = KafkaBroker(self.settings)
         self.azurite = Azurite(self.settings)
+        self.keyvault = KeyVaultStandIn(self.settings)
         self.prefect_server = PrefectServer(self.settings)
         self.prefect_worker = PrefectWorker(self.settings)
 
@@ -62,10 +64,22 @@ class LocalStack:
             return False
         return True
 
+    def keyvault_up(self) -> list[str]:
+        """Start the local Key Vault for the azure profile's parity tests (on demand)."""
+        return [
+            self.keyvault.start(),
+            f"key vault at {self.settings.keyvault.url} (REELHOUSE_KEYVAULT_URL); managed"
+            f" identity at {self.settings.keyvault.identity_endpoint} (IDENTITY_ENDPOINT),"
+            f" its IDENTITY_HEADER in {self.keyvault.identity_header_file}",
+        ]
+
+    def keyvault_down(self) -> list[str]:
+        return [self.keyvault.stop()]
+
     def down(self) -> list[str]:
-        """Stop what this project started, in reverse order."""
+        """Stop what this project started (the key vault too), in reverse order."""
         messages = []
-        for service in reversed(self.services):
+        for service in (self.keyvault, *reversed(self.services)):
             try:
                 messages.append(service.stop())
             except StackError as error:

@@ -71,12 +71,15 @@ def ensure_tls_material(settings: StackSettings) -> TlsMaterial:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(material.private_key, key_pem)
+    write_private(material.private_key, key_pem)
     material.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return material
 
 
-def _write_private(path: Path, content: bytes) -> None:
+def write_private(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to a file only its owner can read (mode 0600, also when it exists)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    data = content.encode() if isinstance(content, str) else content
     with os.fdopen(descriptor, "wb") as handle:
-        handle.write(content)
+        handle.write(data)

@@ -1,0 +1,44 @@
+"""Key Vault secret resolution: what needs no vault (the vault itself: integration)."""
+
+from __future__ import annotations
+
+import pytest
+
+from azure_profile.secrets import KeyVaultSecrets, SecretResolutionError, is_loopback
+from spark.settings import SettingsError
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("https://127.0.0.1:8443", True),
+        ("https://localhost:8443/", True),
+        ("https://[::1]:8443", True),
+        ("https://reelhouse-kv.vault.azure.net", False),
+        ("https://10.0.0.4", False),
+    ],
+)
+def test_only_a_vault_on_this_machine_skips_the_challenge_resource_check(url, loopback):
+    assert is_loopback(url) is loopback
+
+
+class _Credential:
+    """Counts token requests; a vault that is not there never gets one."""
+
+    calls = 0
+
+    def get_token(self, *scopes, **kwargs):
+        self.calls += 1
+        raise AssertionError("no token should be needed to find the vault down")
+
+
+def test_an_unreachable_vault_fails_in_seconds_with_one_line_naming_it():
+    secrets = KeyVaultSecrets("https://127.0.0.1:9", credential=_Credential())
+    with pytest.raises(SecretResolutionError) as raised:
+        secrets.get("eventhubs-connection-string")
+    message = str(raised.value)
+    assert raised.value.reason == "unreachable"
+    assert "https://127.0.0.1:9" in message and "\n" not in message
+    assert isinstance(raised.value, SettingsError)  # the runners' one-line error path
