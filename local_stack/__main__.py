@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 
 from local_stack.services import StackError
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             "status",
             "keyvault-up",
             "keyvault-down",
+            "azure-env",
             "prefect-up",
             "prefect-down",
         ],
@@ -44,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in actions:
             for line in actions[args.command]():
                 print(line)
+            return 0
+        if args.command == "azure-env":
+            # For `eval "$(python -m local_stack azure-env)"`: the azure profile on this stack.
+            for key, value in stack.azure_environment().items():
+                print(f"export {key}={shlex.quote(value)}")
             return 0
         if args.command == "down":
             for line in stack.down():

@@ -52,26 +52,42 @@ class LocalStack:
             messages.append(f"topic {topic}: {'created' if created else 'exists'}")
         return messages
 
-    def ensure_lake_container(self) -> bool:
-        """Create the local lake's blob container if it is missing; True when created."""
+    def ensure_lake_container(self, name: str | None = None) -> bool:
+        """Create the local lake's blob container (or container ``name``) if it is missing;
+        True when created."""
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import BlobServiceClient
 
         client = BlobServiceClient.from_connection_string(self.settings.azurite.connection_string)
         try:
-            client.create_container(self.settings.azurite.lake_container)
+            client.create_container(name or self.settings.azurite.lake_container)
         except ResourceExistsError:
             return False
         return True
 
     def keyvault_up(self) -> list[str]:
-        """Start the local Key Vault for the azure profile's parity tests (on demand)."""
-        return [
-            self.keyvault.start(),
-            f"key vault at {self.settings.keyvault.url} (REELHOUSE_KEYVAULT_URL); managed"
-            f" identity at {self.settings.keyvault.identity_endpoint} (IDENTITY_ENDPOINT),"
-            f" its IDENTITY_HEADER in {self.keyvault.identity_header_file}",
-        ]
+        """Start the local Key Vault (on demand) and store the local stack's secrets in it
+        under the azure profile's names."""
+        from local_stack import parity
+
+        messages = [self.keyvault.start()]
+        if self.ensure_lake_container(parity.AZURE_CONTAINER):
+            messages.append(f"container {parity.AZURE_CONTAINER}: created")
+        header = self.keyvault.identity_header_file.read_text().strip()
+        names = parity.store_local_secrets(
+            parity.secret_client(self.settings, header), self.settings
+        )
+        messages.append(f"key vault at {self.settings.keyvault.url}: secrets {', '.join(names)}")
+        return messages
+
+    def azure_environment(self, container: str | None = None) -> dict[str, str]:
+        """The azure profile's variables for this stack (the identity header included)."""
+        from local_stack import parity
+
+        return {
+            **parity.azure_environment(self.settings, container or parity.AZURE_CONTAINER),
+            "IDENTITY_HEADER": self.keyvault.identity_header_file.read_text().strip(),
+        }
 
     def keyvault_down(self) -> list[str]:
         return [self.keyvault.stop()]

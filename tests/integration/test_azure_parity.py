@@ -27,16 +27,12 @@ import pytest
 
 from local_stack import eventhubs
 from local_stack.jvm import spark_jars
+from local_stack.parity import secret_client
 from local_stack.settings import EMULATOR_KEY, PROJECT_ROOT
-from local_stack.tls import tls_material
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
 
 EVENTS = 3000
-SECRET_NAMES = {
-    "eventhubs": "eventhubs-connection-string",
-    "storage": "adls-account-key",
-}
 
 
 @dataclass(frozen=True)
@@ -59,16 +55,8 @@ def _free_port() -> int:
 
 
 def _secret_client(stack):
-    """A SecretClient as an operator would use one (``az keyvault secret set``)."""
-    from azure.identity import DefaultAzureCredential
-    from azure.keyvault.secrets import SecretClient
-
-    return SecretClient(
-        stack.settings.keyvault.url,
-        DefaultAzureCredential(),
-        connection_verify=str(tls_material(stack.settings).certificate),
-        verify_challenge_resource=False,
-    )
+    header = stack.keyvault.identity_header_file.read_text().strip()
+    return secret_client(stack.settings, header)
 
 
 @pytest.fixture(scope="module")
@@ -79,44 +67,27 @@ def parity(stack, profile) -> Iterator[Parity]:
     from azure_profile.profile import _key_vault
 
     started_here = stack.keyvault.running_pid() is None
-    stack.keyvault_up()
-    settings = stack.settings
+    stack.keyvault_up()  # also stores the local secrets under the profile's secret names
     container = f"parity-{uuid.uuid4().hex[:8]}"
-    blobs = BlobServiceClient.from_connection_string(settings.azurite.connection_string)
-    blobs.create_container(container)
-    connection_string = eventhubs.ensure_connection_string(settings)
-    certificate = str(tls_material(settings).certificate)
-    environment = {
-        **stack.keyvault.identity_environment(),
-        "REELHOUSE_EVENTHUBS_NAMESPACE": eventhubs.local_namespace(settings),
-        "REELHOUSE_EVENTHUBS_BOOTSTRAP": eventhubs.bootstrap_servers(settings),
-        "REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM": certificate,
-        "REELHOUSE_ADLS_ACCOUNT": settings.azurite.account,
-        "REELHOUSE_ADLS_CONTAINER": container,
-        "REELHOUSE_ADLS_AUTH": "account_key",
-        "REELHOUSE_ADLS_EMULATOR_ENDPOINT": f"{settings.azurite.host}:{settings.azurite.blob_port}",
-        "REELHOUSE_KEYVAULT_URL": settings.keyvault.url,
-        "REELHOUSE_KEYVAULT_CA_FILE": certificate,
-        "REELHOUSE_SECRETS_PROVIDER": "keyvault",
-    }
+    stack.ensure_lake_container(container)
+    environment = stack.azure_environment(container)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in environment.items():
             patch.setenv(key, value)
         for variable in ("AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_CLIENT_ID"):
             patch.delenv(variable, raising=False)
-        client = _secret_client(stack)
-        client.set_secret(SECRET_NAMES["eventhubs"], connection_string)
-        client.set_secret(SECRET_NAMES["storage"], EMULATOR_KEY)
         _key_vault.cache_clear()
         yield Parity(
             environment=environment,
-            connection_string=connection_string,
+            connection_string=eventhubs.ensure_connection_string(stack.settings),
             account_key=EMULATOR_KEY,
             container=container,
             workspace=f"{profile.workspace}-azure",
         )
         _key_vault.cache_clear()
-    blobs.delete_container(container)
+    BlobServiceClient.from_connection_string(
+        stack.settings.azurite.connection_string
+    ).delete_container(container)
     if started_here:
         stack.keyvault_down()
 
