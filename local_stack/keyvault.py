@@ -19,7 +19,7 @@ protocol that reelhouse uses, so the azure profile's unchanged SDK code path
 Secrets live in this process's memory only (as in Lowkey Vault's default): a restart
 empties the vault. Requests are logged without bodies, so values never reach the log.
 
-Run: ``python -m local_stack.keyvault --port 8443 --identity-port 8444 --cert C --key K
+Run: ``python -m local_stack.keyvault --port 10443 --identity-port 10444 --cert C --key K
 --identity-header-file F`` (``python -m local_stack keyvault-up`` does it).
 """
 

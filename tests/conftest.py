@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +12,12 @@ from local_stack.stack import LocalStack
 from spark.settings import Profile, load_profile
 
 TEST_WORKSPACE = f"test-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Prefect stops its temporary API server at exit and says so through a console
+    # handler whose stream pytest has closed by then: a traceback, not a failure.
+    logging.getLogger("prefect").disabled = True
 
 
 @pytest.fixture(scope="session")

@@ -197,7 +197,7 @@ MISCONFIGURATIONS = {
         ["Key Vault", "127.0.0.1"],
     ),
     "key vault not https": (
-        {"REELHOUSE_KEYVAULT_URL": "http://127.0.0.1:8443"},
+        {"REELHOUSE_KEYVAULT_URL": "http://127.0.0.1:10443"},
         {},
         "key vault",
         ["https"],
