@@ -50,6 +50,11 @@ def _print_summary(result: dict, seconds: float) -> None:
         print(f"{table:<26} {count:>10,} rows")
     quarantined = rows.get("silver.quarantine", 0)
     print(f"quarantined {quarantined:,} records (see silver.quarantine for the reasons)")
+    for gate in result.get("gates", []):
+        print(
+            f"gate {gate['table']:<21} {gate['batches']:>3} batches {gate['checks']:>4} checks"
+            f"   not met: warn {gate['warn']}, drop {gate['drop']}, fail {gate['fail']}"
+        )
     if result["report"]:
         print(f"quality report: {result['report']}")
     print("tables: .venv/bin/python -m spark.tables   (add --json for machine-readable)")

@@ -132,7 +132,23 @@ def run_layer(profile: Profile, layer: str, trigger: str, run_id: str) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
-def report(profile: Profile, run_id: str, rows: dict, simulation: dict | None) -> str:
+def gate_results(profile: Profile, run_id: str) -> list[dict]:
+    """Per gated table: batches validated and checks not met by action, for this run."""
+    from quality.validation_log import gate_summary
+
+    gates = gate_summary(_spark(profile.name, profile.workspace), profile, run_id)
+    for gate in gates:
+        get_run_logger().info(
+            "gate %s: %d batches, %d checks; not met: warn %d, drop %d, fail %d",
+            *(gate[key] for key in ("table", "batches", "checks", "warn", "drop", "fail")),
+        )
+    return gates
+
+
+@task(cache_policy=NO_CACHE)
+def report(
+    profile: Profile, run_id: str, rows: dict, simulation: dict | None, gates: list[dict]
+) -> str:
     """Build the quality report and publish the run's summary as Prefect artifacts."""
     logger = get_run_logger()
     report_path = _build_quality_report(profile, run_id)
@@ -150,6 +166,14 @@ def report(profile: Profile, run_id: str, rows: dict, simulation: dict | None) -
         "| table | rows |",
         "|---|---|",
         *[f"| {row['table']} | {row['rows']:,} |" for row in table],
+        "",
+        "| gated table | batches | checks | not met: warn | drop | fail |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {g['table']} | {g['batches']} | {g['checks']} | {g['warn']} | {g['drop']} "
+            f"| {g['fail']} |"
+            for g in gates
+        ],
         "",
         f"Quality report: `{report_path}`" if report_path else "Quality report: not built",
     ]
@@ -191,5 +215,12 @@ def medallion(
     for layer in LAYER_ORDER:
         if layer in wanted:
             rows.update(run_layer(settings, layer, trigger, run_id))
-    report_path = report(settings, run_id, rows, simulation)
-    return {"run_id": run_id, "rows": rows, "simulation": simulation, "report": report_path}
+    gates = gate_results(settings, run_id)
+    report_path = report(settings, run_id, rows, simulation, gates)
+    return {
+        "run_id": run_id,
+        "rows": rows,
+        "simulation": simulation,
+        "gates": gates,
+        "report": report_path,
+    }

@@ -51,3 +51,32 @@ def record_validation(
     )
     location = profile.lake.table_location(QUALITY_VALIDATION_EVENTS.name)
     append_idempotent(frame, location, f"{profile.workspace}.quality.{table}", batch_id)
+
+
+def gate_summary(spark: SparkSession, profile: Profile, run_id: str) -> list[dict]:
+    """Per gated table, for one run: batches validated, checks run and checks not met by
+    action (``warn`` promoted anyway, ``drop`` quarantined rows, ``fail`` stopped the run)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    location = profile.lake.table_location(QUALITY_VALIDATION_EVENTS.name)
+    if not DeltaTable.isDeltaTable(spark, location):
+        return []
+    not_met = ~F.col("success") | (F.coalesce("unexpected_count", F.lit(0)) > 0)
+    rows = (
+        spark.read.format("delta")
+        .load(location)
+        .where(F.col("run_id") == run_id)
+        .groupBy("table")
+        .agg(
+            F.countDistinct("batch_id").alias("batches"),
+            F.count("*").alias("checks"),
+            *[
+                F.sum((not_met & (F.col("action") == action)).cast("int")).alias(action)
+                for action in ("warn", "drop", "fail")
+            ],
+        )
+        .orderBy("table")
+        .collect()
+    )
+    return [row.asDict() for row in rows]

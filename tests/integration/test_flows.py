@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -93,6 +94,9 @@ def test_deployment_run_completes_and_fills_the_tables(prefect_stack, spark, pro
     summary = _prefect(prefect_stack, "artifact", "inspect", "medallion-summary")
     assert f"workspace **{workspace}**" in summary
     assert "silver.events" in _prefect(prefect_stack, "artifact", "inspect", "rows-per-layer")
+    # ... with the gate results: silver validated, no fail check was violated.
+    flat = re.sub(r"\s+", " ", summary.replace("\\n", " "))  # the CLI wraps and escapes
+    assert re.search(r"\| silver\.events \| [1-9]\d* \| [1-9]\d* \| \d+ \| \d+ \| 0 \|", flat)
 
 
 @pytest.mark.integration
