@@ -59,8 +59,9 @@ def streaming(
     wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
 
     stop = threading.Event()
+    previous_handler = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     queries = {layer: LAYERS[layer](spark, settings, trigger, gate) for layer in wanted}
     restarts = {layer: 0 for layer in wanted}
     started = time.monotonic()
@@ -105,6 +106,8 @@ def streaming(
                     )
             stop.wait(1.0)
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
         for query in queries.values():
             if query.isActive:
                 query.stop()

@@ -1,0 +1,146 @@
+"""The streaming, replay and maintenance flows on the real stack, one workspace in order:
+bronze is filled by the medallion flow, the streaming flow promotes it to silver and gold
+(surviving an injected query failure), replay rebuilds silver and gold from bronze, and
+maintenance compacts, vacuums and checkpoints without changing a row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from local_stack.settings import load_stack_settings
+from spark.settings import load_profile
+from tests.integration.test_quality import _forget_table_names
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def workspace(stack, spark, profile):
+    """A workspace whose bronze holds a small simulated run with faults; its manifest."""
+    from flows.medallion import medallion
+
+    name = f"{profile.workspace}-ops"
+    _forget_table_names(spark)
+    state = medallion(
+        workspace=name, events=3000, fault_rate=0.02, seed=11, layers="bronze", return_state=True
+    )
+    assert state.is_completed(), state.message
+    target = load_profile("local", name)
+    manifest_path = (
+        load_stack_settings().state_dir / "simulations" / f"{target.source.topic}.manifest.json"
+    )
+    yield target, json.loads(manifest_path.read_text())
+    _forget_table_names(spark)
+
+
+def _count(spark, target, table: str) -> int:
+    return spark.read.format("delta").load(target.lake.table_location(table)).count()
+
+
+class _FailsOnce:
+    """A gate that raises on silver's first batch, then delegates: a query crash."""
+
+    def __init__(self, gate) -> None:
+        self.gate = gate
+        self.failed = False
+
+    def __call__(self, table, batch, batch_id):
+        if table == "silver.events" and not self.failed:
+            self.failed = True
+            raise RuntimeError("injected failure of silver's first batch")
+        return self.gate(table, batch, batch_id)
+
+
+def test_streaming_restarts_a_failed_query_and_stops_cleanly(workspace, spark, monkeypatch) -> None:
+    import spark.gates as gates
+    from flows.streaming import streaming
+
+    target, manifest = workspace
+    real_load_gate = gates.load_gate
+    injected: list[_FailsOnce] = []
+
+    def load_gate(profile, run_id):
+        injected.append(_FailsOnce(real_load_gate(profile, run_id)))
+        return injected[-1]
+
+    monkeypatch.setattr(gates, "load_gate", load_gate)
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    state = streaming(
+        workspace=target.workspace,
+        layers="silver,gold",
+        interval="2 seconds",
+        progress_every_s=5,
+        max_runtime_s=50,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert injected and injected[0].failed  # the failure happened, and was survived
+    last_batches = state.result()
+    assert last_batches["silver"] is not None
+
+    # Every record promoted or quarantined once, despite the crash and the restart.
+    assert _count(spark, target, "silver.events") == manifest["events"]
+    assert _count(spark, target, "silver.quarantine") == manifest["records"] - manifest["events"]
+    assert _count(spark, target, "gold.title_popularity") > 0
+
+    # Checkpoints intact: an available-now run afterwards finds nothing new.
+    from spark.jobs.layers import Trigger
+    from spark.run import run_layers
+
+    monkeypatch.setattr(gates, "load_gate", real_load_gate)
+    run_layers(spark, target, ["silver"], Trigger("available-now"), run_id="after-streaming")
+    assert _count(spark, target, "silver.events") == manifest["events"]
+
+
+def test_replay_needs_confirmation_then_rebuilds_silver_and_gold(workspace, spark) -> None:
+    from flows.operations import replay
+
+    target, manifest = workspace
+    popularity = spark.read.format("delta").load(
+        target.lake.table_location("gold.title_popularity")
+    )
+    plays_before = popularity.agg({"plays": "sum"}).first()[0]
+
+    refused = replay(workspace=target.workspace, return_state=True)
+    assert refused.is_failed()
+    assert f"run again with confirm={target.workspace!r}" in refused.message
+    assert _count(spark, target, "silver.events") == manifest["events"]  # nothing deleted
+
+    _forget_table_names(spark)
+    state = replay(workspace=target.workspace, confirm=target.workspace, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert target.lake.table_location("silver.events") in result["removed"]
+    assert result["rows"]["silver.events"] == manifest["events"]
+    assert result["rows"]["silver.quarantine"] == manifest["records"] - manifest["events"]
+    rebuilt = spark.read.format("delta").load(target.lake.table_location("gold.title_popularity"))
+    # Available-now closes every window the streaming run may have left open, never fewer.
+    assert rebuilt.agg({"plays": "sum"}).first()[0] >= plays_before > 0
+
+
+def test_maintenance_compacts_and_keeps_every_row(workspace, spark) -> None:
+    from delta.tables import DeltaTable
+
+    from flows.operations import maintenance
+
+    target, manifest = workspace
+    refused = maintenance(workspace=target.workspace, retention_hours=24, return_state=True)
+    assert refused.is_failed()
+    assert "below the floor of 168 hours" in refused.message
+
+    silver = DeltaTable.forPath(spark, target.lake.table_location("silver.events"))
+    files_before = silver.detail().first()["numFiles"]
+    state = maintenance(workspace=target.workspace, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert {"bronze.events", "silver.events"} <= set(result["optimized"])
+    assert "silver.events" in result["vacuumed"]
+    assert "silver.events" in result["checkpointed"]
+    assert _count(spark, target, "silver.events") == manifest["events"]
+    assert _count(spark, target, "bronze.events") == manifest["records"]
+    compaction = result["optimized"]["silver.events"]
+    files_after = silver.detail().first()["numFiles"]
+    assert files_after == files_before - compaction["files_removed"] + compaction["files_added"]
+    assert files_after <= files_before
