@@ -99,19 +99,36 @@ class QualityGate:
         return outcome
 
     def _validate(self, suite: Suite, frame: DataFrame) -> list[CheckResult]:
+        """Validate in two passes: the whole suite for success only, then the checks not
+        met again for their counts and examples.
+
+        Counts and examples cost Great Expectations one or two extra Spark jobs per
+        expectation (70 jobs instead of 11 for silver's 29 checks), and most batches meet
+        every check: a met check has no unexpected rows (no check relaxes with ``mostly``)
+        and the batch's row count as element count.
+        """
         batch_definition, expectation_suite = self._prepared(suite)
         gx_batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        # BASIC gives what the gate and the log use (element and unexpected counts, a few
-        # unexpected values); SUMMARY would add a value-count and an index-list job per
-        # expectation and batch.
-        validation = gx_batch.validate(
-            expectation_suite,
-            result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES_KEPT},
-        )
-        results = {}
-        for result in validation.results:
+        verdict = gx_batch.validate(expectation_suite, result_format="BOOLEAN_ONLY")
+        results: dict[str, CheckResult] = {}
+        rows = None
+        for result in verdict.results:
             check = suite.by_name[result.expectation_config.meta["check"]]
-            results[check.name] = _check_result(check, result)
+            if result.success:
+                rows = frame.count() if rows is None else rows
+                results[check.name] = CheckResult(check, True, rows, 0, [])
+                continue
+            # Not met, or could not run: once more for how many rows and which.
+            expectation = next(
+                item
+                for item in expectation_suite.expectations
+                if (item.meta or {}).get("check") == check.name
+            )
+            detailed = gx_batch.validate(
+                expectation,
+                result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES_KEPT},
+            )
+            results[check.name] = _check_result(check, detailed)
         return [results[check.name] for check in suite.checks]
 
     def _prepared(self, suite: Suite):
