@@ -1,9 +1,11 @@
 """``make quality-report``: a static HTML quality report, built from recorded results.
 
 Everything on the pages comes from tables the pipeline wrote (``quality.validation_events``,
-``silver.quarantine``, the layer and gold tables); nothing is re-validated. The report
-works offline (Vega, Vega-Lite and Vega-Embed are copied next to it) and escapes every
-value taken from the data. The path of its index page is printed last.
+``silver.quarantine``, the layer and gold tables); nothing is re-validated. Beside the
+summary, Great Expectations Data Docs (``data_docs/``) render the suites and the recorded
+validations. The report works offline (Vega, Vega-Lite, Vega-Embed and the Data Docs'
+stylesheets and scripts are copied next to it) and escapes every value taken from the
+data. The path of its index page is printed last.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def build_report(spark: SparkSession, profile: Profile, run_id: str | None = Non
         _quarantine_section(tables),
         _gold_section(tables, charts),
     ]
+    sections.insert(2, _data_docs_section(tables, target / "data_docs", run_id))
     suites_page = _suites_page(profile)
     (target / "suites.html").write_text(suites_page)
     (target / "index.html").write_text(_page(profile, run_id, sections, charts))
@@ -218,6 +221,55 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
         + _table(
             ["table", "expectation", "action", "batches", "pass rate", "unexpected rows"], rows
         )
+    )
+
+
+def _data_docs_section(tables: _Tables, site: Path, run_id: str | None) -> str:
+    """Build Great Expectations Data Docs from the recorded validations; link them."""
+    from pyspark.sql import Window
+
+    from quality.data_docs import MAX_BATCHES_PER_TABLE, RecordedCheck, build_data_docs
+    from quality.suites import default_suites
+
+    events = tables.get("quality.validation_events")
+    recorded: list[RecordedCheck] = []
+    if events is not None:
+        if run_id:
+            events = events.where(F.col("run_id") == run_id)
+        batches = events.groupBy("table", "run_id", "batch_id").agg(
+            F.min("validated_ts").alias("first_ts")
+        )
+        latest = batches.withColumn(
+            "recency",
+            F.row_number().over(Window.partitionBy("table").orderBy(F.desc("first_ts"))),
+        ).where(F.col("recency") <= MAX_BATCHES_PER_TABLE)
+        fields = list(RecordedCheck.__dataclass_fields__)
+        recorded = [
+            RecordedCheck(**row.asDict())
+            for row in events.join(latest, ["table", "run_id", "batch_id"], "left_semi")
+            .select(*fields)
+            .collect()
+        ]
+    docs = build_data_docs(site, default_suites(), recorded)
+    prefix = site.name
+    rows = "".join(
+        f"<tr><td>{_e(table)}</td>"
+        f'<td><a href="{_e(prefix + "/" + page)}">suite</a></td>'
+        + (
+            f'<td><a href="{_e(prefix + "/" + docs.latest_validation[table])}">'
+            "latest batch</a></td>"
+            if table in docs.latest_validation
+            else "<td>not validated yet</td>"
+        )
+        + "</tr>"
+        for table, page in docs.suite_pages.items()
+    )
+    return (
+        "<h2>Data Docs</h2>"
+        f'<p>Great Expectations <a href="{_e(prefix)}/index.html">Data Docs</a>: every suite and'
+        f" the last {MAX_BATCHES_PER_TABLE} validated batches of each gated table.</p>"
+        f"<table><thead><tr><th>table</th><th>suite</th><th>validation</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
     )
 
 

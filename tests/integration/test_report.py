@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 import struct
 import zlib
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -119,3 +121,34 @@ def test_report_renders_offline_with_text_safe_values(report, browser):
     headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
     assert "silver.events" in headings and "bronze.events" in headings
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_summary_links_to_data_docs_pages_that_render_offline(report, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(report.as_uri())
+    links = [
+        element.get_attribute("href")
+        for element in browser.find_elements(By.CSS_SELECTOR, "a[href^='data_docs/']")
+    ]
+    # The index, then a suite page per gated table and its latest validated batch.
+    assert len(links) == 1 + 2 * 8, links
+    browser.get_log("browser")
+    for link in links:
+        assert Path(unquote(urlparse(link).path)).is_file(), link
+        browser.get(link)
+        assert "Great Expectations" in browser.title, link
+        text = browser.find_element(By.TAG_NAME, "body").text
+        assert "Expectation" in text, link
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert severe == [], (link, severe)
+    # Bootstrap's stylesheet and scripts came from the vendored copies, not a CDN.
+    assert browser.execute_script("return typeof jQuery !== 'undefined'")
+    assert browser.execute_script(
+        "return getComputedStyle(document.querySelector('.container-fluid')).paddingLeft"
+    ) not in ("", "0px")
+
+    browser.get(report.as_uri())
+    browser.find_element(By.LINK_TEXT, "Data Docs").click()
+    suites = browser.find_elements(By.CSS_SELECTOR, "a[href*='expectations/']")
+    assert len(suites) >= 8

@@ -1,0 +1,267 @@
+"""Great Expectations Data Docs for the quality report, built from recorded results.
+
+The gates validate inside each micro-batch on an ephemeral context and record every
+outcome in ``quality.validation_events``; nothing is kept on the driver's disk. This
+module turns those records back into Great Expectations validation results (one per
+gated table and batch, the latest ``MAX_BATCHES_PER_TABLE`` of each) and lets Great
+Expectations render its Data Docs site: an index, one page per suite (each expectation
+with its action and description as notes) and one page per validated batch.
+
+Two things differ from a stock site, both for the report's promises:
+
+- Data Docs pages load Bootstrap, jQuery, Font Awesome and Vega from CDNs. The site here
+  uses copies installed by ``make setup`` (npm) instead, so it works offline.
+- Data Docs insert unexpected values into the page unescaped, so the examples taken
+  from the data are HTML-escaped before they are handed over.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from local_stack.settings import NODE_DIR
+
+MAX_BATCHES_PER_TABLE = 20
+SITE_NAME = "reelhouse"
+
+_MODULES = NODE_DIR / "node_modules"
+# Every asset a Data Docs page loads from the network, and the npm file standing in.
+# popper.js is the version bootstrap 4.3.1 asks for (1.14.7), not the 1.12.9 Data Docs
+# name: npm refuses the older one beside bootstrap.
+VENDORED: Mapping[str, Path] = {
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css": _MODULES
+    / "bootstrap/dist/css/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js": _MODULES
+    / "bootstrap/dist/js/bootstrap.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css": _MODULES
+    / "bootstrap-table/dist/bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js": _MODULES
+    / "bootstrap-table/dist/bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.css": _MODULES
+    / "bootstrap-table/dist/extensions/filter-control/bootstrap-table-filter-control.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.min.css": _MODULES
+    / "bootstrap-table/dist/extensions/filter-control/bootstrap-table-filter-control.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/"
+    "bootstrap-table-filter-control.min.js": _MODULES
+    / "bootstrap-table/dist/extensions/filter-control/bootstrap-table-filter-control.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/"
+    "bootstrap-datepicker.min.css": _MODULES
+    / "bootstrap-datepicker/dist/css/bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/"
+    "bootstrap-datepicker.min.js": _MODULES
+    / "bootstrap-datepicker/dist/js/bootstrap-datepicker.min.js",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/"
+    "bootstrap-prefers-dark.css": _MODULES
+    / "@forevolve/bootstrap-dark/dist/css/bootstrap-prefers-dark.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css": _MODULES
+    / "@fortawesome/fontawesome-free/css/all.min.css",
+    "https://code.jquery.com/jquery-3.7.1.min.js": _MODULES / "jquery/dist/jquery.min.js",
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js": _MODULES
+    / "popper.js/dist/umd/popper.min.js",
+    "https://cdn.jsdelivr.net/npm/vega@5": _MODULES / "vega/build/vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": _MODULES / "vega-lite/build/vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": _MODULES / "vega-embed/build/vega-embed.min.js",
+}
+_FONT_DIR = _MODULES / "@fortawesome/fontawesome-free/webfonts"
+_LOGO_HOST = "https://great-expectations-web-assets.s3.us-east-2.amazonaws.com/"
+_LOADED = re.compile(r'(<(?:script|link|img)\b[^>]*?\b(?:src|href)=")(https?://[^"]+)(")')
+_STATIC = re.compile(r'(<(?:script|link|img)\b[^>]*?\b(?:src|href)=")(?:\.\./)*static/')
+_SRI = re.compile(r'\s(?:integrity|crossorigin)="[^"]*"')
+
+
+@dataclass(frozen=True)
+class RecordedCheck:
+    """One row of ``quality.validation_events``, as the docs need it."""
+
+    run_id: str
+    table: str
+    batch_id: int
+    expectation: str
+    success: bool
+    element_count: int | None
+    unexpected_count: int | None
+    unexpected_examples: list[str]
+    validated_ts: object
+
+
+@dataclass(frozen=True)
+class DataDocs:
+    """Where the site's pages are, relative to the site's directory."""
+
+    index: Path
+    suite_pages: dict[str, str]
+    latest_validation: dict[str, str]
+
+
+def build_data_docs(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> DataDocs:
+    """Render the Data Docs site into ``target`` (replaced) and make it work offline."""
+    import great_expectations as gx
+
+    if target.exists():
+        shutil.rmtree(target)
+    context = gx.get_context(mode="ephemeral")
+    context.add_data_docs_site(
+        SITE_NAME,
+        {
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(target),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    stored = {table: _add_suite(context, suite) for table, suite in suites.items()}
+    by_batch: dict[tuple[str, str, int], list[RecordedCheck]] = defaultdict(list)
+    for check in recorded:
+        if check.table in stored:
+            by_batch[(check.table, check.run_id, check.batch_id)].append(check)
+
+    latest: dict[str, tuple] = {}
+    for table in stored:
+        keys = sorted(
+            (key for key in by_batch if key[0] == table),
+            key=lambda key: min(check.validated_ts for check in by_batch[key]),
+        )[-MAX_BATCHES_PER_TABLE:]
+        for key in keys:
+            latest[table] = _add_result(context, stored[table], suites[table], by_batch[key])
+
+    context.build_data_docs(site_names=[SITE_NAME])
+    _localise(target)
+    return DataDocs(
+        index=target / "index.html",
+        suite_pages={table: f"expectations/{suite.name}.html" for table, suite in stored.items()},
+        latest_validation={
+            table: "validations/" + "/".join(_url_parts(identifier)) + ".html"
+            for table, identifier in latest.items()
+        },
+    )
+
+
+def _add_suite(context, suite):
+    """The suite as Great Expectations stores it; its notes list every check's name,
+    action and description (Data Docs show suite notes, not per-expectation ones)."""
+    import great_expectations as gx
+
+    lines = [f"- **{check.action}** `{check.name}`: {check.description}" for check in suite.checks]
+    notes = f"{suite.description}\n\nChecks and their actions:\n\n" + "\n".join(lines)
+    built = gx.ExpectationSuite(name=suite.name, notes=notes)
+    for check in suite.checks:
+        built.add_expectation_configuration(check.expectation.configuration)
+    return context.suites.add(built)
+
+
+def _add_result(context, stored, suite, checks: list[RecordedCheck]):
+    from great_expectations.core import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    configurations = {
+        expectation.meta.get("check"): expectation.configuration
+        for expectation in stored.expectations
+    }
+    results = []
+    for check in checks:
+        configuration = configurations.get(check.expectation)
+        if configuration is None:  # a check the suite no longer has
+            continue
+        result = {"element_count": check.element_count}
+        if check.unexpected_count is not None:
+            total = check.element_count or 0
+            result |= {
+                "unexpected_count": check.unexpected_count,
+                "unexpected_percent": 100 * check.unexpected_count / total if total else 0.0,
+                # Data Docs put these into the page as they are.
+                "partial_unexpected_list": [
+                    html.escape(example) for example in check.unexpected_examples or []
+                ],
+            }
+        results.append(
+            ExpectationValidationResult(
+                success=check.success, expectation_config=configuration, result=result
+            )
+        )
+    passed = sum(result.success for result in results)
+    first = checks[0]
+    run = RunIdentifier(run_name=first.run_id, run_time=min(check.validated_ts for check in checks))
+    validation = ExpectationSuiteValidationResult(
+        success=passed == len(results),
+        results=results,
+        suite_name=stored.name,
+        statistics={
+            "evaluated_expectations": len(results),
+            "successful_expectations": passed,
+            "unsuccessful_expectations": len(results) - passed,
+            "success_percent": 100 * passed / len(results) if results else 100.0,
+        },
+        meta={"run_id": run, "batch_markers": {}, "batch_spec": {"table": suite.table}},
+    )
+    identifier = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=stored.name),
+        run_id=run,
+        batch_identifier=f"batch-{first.batch_id}",
+    )
+    context.validation_results_store.set(identifier, validation)
+    return identifier
+
+
+def _url_parts(identifier) -> list[str]:
+    from urllib.parse import quote
+
+    return [quote(str(part)) for part in identifier.to_tuple()]
+
+
+def _localise(site: Path) -> None:
+    """Point every page at the vendored copies; fail on any asset still remote."""
+    vendor = site / "static" / "vendor"
+    vendor.mkdir(parents=True, exist_ok=True)
+    for url, source in VENDORED.items():
+        if not source.exists():
+            raise FileNotFoundError(f"{source} is missing; run `make setup`")
+        shutil.copyfile(source, vendor / _vendored_name(url, source))
+    # Font Awesome's stylesheet (in static/vendor/) loads ../webfonts/.
+    shutil.copytree(_FONT_DIR, site / "static" / "webfonts", dirs_exist_ok=True)
+
+    for page in site.rglob("*.html"):
+        up = "../" * (len(page.relative_to(site).parts) - 1)
+        text = _SRI.sub("", page.read_text())
+        remote: list[str] = []
+
+        def local(match: re.Match, up: str = up, remote: list[str] = remote) -> str:
+            url = match.group(2)
+            if url.startswith(_LOGO_HOST):
+                name = url[len(_LOGO_HOST) :].split("?")[0]
+                return f"{match.group(1)}{up}static/images/{name}{match.group(3)}"
+            if url in VENDORED:
+                name = _vendored_name(url, VENDORED[url])
+                return f"{match.group(1)}{up}static/vendor/{name}{match.group(3)}"
+            remote.append(url)
+            return match.group(0)
+
+        text = _LOADED.sub(local, text)
+        # Data Docs count one level too few for validation pages' favicon.
+        text = _STATIC.sub(lambda match, up=up: f"{match.group(1)}{up}static/", text)
+        if remote:
+            raise ValueError(f"{page.name} loads {remote[0]}, which is not vendored")
+        page.write_text(text)
+
+
+def _vendored_name(url: str, source: Path) -> str:
+    """``bootstrap.min.css`` is both a Bootstrap and a Bootstrap Table file name: prefix
+    each copy with its package."""
+    package = source.relative_to(_MODULES).parts[0].lstrip("@")
+    return f"{package}-{source.name}"

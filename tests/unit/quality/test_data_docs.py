@@ -1,0 +1,79 @@
+"""Data Docs from recorded validations: one page per suite and batch, offline, escaped."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from urllib.parse import unquote
+
+import pytest
+
+from quality.data_docs import RecordedCheck, build_data_docs
+from quality.suites import default_suites
+
+pytestmark = pytest.mark.unit
+
+PAYLOAD = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def _recorded(suites, batches: int) -> list[RecordedCheck]:
+    start = datetime(2026, 11, 25, 1, 0, 0)
+    rows = []
+    for batch in range(batches):
+        for check in suites["silver.events"].checks:
+            failed = check.name == "silver_region_in_contract" and batch == batches - 1
+            rows.append(
+                RecordedCheck(
+                    run_id="run-1",
+                    table="silver.events",
+                    batch_id=batch,
+                    expectation=check.name,
+                    success=not failed,
+                    element_count=100,
+                    unexpected_count=2 if failed else 0,
+                    unexpected_examples=[PAYLOAD, "narnia"] if failed else [],
+                    validated_ts=start + timedelta(minutes=batch),
+                )
+            )
+    rows.append(
+        RecordedCheck("run-1", "silver.events", 0, "a_check_since_removed", False, 1, 1, [], start)
+    )
+    return rows
+
+
+def test_pages_for_every_suite_and_batch_work_offline_and_escape_the_data(tmp_path):
+    suites = default_suites()
+    docs = build_data_docs(tmp_path / "docs", suites, _recorded(suites, batches=3))
+    site = tmp_path / "docs"
+
+    assert docs.index.exists()
+    assert set(docs.suite_pages) == set(suites)
+    assert all((site / page).exists() for page in docs.suite_pages.values())
+    assert list(docs.latest_validation) == ["silver.events"]
+    latest = site / unquote(docs.latest_validation["silver.events"])
+    assert latest.exists() and "batch-2" in latest.name
+    assert len(list((site / "validations").rglob("*.html"))) == 3
+
+    page = latest.read_text()
+    assert "&lt;script&gt;alert(" in page
+    assert PAYLOAD not in page and "<img src=x" not in page
+    suite_page = (site / docs.suite_pages["silver.events"]).read_text()
+    assert "silver_region_in_contract" in suite_page and "drop" in suite_page
+
+    loaded = re.compile(r'<(?:script|link|img)\b[^>]*?\b(?:src|href)="([^"]+)"')
+    for html_file in site.rglob("*.html"):
+        for url in loaded.findall(html_file.read_text()):
+            assert not url.startswith(("http:", "https:", "//")), (html_file.name, url)
+            target = (html_file.parent / unquote(url.split("?")[0])).resolve()
+            assert target.exists(), (html_file.name, url)
+
+
+def test_a_table_keeps_only_its_latest_batches(tmp_path, monkeypatch):
+    import quality.data_docs as data_docs
+
+    monkeypatch.setattr(data_docs, "MAX_BATCHES_PER_TABLE", 2)
+    suites = default_suites()
+    docs = build_data_docs(tmp_path / "docs", suites, _recorded(suites, batches=4))
+    pages = sorted(p.name for p in (tmp_path / "docs" / "validations").rglob("*.html"))
+    assert pages == ["batch-2.html", "batch-3.html"]
+    assert "batch-3" in docs.latest_validation["silver.events"]
