@@ -144,6 +144,17 @@ _ENUM_FIELDS = ("event_type", "device_type", "region", "network", "genre")
 _FORMATTED_FIELDS = tuple(name for name, spec in contract.properties().items() if "pattern" in spec)
 
 
+# (column, check-name suffix, lower bound, strict, meaning) of the contract's ranges.
+_NUMERIC_RULES = (
+    ("position_s", "not_negative", 0, False, "is not negative"),
+    ("duration_s", "positive", 0, True, "is more than zero seconds"),
+    ("played_s", "not_negative", 0, False, "is not negative"),
+    ("bitrate_kbps", "not_negative", 0, False, "is not negative"),
+    ("rec_row", "at_least_1", 1, False, "counts rows from 1"),
+    ("rec_rank", "at_least_1", 1, False, "counts ranks from 1"),
+)
+
+
 def _with_arrival_lag(batch: DataFrame, profile: Profile) -> DataFrame:
     lag_us = F.unix_micros("kafka_timestamp") - F.unix_micros("event_ts")
     return batch.withColumn(ARRIVAL_LAG_S, lag_us.cast("double") / 1e6)
@@ -151,7 +162,8 @@ def _with_arrival_lag(batch: DataFrame, profile: Profile) -> DataFrame:
 
 SILVER_EVENTS = Suite(
     table="silver.events",
-    description="Parsed, validated, deduplicated events, after silver's own validation.",
+    description="Parsed, typed, deduplicated events. Every column rule of the contract is "
+    "a drop check here: its failing rows go to silver.quarantine with its name as reason.",
     allows_drop=True,
     derive=_with_arrival_lag,
     derived_columns=(ARRIVAL_LAG_S,),
@@ -206,6 +218,17 @@ SILVER_EVENTS = Suite(
                 ignore_row_if="either_value_is_missing",
             ),
             description="A playback position is never past the title's runtime.",
+        ),
+        *(
+            Check(
+                name=f"silver_{name}_{label}",
+                action="drop",
+                expectation=expect.ExpectColumnValuesToBeBetween(
+                    column=name, min_value=low, strict_min=strict
+                ),
+                description=f"{name}, where present, {meaning}.",
+            )
+            for name, label, low, strict, meaning in _NUMERIC_RULES
         ),
         Check(
             name="silver_rating_in_range",

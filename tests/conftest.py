@@ -67,3 +67,39 @@ def produce_records(profile: Profile, records, partitions: int = 4) -> None:
         progress=False,
         producers=1,
     )
+
+
+def expected_quarantine_reasons(simulation) -> dict[tuple[str, ...], int]:
+    """The reasons each injected fault must be quarantined with, from the manifest.
+
+    Faults that break a column rule carry the silver suite's check name (the gate drops
+    them); the others carry silver's reason code, which is the fault's kind.
+    """
+    import json
+    from collections import Counter
+
+    from spark import contract
+
+    reasons: Counter = Counter()
+    for label in simulation.manifest["labels"]:
+        kind, value = label["kind"], simulation.records[label["index"]].value
+        if kind == "missing_required_field":
+            payload = json.loads(value)
+            (field,) = [name for name in contract.required_fields() if name not in payload]
+            reason = f"silver_{field}_present"
+        elif kind == "unknown_event_type":
+            reason = "silver_event_type_in_contract"
+        elif kind == "timestamp_out_of_range":
+            reason = "silver_event_ts_near_arrival"
+        elif kind == "invalid_value":
+            payload = json.loads(value)
+            if payload["rating"] is not None:
+                reason = "silver_rating_in_range"
+            elif payload["position_s"] < 0:
+                reason = "silver_position_s_not_negative"
+            else:
+                reason = "silver_position_within_duration"
+        else:
+            reason = kind
+        reasons[(reason,)] += 1
+    return dict(reasons)

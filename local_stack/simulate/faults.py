@@ -2,7 +2,9 @@
 
 A fault never replaces a clean event: it is an additional record, so the clean events
 (and the ground truth computed from them) stay whole. Each kind breaks exactly one
-rule of silver's validation, so its reason code is known in advance.
+rule of silver's validation, so its quarantine reason is known in advance: the kind
+itself for the rules silver's parsing checks, the silver suite's check (e.g.
+``silver_rating_in_range``) for column rules; ``tests/conftest.py`` maps one to the other.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from spark.settings import Profile
 from spark.transforms.events import (
     DUPLICATE,
     LATENESS_BOUND_S,
+    MAX_FUTURE_S,
+    MAX_PAST_S,
     mark_duplicates,
     parse_events,
     silver_columns,
@@ -96,6 +98,7 @@ def start_silver(
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         parsed = parse_events(batch).persist()
+        marked = None
         try:
             valid = parsed.filter(F.size("reasons") == 0)
             seen = _silver_ids_near(spark, silver_location, valid)
@@ -120,8 +123,10 @@ def start_silver(
                 batch_id,
             )
             append_idempotent(promoted, silver_location, name, batch_id)
-            marked.unpersist()
         finally:
+            # Also when the gate stops the batch: a cache left behind slows every later plan.
+            if marked is not None:
+                marked.unpersist()
             parsed.unpersist()
 
     source = spark.readStream.format("delta").load(bronze_location)
@@ -130,7 +135,17 @@ def start_silver(
 
 def _silver_ids_near(spark: SparkSession, silver_location: str, valid: DataFrame) -> DataFrame:
     """Event ids already in silver whose event time is within the dedup watermark of the batch."""
-    bounds = valid.agg(F.min("event_ts").alias("low"), F.max("event_ts").alias("high")).first()
+    # Rows outside [arrival - 30 days, arrival + 5 min] never reach silver (the silver
+    # suite drops them): they must not widen the window to decades of silver.
+    near = F.col("event_ts").between(
+        F.col("kafka_timestamp") - F.expr(f"INTERVAL {MAX_PAST_S} SECONDS"),
+        F.col("kafka_timestamp") + F.expr(f"INTERVAL {MAX_FUTURE_S} SECONDS"),
+    )
+    bounds = (
+        valid.filter(near)
+        .agg(F.min("event_ts").alias("low"), F.max("event_ts").alias("high"))
+        .first()
+    )
     ids = spark.read.format("delta").load(silver_location)
     if bounds is None or bounds["low"] is None:
         return ids.select("event_id").limit(0)

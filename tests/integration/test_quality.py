@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import great_expectations as gx
@@ -18,7 +19,7 @@ from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
 from spark.settings import load_profile
 from spark.transforms.gold import KEYS
-from tests.conftest import produce_records
+from tests.conftest import expected_quarantine_reasons, produce_records
 
 pytestmark = pytest.mark.integration
 
@@ -56,10 +57,15 @@ def _committed_batches(spark, profile, query: str) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def gated(stack, spark, profile):
+def gated_simulation():
+    return _recent_simulation(EVENTS, seed=5, fault_rate=0.02)
+
+
+@pytest.fixture(scope="module")
+def gated(stack, spark, profile, gated_simulation):
     """bronze, silver and gold over a simulated topic, every batch gated; bronze in batches."""
     gated = _workspace(profile, "quality", max_offsets=2_000)
-    _produce(gated, _recent_simulation(EVENTS, seed=5, fault_rate=0.02))
+    _produce(gated, gated_simulation)
     gate = build_gate(gated, "run-gated")
     run_layers(spark, gated, ["bronze", "silver", "gold"], Trigger(), gate=gate)
     return gated
@@ -83,10 +89,34 @@ def test_every_batch_of_every_gated_table_is_recorded(spark, gated):
     }
     assert len(_committed_batches(spark, gated, "bronze_events")) >= 3
     assert recorded == expected
-    # Silver's own validation quarantined the faults before the gate: every check passes.
-    failed = events.filter(~F.col("success")).select("table", "expectation").collect()
-    assert failed == []
+    # Only silver's drop checks met faults (they quarantine them); nothing warned or failed.
+    failed = events.filter(~F.col("success")).select("table", "action").distinct().collect()
+    assert {(row.table, row.action) for row in failed} == {("silver.events", "drop")}
     assert events.select("run_id").distinct().collect()[0].run_id == "run-gated"
+
+
+def test_quarantine_per_expectation_equals_the_injected_faults(spark, gated, gated_simulation):
+    quarantine = _table(spark, gated, "silver.quarantine")
+    reasons = Counter(tuple(row.reasons) for row in quarantine.select("reasons").collect())
+    expected = expected_quarantine_reasons(gated_simulation)
+    assert reasons == expected
+    silver_checks = set(default_suites()["silver.events"].by_name)
+    by_check = {reason: count for (reason,), count in expected.items() if reason in silver_checks}
+    assert len(by_check) >= 5, by_check  # the faults reach several checks
+    # The gate's own record says the same: unexpected rows per check = quarantined rows.
+    events = _table(spark, gated, "quality.validation_events")
+    unexpected = {
+        row.expectation: row.rows
+        for row in events.where((F.col("table") == "silver.events") & (F.col("action") == "drop"))
+        .groupBy("expectation")
+        .agg(F.sum("unexpected_count").alias("rows"))
+        .collect()
+        if row.rows
+    }
+    assert unexpected == by_check
+    # No clean event is quarantined: silver holds exactly the clean events.
+    clean = {payload["event_id"] for payload in gated_simulation.clean_payloads}
+    assert {row.event_id for row in _table(spark, gated, "silver.events").collect()} == clean
 
 
 def _forget_table_names(spark) -> None:
