@@ -70,9 +70,9 @@ class QualityGate:
             return GateOutcome(promote=batch)
         started = time.monotonic()
         validated = suite.derive(batch, self.profile) if suite.derive else batch
-        # Validation reads the batch once per expectation: read the source (Kafka, silver) once.
-        level = validated.storageLevel
-        persisted_here = not level.useMemory and not level.useDisk
+        # Validation reads the batch once per expectation: read the source (Kafka, silver)
+        # once. A batch computed from cached data only (silver's) is not cached again.
+        persisted_here = not _reads_cached_data_only(validated)
         if persisted_here:
             validated = validated.persist()
         try:
@@ -250,6 +250,14 @@ def build_gate(
 ) -> QualityGate:
     """The quality gate for this profile and run; ``suites`` replaces the default suites."""
     return QualityGate(profile, run_id, default_suites() if suites is None else suites)
+
+
+def _reads_cached_data_only(frame: DataFrame) -> bool:
+    """Every source of ``frame``'s plan is cached (an in-memory relation), as is the frame
+    itself when persisted."""
+    leaves = frame._jdf.queryExecution().withCachedData().collectLeaves()
+    kinds = {leaves.apply(i).getClass().getSimpleName() for i in range(leaves.length())}
+    return kinds == {"InMemoryRelation"}
 
 
 def _check_result(check: Check, result) -> CheckResult:
