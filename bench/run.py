@@ -4,9 +4,12 @@ Writes ``bench/results/latest.json`` and prints a table. After a warm-up on a sm
 of its own (so no measured query pays the JVM's and Great Expectations' first-call
 costs), each layer runs alone over the
 whole backlog (available-now), then all layers together on a second workspace reading
-the same topic (end to end), then a minimal hand-written Kafka -> Delta copy (the floor
-a user would write). Peak RSS sums every process of the run: this driver (and its
-JVM), the broker and Azurite.
+the same topic (end to end), then each layer alone again without its gate on a third
+workspace (what gating costs in all), then a minimal hand-written Kafka -> Delta copy
+(the floor a user would write). ``gate_overhead_pct`` is the share of the gated layers'
+time spent validating (from ``quality.validation_events``); ``gated_vs_ungated_pct`` the
+share of their time the ungated layers did not need. Peak RSS sums every process of the
+run: this driver (and its JVM), the broker and Azurite.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from local_stack.simulate.producer import send_to_kafka
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.stack import LocalStack
 from local_stack.topics import ensure_topic
+from spark.gates import PromoteEverything
 from spark.jobs.layers import Trigger
 from spark.run import run_layers
 from spark.session import build_spark_session
@@ -87,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = load_profile("local", f"bench-{stamp}")
     together = load_profile("local", f"bench-{stamp}-e2e")
     together = replace(together, source=replace(together.source, topic=profile.source.topic))
+    ungated = load_profile("local", f"bench-{stamp}-ungated")
+    ungated = replace(ungated, source=replace(ungated.source, topic=profile.source.topic))
+    ungated_gold = load_profile("local", f"bench-{stamp}-ungated-gold")
     pids = [os.getpid(), *(s.running_pid() for s in stack.services if s.running_pid())]
 
     results: dict = {
@@ -135,16 +142,37 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         results["end_to_end_eps"] = records / end_to_end_s
+        # The same layers without their gates: what gating costs, all of it (caching the
+        # batch, validating, recording, splitting out dropped rows).
+        ungated_s = {
+            layer: _timed(
+                lambda layer=layer: run_layers(
+                    spark, ungated, [layer], Trigger(), gate=PromoteEverything()
+                )
+            )
+            for layer in ("bronze", "silver")
+        }
+        # Ungated silver keeps the rows silver's gate drops (events without a time, ...),
+        # which gold cannot aggregate: ungated gold reads (a shallow clone of) gated silver.
+        _clone_silver(spark, profile, ungated_gold)
+        ungated_s["gold"] = _timed(
+            lambda: run_layers(spark, ungated_gold, ["gold"], Trigger(), gate=PromoteEverything())
+        )
         baseline_s = _timed(lambda: _baseline_copy(spark, profile, stamp))
         results["baseline_copy_eps"] = records / baseline_s
     results["peak_rss_mb"] = round(memory.peak_mb, 1)
     results["seconds"] = {
         **layer_s,
         "end_to_end": end_to_end_s,
+        **{f"{layer}_ungated": seconds for layer, seconds in ungated_s.items()},
         "baseline_copy": baseline_s,
         "produce": send_s,
     }
     results["gate_overhead_pct"] = _gate_overhead_pct(spark, profile, sum(layer_s.values()))
+    gated_s = sum(layer_s.values())
+    results["gated_vs_ungated_pct"] = round(
+        100.0 * (gated_s - sum(ungated_s.values())) / gated_s, 1
+    )
     results["files_per_table"] = _files_per_table(spark, profile)
     results["spark"] = {
         "master": profile.spark_master,
@@ -194,6 +222,12 @@ def _baseline_copy(spark, profile, stamp: str) -> None:
     query.awaitTermination()
 
 
+def _clone_silver(spark, source_profile, target_profile) -> None:
+    source = source_profile.lake.table_location("silver.events")
+    target = target_profile.lake.table_location("silver.events")
+    spark.sql(f"CREATE TABLE delta.`{target}` SHALLOW CLONE delta.`{source}`")
+
+
 def _gate_overhead_pct(spark, profile, layer_seconds: float) -> float | None:
     """Share of the layers' time spent in validation, from the quality event log."""
     from delta.tables import DeltaTable
@@ -236,6 +270,7 @@ def _print_table(results: dict) -> None:
         print(f"  {key:<20} {results[key]:>12,.0f} events/s")
     print(f"  {'peak_rss_mb':<20} {results['peak_rss_mb']:>12,.0f}")
     print(f"  {'gate_overhead_pct':<20} {str(results['gate_overhead_pct']):>12}")
+    print(f"  {'gated_vs_ungated_pct':<20} {results['gated_vs_ungated_pct']:>12}")
     print(f"  files per table: {results['files_per_table']}")
     print(f"results: {RESULTS / 'latest.json'}")
 

