@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_copy": baseline_s,
         "produce": send_s,
     }
-    results["gate_overhead_pct"] = _gate_overhead_pct(spark, profile, sum(layer_s.values()))
     gated_s = sum(layer_s.values())
+    results["gate_overhead_pct"] = _gate_overhead_pct(spark, profile, gated_s)
     results["gated_vs_ungated_pct"] = round(
         100.0 * (gated_s - sum(ungated_s.values())) / gated_s, 1
     )

@@ -77,7 +77,7 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     Each payload is read by two JSON parsers, once each: one keeps every field as a
     variant (its JSON type, and whether the payload parses at all), one converts
     every field to its contract type. Asking a single variant per field for its value
-    and type cost three times as long (1M events: 59 s).
+    and type cost twice as long (1M events: 46 s against 22 s).
     """
     fields = contract.properties()
     text = F.col("value").cast("string")
