@@ -12,6 +12,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, ensure_table
 from spark.gates import Gate, PromoteEverything
+from spark.io.checkpoints import clear_unfinished_first_offsets
 from spark.io.delta import append_idempotent
 from spark.settings import Profile
 from spark.transforms.events import (
@@ -58,9 +59,11 @@ def start_foreach_batch(
     trigger: Trigger,
 ) -> StreamingQuery:
     """Start ``source`` with ``write_batch`` per micro-batch, checkpointed under ``checkpoint``."""
+    location = profile.lake.checkpoint_location(checkpoint)
+    clear_unfinished_first_offsets(source.sparkSession, location)
     return (
         source.writeStream.foreachBatch(write_batch)
-        .option("checkpointLocation", profile.lake.checkpoint_location(checkpoint))
+        .option("checkpointLocation", location)
         .queryName(name)
         .trigger(**trigger.options())
         .start()
@@ -80,6 +83,7 @@ def start_bronze(
         # Bronze keeps every record: its gate may warn or fail, never drop.
         outcome = gate(BRONZE_EVENTS.name, batch, batch_id)
         append_idempotent(outcome.promote, location, name, batch_id)
+        outcome.settle()
 
     return start_foreach_batch(
         to_bronze(records), write_batch, profile, "bronze_events", name, trigger
@@ -123,6 +127,7 @@ def start_silver(
                 batch_id,
             )
             append_idempotent(promoted, silver_location, name, batch_id)
+            outcome.settle()
         finally:
             # Also when the gate stops the batch: a cache left behind slows every later plan.
             if marked is not None:
