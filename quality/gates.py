@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -57,6 +58,10 @@ class QualityGate:
         self.suites = dict(suites)
         # The layers of a continuous run share this gate from their own threads.
         self._lock = threading.Lock()
+        # Validation events are appended while the layer writes the batch (the job
+        # settles the outcome before its foreachBatch returns); one thread keeps them in
+        # order, one batch after another.
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-record")
         self._context = None
         self._batch_definitions: dict[str, object] = {}
         self._expectation_suites: dict[str, gx.ExpectationSuite] = {}
@@ -84,8 +89,15 @@ class QualityGate:
                 results = self._validate(suite, validated, rows)
                 duration_s = time.monotonic() - validation_started
                 self.seconds_validating += duration_s
-                self._record(batch.sparkSession, table, batch_id, results, duration_s)
-            outcome = self._decide(suite, batch, validated, batch_id, results)
+            recorded = self._recorder.submit(
+                self._record, batch.sparkSession, table, batch_id, results, duration_s
+            )
+            try:
+                outcome = self._decide(suite, batch, validated, batch_id, results)
+            except GateFailure:
+                recorded.result()  # a stopped batch is on record before the query stops
+                raise
+            outcome.recorded = recorded
         finally:
             if persisted_here:
                 validated.unpersist()

@@ -8,6 +8,7 @@ row is promoted.
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Protocol
@@ -30,6 +31,16 @@ class GateOutcome:
 
     promote: DataFrame  # rows to write to the table
     rejected: DataFrame | None = None  # rows to quarantine, with a ``reasons`` array column
+    recorded: Future | None = None  # the gate's record of the batch, written meanwhile
+
+    def settle(self) -> None:
+        """Wait until the gate's record of the batch is written (raise if it failed).
+
+        Jobs call it after their own writes, before ``foreachBatch`` returns: a batch
+        the query commits is on record.
+        """
+        if self.recorded is not None:
+            self.recorded.result()
 
 
 class Gate(Protocol):

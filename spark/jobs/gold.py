@@ -46,27 +46,41 @@ def start_gold(
             "user_id",
             "genre",
         ).persist()
+        outcomes, window = [], None
         try:
             if touched.isEmpty():
                 return
-            for table, rows in _recomputed(silver, touched).items():
+            # Read once: every table recomputes from it, sessions twice.
+            window = _silver_near(silver, touched).persist()
+            for table, rows in _recomputed(window, touched).items():
                 rows = rows.persist()
                 try:
-                    promote = gate(table, rows, batch_id).promote  # gold gates warn or fail
-                    _merge(session, profile, table, promote, f"{name}.{table}", batch_id)
+                    outcomes.append(gate(table, rows, batch_id))  # gold gates warn or fail
+                    _merge(
+                        session, profile, table, outcomes[-1].promote, f"{name}.{table}", batch_id
+                    )
                 finally:
                     rows.unpersist()
+            for outcome in outcomes:
+                outcome.settle()
         finally:
+            if window is not None:
+                window.unpersist()
             touched.unpersist()
 
     source = spark.readStream.format("delta").load(silver_location)
     return start_foreach_batch(source, write_batch, profile, "gold", name, trigger)
 
 
-def _recomputed(silver: DataFrame, touched: DataFrame) -> dict[str, DataFrame]:
+def _silver_near(silver: DataFrame, touched: DataFrame) -> DataFrame:
+    """The silver events every recomputed row can depend on: the touched days and the
+    days next to them (sessions cross midnight; trends compare with the day before)."""
     dates = [row.event_date for row in touched.select("event_date").distinct().collect()]
     near = {day + timedelta(days=delta) for day in dates for delta in (-1, 0, 1)}
-    window = silver.filter(F.col("event_date").isin(sorted(near)))
+    return silver.filter(F.col("event_date").isin(sorted(near))).select(*gold.INPUT_COLUMNS)
+
+
+def _recomputed(window: DataFrame, touched: DataFrame) -> dict[str, DataFrame]:
 
     hours = touched.select("region", "event_hour").distinct()
     session_ids = touched.select("session_id").distinct()

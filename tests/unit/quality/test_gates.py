@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import Future
 
 import great_expectations as gx
 import pytest
@@ -10,7 +11,7 @@ from pyspark.sql import functions as F
 
 from quality.gates import build_gate
 from quality.suites import Check, Suite, default_suites
-from spark.gates import GateFailure
+from spark.gates import GateFailure, GateOutcome
 from spark.settings import load_profile
 
 pytestmark = pytest.mark.unit
@@ -92,6 +93,7 @@ def test_drop_quarantines_exactly_the_violating_rows_with_the_check_name(spark, 
     gate = build_gate(workspace, "run-drop", _suite(_rating("drop"), _position()))
 
     outcome = gate("silver.events", batch, 1)
+    outcome.settle()
 
     rejected = {row.event_id: list(row.reasons) for row in outcome.rejected.collect()}
     assert rejected == {
@@ -137,6 +139,7 @@ def test_warn_promotes_everything_and_records_the_unexpected_count(spark, worksp
     gate = build_gate(workspace, "run-warn", _suite(_rating("warn"), _unique("warn")))
 
     outcome = gate("silver.events", batch, 3)
+    outcome.settle()
 
     assert outcome.rejected is None
     assert outcome.promote.count() == len(ROWS)
@@ -161,8 +164,8 @@ def test_a_replayed_batch_is_recorded_once_per_table(spark, workspace, batch):
         },
     )
     for _ in range(2):
-        gate("silver.events", batch, 11)
-    gate("gold.sessions", batch, 11)  # the same batch id for another table is its own write
+        gate("silver.events", batch, 11).settle()
+    gate("gold.sessions", batch, 11).settle()  # the same batch id for another table: its own
 
     assert _events(spark, workspace, "silver.events", 11).count() == 1
     assert _events(spark, workspace, "gold.sessions", 11).count() == 1
@@ -218,6 +221,7 @@ def test_drop_rows_equal_the_unexpected_count_for_every_supported_kind(spark, wo
     gate = build_gate(workspace, "run-kinds", {"silver.events": suite})
 
     outcome = gate("silver.events", frame, 21)
+    outcome.settle()
 
     dropped = Counter(reason for row in outcome.rejected.collect() for reason in row.reasons)
     recorded = {
@@ -256,3 +260,11 @@ def test_default_suites_gate_every_table_and_only_silver_drops():
         )
     with pytest.raises(ValueError, match="keeps every row"):
         Suite("bronze.events", (_rating("drop"),))
+
+
+def test_settle_raises_what_recording_the_batch_raised():
+    recorded = Future()
+    recorded.set_exception(OSError("validation log unreachable"))
+
+    with pytest.raises(OSError, match="validation log unreachable"):
+        GateOutcome(promote=None, recorded=recorded).settle()
