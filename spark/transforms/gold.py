@@ -26,6 +26,24 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+# The silver columns the metrics read.
+INPUT_COLUMNS = (
+    "event_type",
+    "event_ts",
+    "event_date",
+    "event_hour",
+    "local_date",
+    "local_hour",
+    "region",
+    "device_type",
+    "user_id",
+    "session_id",
+    "title_id",
+    "title_name",
+    "genre",
+    "played_s",
+)
+
 ENGAGEMENT_WEIGHTS = {"watch_minutes": 1.0, "completions": 10.0, "sessions": 2.0, "rec_clicks": 5.0}
 
 # Gold table -> its key columns (the MERGE condition).
@@ -39,8 +57,15 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _played() -> F.Column:
-    return F.coalesce(F.col("played_s"), F.lit(0.0))
+# Sums and averages of doubles depend on the order of their terms, and so would on how
+# silver happened to be split into files and batches: gold sums them as exact decimals
+# (to the nanosecond), so a replayed or re-split run gives the very same numbers.
+_EXACT = "decimal(38, 9)"
+
+
+def _watch_minutes() -> F.Column:
+    played = F.coalesce(F.col("played_s"), F.lit(0.0)).cast(_EXACT)
+    return F.sum(played).cast("double") / 60.0
 
 
 def title_popularity(events: DataFrame) -> DataFrame:
@@ -54,7 +79,7 @@ def title_popularity(events: DataFrame) -> DataFrame:
             F.first("genre", ignorenulls=True).alias("genre"),
             F.count(F.when(is_play, 1)).alias("plays"),
             F.count_distinct(F.when(is_play, F.col("user_id"))).alias("unique_viewers"),
-            (F.sum(_played()) / 60.0).alias("watch_minutes"),
+            _watch_minutes().alias("watch_minutes"),
         )
         .withColumn("event_date", F.to_date("event_hour"))
     )
@@ -87,7 +112,7 @@ def session_stats(session_rows: DataFrame) -> DataFrame:
     """Average, median and p90 session duration per region, device type and day."""
     return session_rows.groupBy("region", "device_type", F.col("start_date").alias("day")).agg(
         F.count("*").alias("sessions"),
-        F.avg("duration_s").alias("avg_duration_s"),
+        F.avg(F.col("duration_s").cast(_EXACT)).cast("double").alias("avg_duration_s"),
         F.percentile("duration_s", F.lit(0.5)).alias("median_duration_s"),
         F.percentile("duration_s", F.lit(0.9)).alias("p90_duration_s"),
     )
@@ -105,7 +130,7 @@ def user_engagement(events: DataFrame) -> DataFrame:
     """Engagement inputs and score per user and day."""
     weights = ENGAGEMENT_WEIGHTS
     daily = events.groupBy("user_id", F.col("event_date").alias("day")).agg(
-        (F.sum(_played()) / 60.0).alias("watch_minutes"),
+        _watch_minutes().alias("watch_minutes"),
         F.count(F.when(F.col("event_type") == "complete", 1)).alias("completions"),
         F.count_distinct("session_id").alias("sessions"),
         F.count(F.when(F.col("event_type") == "recommendation_click", 1)).alias("rec_clicks"),
