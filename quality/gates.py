@@ -26,6 +26,7 @@ from quality.suites import Check, Suite, default_suites
 from quality.validation_log import ValidationEvent, ensure_validation_log, record_validation
 from spark.gates import GateFailure, GateOutcome
 from spark.settings import Profile
+from spark.transforms.events import reason_codes
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +223,8 @@ class QualityGate:
         return self._drop(suite, batch, validated, batch_id, dropping)
 
     def _drop(self, suite, batch, validated, batch_id, dropping) -> GateOutcome:
-        reasons = F.array_compact(
-            F.array(
-                *[
-                    F.when(failing_rows(result.check.expectation), F.lit(result.check.name))
-                    for result in dropping
-                ]
-            )
+        reasons = reason_codes(
+            [(result.check.name, failing_rows(result.check.expectation)) for result in dropping]
         )
         marked = validated.withColumn("_gate_reasons", reasons)
         counts = {

@@ -136,16 +136,7 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     )
     frame = frame.withColumn("_event_ts_raw", F.col("event_ts")).withColumn("event_ts", event_ts)
 
-    # concat of one-element arrays, not array_compact: array_compact is a lambda
-    # function Spark cannot compile, and its arguments (every check) would be
-    # interpreted row by row.
-    no_reason = F.array().cast("array<string>")
-    field_reasons = F.concat(
-        *[
-            F.when(check, F.array(F.lit(reason))).otherwise(no_reason)
-            for reason, check in _field_checks(fields)
-        ]
-    )
+    field_reasons = reason_codes(_field_checks(fields))
     reasons = F.when(
         F.col("_payload_reason").isNotNull(), F.array(F.col("_payload_reason"))
     ).otherwise(field_reasons)
@@ -172,6 +163,18 @@ def parse_events(bronze: DataFrame) -> DataFrame:
         F.hour(local_ts).alias("local_hour"),
         F.when(F.col("_is_object"), extras).alias("extras"),
         reasons.alias("reasons"),
+    )
+
+
+def reason_codes(checks: list[tuple[str, Column]]) -> Column:
+    """The array of the reasons whose check is true for the row, in order.
+
+    A concat of one-element arrays, not ``array_compact``: that is a lambda function
+    Spark cannot compile, and every check under it would be interpreted row by row.
+    """
+    no_reason = F.array().cast("array<string>")
+    return F.concat(
+        *[F.when(check, F.array(F.lit(reason))).otherwise(no_reason) for reason, check in checks]
     )
 
 
