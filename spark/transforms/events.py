@@ -77,7 +77,8 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     Each payload is read by two JSON parsers, once each: one keeps every field as a
     variant (its JSON type, and whether the payload parses at all), one converts
     every field to its contract type. Asking a single variant per field for its value
-    and type cost twice as long (1M events: 46 s against 22 s).
+    and type cost twice as long (1M events: 46 s against 22 s; 16 s once every check
+    compiled, see ``reason_codes``).
     """
     fields = contract.properties()
     text = F.col("value").cast("string")
@@ -100,7 +101,7 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     )
     # A CASE, not an OR: Spark evaluates a subexpression an OR repeats (the bracketed
     # parse) for every row, a CASE branch's only for the rows that take it (1M events:
-    # 7 s of parsing saved).
+    # parse_events 21.7 s against 18.5 s).
     frame = frame.withColumn(
         "_is_object",
         F.col(f"_variants.{_CORRUPT}").isNull()
@@ -185,7 +186,7 @@ def mark_duplicates(events: DataFrame, seen_event_ids: DataFrame) -> DataFrame:
     For a static (micro-batch) frame; silver calls it inside ``foreachBatch``. Only the
     ids and Kafka coordinates are shuffled to find the duplicates; the (few) duplicate
     coordinates are then broadcast to mark the rows where they are, so the wide rows
-    are never shuffled (1M events: 11 s against 3 s).
+    are never shuffled (1M events, marking alone: 7.0 s against 4.1 s).
     """
     coordinates = ["topic", "partition", "offset"]
     ids = events.select("event_id", *coordinates)
