@@ -12,8 +12,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, ensure_table
 from spark.gates import Gate, PromoteEverything
-from spark.io.checkpoints import clear_unfinished_first_offsets
 from spark.io.delta import append_idempotent
+from spark.io.leftovers import clear_unfinished_first_offsets
 from spark.settings import Profile
 from spark.transforms.events import (
     DUPLICATE,

@@ -1,0 +1,57 @@
+"""What a driver killed at the wrong moment leaves behind, cleared before a job starts.
+
+Each function deletes only what no committed state refers to, so nothing accepted is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def clear_unfinished_first_offsets(spark: SparkSession, checkpoint: str) -> list[str]:
+    """Delete what a driver killed while writing a query's very first offsets left behind.
+
+    Spark writes ``offsets/0`` as a hidden temporary file, then renames it. A driver
+    killed in between leaves ``offsets/.0.<uuid>.tmp`` and no batch file, and Spark then
+    refuses the checkpoint for good (``STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY``: a
+    query without batches needs an empty ``offsets``). Only in that state (no batch file
+    at all) are the temporary files deleted: no batch was planned, so nothing is lost.
+    Returns the names deleted.
+    """
+    offsets, filesystem = _path(spark, f"{checkpoint}/offsets")
+    if not filesystem.exists(offsets):
+        return []
+    names = [status.getPath().getName() for status in filesystem.listStatus(offsets)]
+    if any(name.isdigit() for name in names):
+        return []
+    unfinished = [name for name in names if name.startswith(".") and name.endswith(".tmp")]
+    for name in unfinished:
+        filesystem.delete(spark._jvm.org.apache.hadoop.fs.Path(offsets, name), False)
+    if unfinished:
+        log.warning("%s/offsets: deleted %s left by a killed driver", checkpoint, unfinished)
+    return unfinished
+
+
+def clear_empty_delta_log(spark: SparkSession, table: str) -> bool:
+    """Delete a table's ``_delta_log`` directory when it holds nothing.
+
+    Delta creates the directory, then writes the table's first commit in it. A driver
+    killed in between leaves an empty ``_delta_log``, and Delta then neither reads the
+    table nor creates it (``DELTA_TABLE_NOT_FOUND`` on ``CREATE TABLE``). Without a
+    commit there is no table, so the empty directory goes. Returns whether it did.
+    """
+    delta_log, filesystem = _path(spark, f"{table}/_delta_log")
+    if not filesystem.exists(delta_log) or filesystem.listStatus(delta_log):
+        return False
+    filesystem.delete(delta_log, False)
+    log.warning("%s: deleted an empty _delta_log left by a killed driver", table)
+    return True
+
+
+def _path(spark: SparkSession, location: str):
+    path = spark._jvm.org.apache.hadoop.fs.Path(location)
+    return path, path.getFileSystem(spark._jsc.hadoopConfiguration())
