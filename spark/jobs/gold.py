@@ -56,10 +56,9 @@ def start_gold(
             for table, rows in _recomputed(window, touched).items():
                 rows = rows.persist()
                 try:
-                    outcomes.append(gate(table, rows, batch_id))  # gold gates warn or fail
-                    _merge(
-                        session, profile, table, outcomes[-1].promote, f"{name}.{table}", batch_id
-                    )
+                    outcome = gate(table, rows, batch_id)  # gold gates warn or fail
+                    outcomes.append(outcome)
+                    _merge(session, profile, table, outcome.promote, f"{name}.{table}", batch_id)
                 finally:
                     rows.unpersist()
             for outcome in outcomes:
