@@ -177,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     results["spark"] = {
         "master": profile.spark_master,
         **{key: value for key, value in profile.spark_conf.items() if key != "spark.jars"},
+        # As the session built them (spark.session adds its own JVM options).
+        **{
+            key: spark.sparkContext.getConf().get(key)
+            for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+        },
     }
     results["machine"] = {
         "cpus": os.cpu_count(),

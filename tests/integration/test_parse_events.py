@@ -78,3 +78,13 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
     assert by_case["number in a string field"]["user_id"] is None
     assert by_case["number in a string field"]["event_id"] == play["event_id"]
     assert by_case["decimal in an integer field"]["bitrate_kbps"] is None
+
+
+def test_the_driver_jvm_compiles_the_parsers_huge_generated_method(spark):
+    # The JIT flag is spark.session's, the collector the local profile's: both reach
+    # the JVM the session runs in (they only take effect when it is launched).
+    arguments = list(
+        spark._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
+    )
+    assert "-XX:-DontCompileHugeMethods" in arguments
+    assert "-XX:+UseParallelGC" in arguments
