@@ -32,7 +32,7 @@ from local_stack.topics import ensure_topic
 from spark.gates import PromoteEverything
 from spark.jobs.layers import Trigger
 from spark.run import run_layers
-from spark.session import build_spark_session
+from spark.session import JVM_OPTIONS, build_spark_session
 from spark.settings import load_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -177,11 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     results["spark"] = {
         "master": profile.spark_master,
         **{key: value for key, value in profile.spark_conf.items() if key != "spark.jars"},
-        # As the session built them (spark.session adds its own JVM options).
-        **{
-            key: spark.sparkContext.getConf().get(key)
-            for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
-        },
+        # Before the profile's (spark.driver.extraJavaOptions above) in every Spark JVM.
+        "jvm_options": JVM_OPTIONS,
     }
     results["machine"] = {
         "cpus": os.cpu_count(),
