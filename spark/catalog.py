@@ -8,7 +8,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from spark import contract
-from spark.io.leftovers import clear_empty_delta_log
+from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.settings import Profile
 
 OWNER = "reelhouse-data-platform"
@@ -176,7 +176,7 @@ def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
     if DeltaTable.isDeltaTable(spark, location):
         register_table(spark, spec.name, location)
         return location
-    clear_empty_delta_log(spark, location)
+    clear_uncommitted_delta_log(spark, location)
     builder = (
         DeltaTable.createIfNotExists(spark)
         .location(location)

@@ -6,10 +6,13 @@ Each function deletes only what no committed state refers to, so nothing accepte
 from __future__ import annotations
 
 import logging
+import re
 
 from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+
+_VERSION_FILE = re.compile(r"\d{20}\.")
 
 
 def clear_unfinished_first_offsets(spark: SparkSession, checkpoint: str) -> list[str]:
@@ -36,20 +39,29 @@ def clear_unfinished_first_offsets(spark: SparkSession, checkpoint: str) -> list
     return unfinished
 
 
-def clear_empty_delta_log(spark: SparkSession, table: str) -> bool:
-    """Delete a table's ``_delta_log`` directory when it holds nothing.
+def clear_uncommitted_delta_log(spark: SparkSession, table: str) -> list[str]:
+    """Delete a table's ``_delta_log`` directory when it holds no commit.
 
-    Delta creates the directory, then writes the table's first commit in it. A driver
-    killed in between leaves an empty ``_delta_log``, and Delta then neither reads the
-    table nor creates it (``DELTA_TABLE_NOT_FOUND`` on ``CREATE TABLE``). Without a
-    commit there is no table, so the empty directory goes. Returns whether it did.
+    Delta creates the directory, writes the first commit as a hidden temporary file
+    (``.00000000000000000000.json.<uuid>.tmp``), then renames it. A driver killed in
+    between leaves ``_delta_log`` empty or holding only that temporary file, and Delta
+    then neither reads the table nor creates it (``DELTA_TABLE_NOT_FOUND`` on
+    ``CREATE TABLE``). A table exists only once a version file (``<20 digits>.json``,
+    a checkpoint) or ``_last_checkpoint`` does; without one, nothing was ever
+    committed, so the directory goes. Returns the names it held.
     """
     delta_log, filesystem = _path(spark, f"{table}/_delta_log")
-    if not filesystem.exists(delta_log) or filesystem.listStatus(delta_log):
-        return False
-    filesystem.delete(delta_log, False)
-    log.warning("%s: deleted an empty _delta_log left by a killed driver", table)
-    return True
+    if not filesystem.exists(delta_log):
+        return []
+    names = []
+    files = filesystem.listFiles(delta_log, True)
+    while files.hasNext():
+        names.append(files.next().getPath().getName())
+    if any(_VERSION_FILE.match(name) or name == "_last_checkpoint" for name in names):
+        return []
+    filesystem.delete(delta_log, True)
+    log.warning("%s: deleted a _delta_log without commits (a killed driver's): %s", table, names)
+    return names
 
 
 def _path(spark: SparkSession, location: str):

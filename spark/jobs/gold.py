@@ -17,7 +17,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import GOLD_PROPERTIES, GOLD_TABLES, OWNER, SILVER_EVENTS, ensure_table
 from spark.gates import Gate, PromoteEverything
-from spark.io.leftovers import clear_empty_delta_log
+from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.settings import Profile
 from spark.transforms import gold
@@ -139,7 +139,7 @@ def _merge(
     session.conf.set(_TXN_VERSION, str(batch_id))
     try:
         if not DeltaTable.isDeltaTable(session, location):
-            clear_empty_delta_log(session, location)
+            clear_uncommitted_delta_log(session, location)
             writer = rows.write.format("delta").mode("append")
             if spec.partition_by:
                 writer = writer.partitionBy(*spec.partition_by)

@@ -20,6 +20,7 @@ from local_stack.simulate.faults import FAULT_KINDS, encode
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.topics import ensure_topic
 from spark.catalog import SILVER_EVENTS, ensure_table
+from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import run_layers
 from spark.settings import load_profile
@@ -182,19 +183,38 @@ def test_a_driver_killed_while_writing_its_first_offsets_restarts(spark, referen
     assert actual.exceptAll(expected).count() == 0
 
 
-def test_a_driver_killed_while_creating_a_table_restarts(spark, profile):
-    # What a kill -9 during CREATE TABLE leaves (seen in the kill test): an empty
-    # _delta_log. Delta alone then neither reads nor creates the table.
+@pytest.mark.parametrize("leftover", [None, ".00000000000000000000.json.0a1b.tmp"])
+def test_a_driver_killed_while_creating_a_table_restarts(spark, profile, leftover):
+    # What a kill -9 during CREATE TABLE leaves (both seen in kill tests): an empty
+    # _delta_log, or one holding only the first commit's temporary file. Delta alone
+    # then neither reads nor creates the table.
     from delta.tables import DeltaTable
 
-    killed = load_profile("local", f"{profile.workspace}-created")
+    killed = load_profile("local", f"{profile.workspace}-created-{bool(leftover):d}")
     location = killed.lake.table_location(SILVER_EVENTS.name)
     delta_log = spark._jvm.org.apache.hadoop.fs.Path(f"{location}/_delta_log")
-    delta_log.getFileSystem(spark._jsc.hadoopConfiguration()).mkdirs(delta_log)
+    filesystem = delta_log.getFileSystem(spark._jsc.hadoopConfiguration())
+    filesystem.mkdirs(delta_log)
+    if leftover:
+        stream = filesystem.create(spark._jvm.org.apache.hadoop.fs.Path(delta_log, leftover))
+        stream.write(bytearray(b'{"commitInfo":{}}\n'))
+        stream.close()
+    assert not DeltaTable.isDeltaTable(spark, location)
 
     assert ensure_table(spark, killed, SILVER_EVENTS) == location
     assert DeltaTable.isDeltaTable(spark, location)
     assert spark.read.format("delta").load(location).columns == SILVER_EVENTS.schema.names
+
+
+def test_a_committed_delta_log_is_never_cleared(spark, profile):
+    from delta.tables import DeltaTable
+
+    location = load_profile("local", f"{profile.workspace}-kept").lake.table_location("gold.kept")
+    spark.range(3).write.format("delta").save(location)
+
+    assert clear_uncommitted_delta_log(spark, location) == []
+    assert DeltaTable.isDeltaTable(spark, location)
+    assert spark.read.format("delta").load(location).count() == 3
 
 
 def _comparable(frame):
