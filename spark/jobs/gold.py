@@ -135,19 +135,15 @@ def _merge(
 
     spec = next(spec for spec in GOLD_TABLES if spec.name == table)
     location = profile.lake.table_location(table)
+    if not DeltaTable.isDeltaTable(session, location):
+        # Before the transaction's confs are set: the creation must not take the batch's
+        # txnVersion, or Delta would skip the MERGE below as already committed.
+        _create(session, spec, location, rows, profile)
+    keys = gold.KEYS[table]
+    condition = " AND ".join(f"target.`{key}` <=> source.`{key}`" for key in keys)
     session.conf.set(_TXN_APP, app_id)
     session.conf.set(_TXN_VERSION, str(batch_id))
     try:
-        if not DeltaTable.isDeltaTable(session, location):
-            clear_uncommitted_delta_log(session, location)
-            writer = rows.write.format("delta").mode("append")
-            if spec.partition_by:
-                writer = writer.partitionBy(*spec.partition_by)
-            writer.save(location)
-            _describe(session, spec, location, profile)
-            return
-        keys = gold.KEYS[table]
-        condition = " AND ".join(f"target.`{key}` <=> source.`{key}`" for key in keys)
         (
             DeltaTable.forPath(session, location)
             .alias("target")
@@ -161,13 +157,27 @@ def _merge(
         session.conf.unset(_TXN_VERSION)
 
 
-def _describe(session: SparkSession, spec, location: str, profile: Profile) -> None:
+def _create(session: SparkSession, spec, location: str, rows: DataFrame, profile: Profile) -> None:
+    """Create the empty gold table with its schema, partitioning and properties in one
+    commit: a driver killed before it leaves no table (cleared here), never a table
+    without its properties."""
+    from delta.tables import DeltaTable
+
+    clear_uncommitted_delta_log(session, location)
     properties = {
         **GOLD_PROPERTIES,
         "reelhouse.layer": "gold",
         "reelhouse.owner": OWNER,
         "reelhouse.workspace": profile.workspace,
-        "comment": spec.description,
     }
-    assignments = ", ".join(f"'{key}' = '{value}'" for key, value in properties.items())
-    session.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ({assignments})")
+    builder = (
+        DeltaTable.createIfNotExists(session)
+        .location(location)
+        .addColumns(rows.schema)
+        .comment(spec.description)
+    )
+    for key, value in properties.items():
+        builder = builder.property(key, value)
+    if spec.partition_by:
+        builder = builder.partitionedBy(*spec.partition_by)
+    builder.execute()

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from local_stack.simulate.faults import FAULT_KINDS, encode
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.topics import ensure_topic
-from spark.catalog import SILVER_EVENTS, ensure_table
+from spark.catalog import GOLD_PROPERTIES, SILVER_EVENTS, ensure_table, gold_spec
 from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import run_layers
@@ -114,6 +114,16 @@ def test_tables_are_registered_by_name_with_descriptions(spark, reference):
     assert "delta.appendOnly" in {
         row.key for row in spark.sql("SHOW TBLPROPERTIES bronze.events").collect()
     }
+    for name in gold.KEYS:
+        detail = _detail(spark, reference, name)
+        assert detail["description"] == gold_spec(name).description, name
+        assert GOLD_PROPERTIES.items() <= detail["properties"].items(), name
+        assert detail["properties"]["reelhouse.layer"] == "gold", name
+
+
+def _detail(spark, profile, name) -> dict:
+    location = profile.lake.table_location(name)
+    return spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first().asDict()
 
 
 def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simulation, profile):
@@ -160,6 +170,10 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
         assert actual.count() == expected.count(), name
         assert actual.exceptAll(expected).count() == 0, name
         assert expected.exceptAll(actual).count() == 0, name
+    for name in gold.KEYS:  # created in one commit with its properties, kill or not
+        expected, actual = _detail(spark, reference, name), _detail(spark, crash, name)
+        assert actual["description"] == expected["description"], name
+        assert actual["properties"].keys() == expected["properties"].keys(), name
 
 
 def test_a_driver_killed_while_writing_its_first_offsets_restarts(spark, reference, profile):
