@@ -1,8 +1,8 @@
 """``make bench``: throughput of every layer over one backlog, on an isolated workspace.
 
-Writes ``bench/results/latest.json`` and prints a table. After a warm-up on a small topic
-of its own (so no measured query pays the JVM's and Great Expectations' first-call
-costs), each layer runs alone over the
+Writes ``bench/results/latest.json`` and prints a table. After a warm-up on a topic of
+its own, a tenth of the backlog (so no measured query pays the JVM's compilation and
+Great Expectations' first-call costs), each layer runs alone over the
 whole backlog (available-now), then all layers together on a second workspace reading
 the same topic (end to end), then each layer alone again without its gate on a third
 workspace (what gating costs in all), then a minimal hand-written Kafka -> Delta copy
@@ -36,7 +36,10 @@ from spark.session import JVM_OPTIONS, build_spark_session
 from spark.settings import load_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WARM_UP_EVENTS = 5_000
+# At least this many, and a tenth of the backlog: after 5,000 the first measured layer
+# still ran its hot loops partly interpreted (1M events: bronze 21.6 s, then 17.5 s on a
+# third run; a first Delta write of the backlog 16.8 s, then 8.5 s).
+MIN_WARM_UP_EVENTS = 5_000
 
 
 class PeakMemory:
@@ -83,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--fault-rate", type=float, default=0.01)
+    parser.add_argument(
+        "--warm-up-events", type=int, help="default: a tenth of --events, at least 5,000"
+    )
     args = parser.parse_args(argv)
+    warm_up_events = args.warm_up_events or max(MIN_WARM_UP_EVENTS, args.events // 10)
 
     stack = LocalStack()
     stack.up()
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "events": args.events,
         "fault_rate": args.fault_rate,
-        "warm_up_events": WARM_UP_EVENTS,
+        "warm_up_events": warm_up_events,
     }
     with PeakMemory(pids) as memory:
         simulation = simulate(
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         results["produce_eps"] = records / send_s
 
         spark = build_spark_session(profile, app_name="reelhouse-bench")
-        _warm_up(spark, stack, stamp)
+        _warm_up(spark, stack, stamp, warm_up_events)
         layer_s = {}
         for layer in ("bronze", "silver", "gold"):
             layer_s[layer] = _timed(
@@ -193,12 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _warm_up(spark, stack: LocalStack, stamp: str) -> None:
+def _warm_up(spark, stack: LocalStack, stamp: str, events: int) -> None:
     """Every measured query runs warm: the JVM's JIT, Spark's code generation and Great
-    Expectations' first validation (about 8 s) are paid here, on a small topic of its own,
-    not by whichever query happens to run first."""
+    Expectations' first validation (about 8 s) are paid here, on a topic of its own, not
+    by whichever query happens to run first."""
     warm = load_profile("local", f"bench-{stamp}-warm")
-    simulation = simulate(SimulationRequest(events=WARM_UP_EVENTS, with_truth=False))
+    simulation = simulate(SimulationRequest(events=events, with_truth=False))
     ensure_topic(
         warm.source.bootstrap_servers, warm.source.topic, stack.settings.kafka.default_partitions
     )
