@@ -17,6 +17,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import GOLD_PROPERTIES, GOLD_TABLES, OWNER, SILVER_EVENTS, ensure_table
 from spark.gates import Gate, PromoteEverything
+from spark.io.delta import append_idempotent
 from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.settings import Profile
@@ -137,8 +138,12 @@ def _merge(
     location = profile.lake.table_location(table)
     if not DeltaTable.isDeltaTable(session, location):
         # Before the transaction's confs are set: the creation must not take the batch's
-        # txnVersion, or Delta would skip the MERGE below as already committed.
+        # txnVersion, or Delta would skip the write below as already committed.
         _create(session, spec, location, rows, profile)
+        # Nothing to match in a table just created: an append does what the MERGE would,
+        # without its join. A replay finds the table and MERGEs (or skips, as committed).
+        append_idempotent(rows, location, app_id, batch_id)
+        return
     keys = gold.KEYS[table]
     condition = " AND ".join(f"target.`{key}` <=> source.`{key}`" for key in keys)
     session.conf.set(_TXN_APP, app_id)
