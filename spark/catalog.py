@@ -18,7 +18,7 @@ OWNER = "reelhouse-data-platform"
 class TableSpec:
     name: str
     description: str
-    schema: T.StructType | None  # None: created by the first write (gold)
+    schema: T.StructType | None  # None: known from the first batch (gold)
     partition_by: tuple[str, ...]
     properties: dict[str, str] = field(default_factory=dict)
 
@@ -94,6 +94,12 @@ SILVER_QUARANTINE = TableSpec(
     partition_by=("quarantine_date",),
 )
 
+GOLD_PROPERTIES = {
+    "delta.checkpointInterval": "20",
+    "delta.autoOptimize.optimizeWrite": "true",
+    "delta.autoOptimize.autoCompact": "true",
+}
+
 GOLD_TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         "gold.title_popularity",
@@ -101,37 +107,44 @@ GOLD_TABLES: tuple[TableSpec, ...] = (
         "UTC hour and title (most streamed titles by region).",
         None,
         ("event_date",),
+        GOLD_PROPERTIES,
     ),
     TableSpec(
         "gold.sessions",
         "One row per viewing session: start, end, duration, titles watched, completed.",
         None,
         ("start_date",),
+        GOLD_PROPERTIES,
     ),
     TableSpec(
         "gold.session_stats",
         "Average, median and p90 session duration per region, device type and day.",
         None,
         (),
+        GOLD_PROPERTIES,
     ),
     TableSpec(
-        "gold.traffic_by_hour", "Events and active users per region and local hour.", None, ()
+        "gold.traffic_by_hour",
+        "Events and active users per region and local hour.",
+        None,
+        (),
+        GOLD_PROPERTIES,
     ),
     TableSpec(
-        "gold.user_engagement", "Engagement score and its inputs per user and day.", None, ("day",)
+        "gold.user_engagement",
+        "Engagement score and its inputs per user and day.",
+        None,
+        ("day",),
+        GOLD_PROPERTIES,
     ),
     TableSpec(
         "gold.regional_trends",
         "Plays per region, genre and day with day-over-day change.",
         None,
         (),
+        GOLD_PROPERTIES,
     ),
 )
-GOLD_PROPERTIES = {
-    "delta.checkpointInterval": "20",
-    "delta.autoOptimize.optimizeWrite": "true",
-    "delta.autoOptimize.autoCompact": "true",
-}
 
 QUALITY_VALIDATION_EVENTS = TableSpec(
     name="quality.validation_events",
@@ -166,13 +179,20 @@ TABLES: tuple[TableSpec, ...] = (
 )
 
 
-def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
-    """Create the Delta table at its location if needed and register it by name."""
+def ensure_table(
+    spark: SparkSession, profile: Profile, spec: TableSpec, schema: T.StructType | None = None
+) -> str:
+    """Create the Delta table at its location if needed and register it by name.
+
+    The table, its partitioning, description and properties are one commit. ``schema``
+    is for specs without one (gold's, known from the first batch's rows).
+    """
     from delta.tables import DeltaTable
 
     location = profile.lake.table_location(spec.name)
-    if spec.schema is None:
-        raise ValueError(f"{spec.name} is created by its first write, not ahead of it")
+    schema = schema or spec.schema
+    if schema is None:
+        raise ValueError(f"{spec.name} is created with its first batch's schema")
     if DeltaTable.isDeltaTable(spark, location):
         register_table(spark, spec.name, location)
         return location
@@ -180,7 +200,7 @@ def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
     builder = (
         DeltaTable.createIfNotExists(spark)
         .location(location)
-        .addColumns(spec.schema)
+        .addColumns(schema)
         .comment(spec.description)
         .property("reelhouse.layer", spec.layer)
         .property("reelhouse.owner", OWNER)

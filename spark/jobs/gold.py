@@ -15,10 +15,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark.catalog import GOLD_PROPERTIES, GOLD_TABLES, OWNER, SILVER_EVENTS, ensure_table
+from spark.catalog import GOLD_TABLES, SILVER_EVENTS, ensure_table
 from spark.gates import Gate, PromoteEverything
 from spark.io.delta import append_idempotent
-from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.settings import Profile
 from spark.transforms import gold
@@ -137,9 +136,10 @@ def _merge(
     spec = next(spec for spec in GOLD_TABLES if spec.name == table)
     location = profile.lake.table_location(table)
     if not DeltaTable.isDeltaTable(session, location):
-        # Before the transaction's confs are set: the creation must not take the batch's
-        # txnVersion, or Delta would skip the write below as already committed.
-        _create(session, spec, location, rows, profile)
+        # Created empty with its properties in one commit (a driver killed before it leaves
+        # no table), and before the transaction's confs are set: the creation must not
+        # take the batch's txnVersion, or Delta would skip the write below as committed.
+        ensure_table(session, profile, spec, schema=rows.schema)
         # Nothing to match in a table just created: an append does what the MERGE would,
         # without its join. A replay finds the table and MERGEs (or skips, as committed).
         append_idempotent(rows, location, app_id, batch_id)
@@ -160,29 +160,3 @@ def _merge(
     finally:
         session.conf.unset(_TXN_APP)
         session.conf.unset(_TXN_VERSION)
-
-
-def _create(session: SparkSession, spec, location: str, rows: DataFrame, profile: Profile) -> None:
-    """Create the empty gold table with its schema, partitioning and properties in one
-    commit: a driver killed before it leaves no table (cleared here), never a table
-    without its properties."""
-    from delta.tables import DeltaTable
-
-    clear_uncommitted_delta_log(session, location)
-    properties = {
-        **GOLD_PROPERTIES,
-        "reelhouse.layer": "gold",
-        "reelhouse.owner": OWNER,
-        "reelhouse.workspace": profile.workspace,
-    }
-    builder = (
-        DeltaTable.createIfNotExists(session)
-        .location(location)
-        .addColumns(rows.schema)
-        .comment(spec.description)
-    )
-    for key, value in properties.items():
-        builder = builder.property(key, value)
-    if spec.partition_by:
-        builder = builder.partitionedBy(*spec.partition_by)
-    builder.execute()
