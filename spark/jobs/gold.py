@@ -15,7 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark.catalog import GOLD_TABLES, SILVER_EVENTS, ensure_table
+from spark.catalog import SILVER_EVENTS, ensure_table, gold_spec
 from spark.gates import Gate, PromoteEverything
 from spark.io.delta import append_idempotent
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
@@ -133,7 +133,7 @@ def _merge(
 ) -> None:
     from delta.tables import DeltaTable
 
-    spec = next(spec for spec in GOLD_TABLES if spec.name == table)
+    spec = gold_spec(table)
     location = profile.lake.table_location(table)
     if not DeltaTable.isDeltaTable(session, location):
         # Created empty with its properties in one commit (a driver killed before it leaves
