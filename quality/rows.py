@@ -1,11 +1,13 @@
-"""Which rows a ``drop`` expectation rejects, as a Spark column.
+"""Which rows an expectation rejects, as a Spark column.
 
 Great Expectations reports how many rows violate a map expectation, not which, unless
-it collects every unexpected row to the driver (``COMPLETE``). A drop check instead
+it collects every unexpected row to the driver (``COMPLETE``). A ``drop`` check instead
 gets its failing-row predicate here, mirroring the expectation's Spark implementation
 exactly (including which nulls it ignores), so the rows quarantined under a check's
-name are the rows Great Expectations counted as unexpected; the gate verifies the two
-counts agree for every batch that drops rows.
+name are the rows Great Expectations finds unexpected. The gate also counts and samples
+the unexpected rows of a check that is not met with it (one Spark job for all of them,
+instead of Great Expectations' one or two per expectation); a unit test holds every
+supported kind to Great Expectations' own count and unexpected values.
 """
 
 from __future__ import annotations

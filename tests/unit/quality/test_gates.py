@@ -224,11 +224,26 @@ def test_drop_rows_equal_the_unexpected_count_for_every_supported_kind(spark, wo
     outcome.settle()
 
     dropped = Counter(reason for row in outcome.rejected.collect() for reason in row.reasons)
-    recorded = {
-        row.expectation: row.unexpected_count
-        for row in _events(spark, workspace, "silver.events", 21).collect()
+    events = {
+        row.expectation: row for row in _events(spark, workspace, "silver.events", 21).collect()
     }
+    recorded = {name: row.unexpected_count for name, row in events.items()}
     assert {name: dropped.get(name, 0) for name in recorded} == recorded
+    # Counted and sampled by the gate's own predicates: exactly what Great Expectations,
+    # asked for every unexpected row, reports.
+    context = gx.get_context(mode="ephemeral")
+    gx_batch = (
+        context.data_sources.add_spark(name="kinds")
+        .add_dataframe_asset(name="kinds")
+        .add_batch_definition_whole_dataframe(name="whole")
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    for name, expectation in checks:
+        complete = gx_batch.validate(expectation, result_format="COMPLETE").result
+        assert complete["unexpected_count"] == recorded[name], name
+        unexpected = [str(value) for value in complete["unexpected_list"]]
+        assert events[name].unexpected_examples, name
+        assert set(events[name].unexpected_examples) <= set(unexpected), name
     assert recorded == {
         "code_present": 1,
         "code_known": 1,
