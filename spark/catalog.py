@@ -48,6 +48,16 @@ def _silver_schema() -> T.StructType:
     )
 
 
+def _stats_on(*columns: str) -> dict[str, str]:
+    """Delta keeps min/max/null-count statistics for data skipping on these columns only.
+
+    By default it keeps them on the first 32 columns, computed for every row written:
+    for silver's 33 (mostly string) columns that made the write three times slower
+    (300k rows: 11.2 s against 3.6 s). Partition columns are pruned without statistics.
+    """
+    return {"delta.dataSkippingStatsColumns": ",".join(columns)}
+
+
 # A Kafka record as bronze keeps it: shared by bronze and the quarantine.
 _RECORD_AS_RECEIVED = (
     T.StructField("key", T.BinaryType()),
@@ -65,7 +75,10 @@ BRONZE_EVENTS = TableSpec(
     "partition, offset, Kafka timestamp and ingest time. Append-only.",
     schema=T.StructType([*_RECORD_AS_RECEIVED, T.StructField("ingest_date", T.DateType())]),
     partition_by=("ingest_date",),
-    properties={"delta.appendOnly": "true"},
+    properties={
+        "delta.appendOnly": "true",
+        **_stats_on("partition", "offset", "kafka_timestamp", "ingest_ts"),
+    },
 )
 
 SILVER_EVENTS = TableSpec(
@@ -74,6 +87,11 @@ SILVER_EVENTS = TableSpec(
     "event_ts in UTC plus event date/hour and the region's local date/hour.",
     schema=_silver_schema(),
     partition_by=("event_date",),
+    # event_ts: deduplication reads silver by event time; ids: lookups of one event,
+    # user or title.
+    properties=_stats_on(
+        "event_ts", "event_hour", "event_id", "user_id", "title_id", "kafka_timestamp"
+    ),
 )
 
 SILVER_QUARANTINE = TableSpec(
@@ -92,6 +110,7 @@ SILVER_QUARANTINE = TableSpec(
         ]
     ),
     partition_by=("quarantine_date",),
+    properties=_stats_on("batch_id", "event_id", "partition", "offset", "kafka_timestamp"),
 )
 
 GOLD_PROPERTIES = {

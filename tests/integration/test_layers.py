@@ -19,7 +19,14 @@ from pyspark.sql import functions as F
 from local_stack.simulate.faults import FAULT_KINDS, encode
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.topics import ensure_topic
-from spark.catalog import GOLD_PROPERTIES, SILVER_EVENTS, ensure_table, gold_spec
+from spark.catalog import (
+    BRONZE_EVENTS,
+    GOLD_PROPERTIES,
+    SILVER_EVENTS,
+    SILVER_QUARANTINE,
+    ensure_table,
+    gold_spec,
+)
 from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import run_layers
@@ -114,6 +121,10 @@ def test_tables_are_registered_by_name_with_descriptions(spark, reference):
     assert "delta.appendOnly" in {
         row.key for row in spark.sql("SHOW TBLPROPERTIES bronze.events").collect()
     }
+    for spec in (BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE):
+        # Statistics for data skipping on the columns queries filter by, not all of them.
+        assert "delta.dataSkippingStatsColumns" in spec.properties, spec.name
+        assert spec.properties.items() <= _detail(spark, reference, spec.name)["properties"].items()
     for name in gold.KEYS:
         detail = _detail(spark, reference, name)
         assert detail["description"] == gold_spec(name).description, name
