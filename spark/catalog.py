@@ -52,8 +52,8 @@ def _stats_on(*columns: str) -> dict[str, str]:
     """Delta keeps min/max/null-count statistics for data skipping on these columns only.
 
     By default it keeps them on the first 32 columns, computed for every row written:
-    for silver's 33 (mostly string) columns that made the write three times slower
-    (300k rows: 11.2 s against 3.6 s). Partition columns are pruned without statistics.
+    silver's write of 1M events took 14.1-14.6 s with them, 12.1 s with its six.
+    Partition columns are pruned without statistics.
     """
     return {"delta.dataSkippingStatsColumns": ",".join(columns)}
 
