@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 
 import great_expectations as gx
 from great_expectations.data_context.types.base import ProgressBarsConfig
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from quality.rows import failing_rows, supports_rows
+from quality.rows import failing_rows, supports_rows, unexpected_values
 from quality.suites import Check, Suite, default_suites
 from quality.validation_log import ValidationEvent, ensure_validation_log, record_validation
 from spark.gates import GateFailure, GateOutcome
@@ -265,37 +265,24 @@ def _reads_cached_data_only(frame: DataFrame) -> bool:
 
 
 def _unexpected_rows(frame: DataFrame, checks: list[Check]) -> list[tuple[int, list[str]]]:
-    """Per check: the rows its expectation's predicate fails, and up to ``EXAMPLES_KEPT``
-    of their values (a pair's as ``(a, b)``, like Great Expectations), in one Spark job."""
+    """Per check: how many rows its expectation's predicate fails, and up to
+    ``EXAMPLES_KEPT`` of their values (a pair's as ``(a, b)``, like Great Expectations),
+    all in one Spark job."""
     if not checks:
         return []
     aggregates = []
     for check in checks:
         failing = failing_rows(check.expectation)
-        aggregates.append(F.count_if(failing))
         # min_by keeps only the rows whose ordering is not null: the failing ones.
-        aggregates.append(
-            F.min_by(_values(check.expectation), F.when(failing, F.lit(0)), EXAMPLES_KEPT)
+        examples = F.min_by(
+            unexpected_values(check.expectation), F.when(failing, F.lit(0)), EXAMPLES_KEPT
         )
-    row = frame.agg(*aggregates).first()
-    found = []
-    for index in range(len(checks)):
-        values = row[2 * index + 1] or []
-        found.append(
-            (
-                row[2 * index],
-                [_example(value[0] if len(value) == 1 else tuple(value)) for value in values],
-            )
-        )
-    return found
-
-
-def _values(expectation) -> Column:
-    """The values Great Expectations shows of an unexpected row, in a struct (never null,
-    so a null value is kept as an example too)."""
-    if isinstance(expectation, gx.expectations.ExpectColumnPairValuesAToBeGreaterThanB):
-        return F.struct(F.col(expectation.column_A), F.col(expectation.column_B))
-    return F.struct(F.col(expectation.column))
+        aggregates.append(F.struct(F.count_if(failing), examples))
+    found = frame.agg(*aggregates).first()
+    return [
+        (count, [_example(v[0] if len(v) == 1 else tuple(v)) for v in values or []])
+        for count, values in found
+    ]
 
 
 def _raised(result) -> bool:

@@ -25,6 +25,14 @@ def failing_rows(expectation: gx.expectations.Expectation) -> Column:
     return F.coalesce(predicate, F.lit(False))
 
 
+def unexpected_values(expectation: gx.expectations.Expectation) -> Column:
+    """The values Great Expectations shows of an unexpected row, in a struct (never null,
+    so a null value is kept as an example too): the column's, or the pair's."""
+    if isinstance(expectation, expect.ExpectColumnPairValuesAToBeGreaterThanB):
+        return F.struct(F.col(expectation.column_A), F.col(expectation.column_B))
+    return F.struct(F.col(expectation.column))
+
+
 def supports_rows(expectation: gx.expectations.Expectation) -> bool:
     """Whether ``failing_rows`` knows this kind of expectation."""
     return isinstance(expectation, _SUPPORTED)
