@@ -2,13 +2,15 @@
 
 Silver is append-only, so a micro-batch can only change the gold rows whose keys it
 contains. For each batch the job collects those keys, recomputes their rows exactly
-from silver (a late event inside silver's lateness bound updates its own window) and
-MERGEs them into the gold table. Recomputing is deterministic, and every MERGE carries
-``txnAppId``/``txnVersion``, so a replayed batch after a crash changes nothing twice.
+from silver (session_stats from gold.sessions, just merged; a late event inside silver's
+lateness bound updates its own window) and MERGEs them into the gold table. Recomputing
+is deterministic, and every MERGE carries ``txnAppId``/``txnVersion``, so a replayed
+batch after a crash changes nothing twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession
@@ -51,10 +53,17 @@ def start_gold(
         try:
             if touched.isEmpty():
                 return
-            # Read once: every table recomputes from it, sessions twice.
-            window = _silver_near(silver, touched).persist()
-            for table, rows in _recomputed(window, touched).items():
-                rows = rows.persist()
+            days = _near_days(touched)
+            # Read once: every table but session_stats recomputes from it.
+            window = silver.filter(F.col("event_date").isin(days)).select(*gold.INPUT_COLUMNS)
+            window = window.persist()
+            sessions_location = profile.lake.table_location("gold.sessions")
+
+            def merged_sessions() -> DataFrame:  # read when called: after its MERGE
+                return session.read.format("delta").load(sessions_location)
+
+            for table, recompute in _recomputed(window, touched, merged_sessions, days).items():
+                rows = recompute().persist()
                 try:
                     outcome = gate(table, rows, batch_id)  # gold gates warn or fail
                     outcomes.append(outcome)
@@ -72,16 +81,21 @@ def start_gold(
     return start_foreach_batch(source, write_batch, profile, "gold", name, trigger)
 
 
-def _silver_near(silver: DataFrame, touched: DataFrame) -> DataFrame:
-    """The silver events every recomputed row can depend on: the touched days and the
-    days next to them (sessions cross midnight; trends compare with the day before)."""
+def _near_days(touched: DataFrame) -> list:
+    """The days every recomputed row can depend on: the touched days and the days next
+    to them (sessions cross midnight; trends compare with the day before)."""
     dates = [row.event_date for row in touched.select("event_date").distinct().collect()]
-    near = {day + timedelta(days=delta) for day in dates for delta in (-1, 0, 1)}
-    return silver.filter(F.col("event_date").isin(sorted(near))).select(*gold.INPUT_COLUMNS)
+    return sorted({day + timedelta(days=delta) for day in dates for delta in (-1, 0, 1)})
 
 
-def _recomputed(window: DataFrame, touched: DataFrame) -> dict[str, DataFrame]:
-
+def _recomputed(
+    window: DataFrame,
+    touched: DataFrame,
+    merged_sessions: Callable[[], DataFrame],
+    days: list,
+) -> dict[str, Callable[[], DataFrame]]:
+    """Each gold table's rows for the keys the batch touched, in the order they are
+    merged: built when called, so session_stats reads gold.sessions after its MERGE."""
     hours = touched.select("region", "event_hour").distinct()
     session_ids = touched.select("session_id").distinct()
     slots = touched.select("region", "local_date", "local_hour").distinct()
@@ -96,35 +110,36 @@ def _recomputed(window: DataFrame, touched: DataFrame) -> dict[str, DataFrame]:
         .distinct()
     )
 
-    sessions = gold.sessions(window.join(session_ids, "session_id", "left_semi"))
-    session_days = sessions.select("region", "device_type", "start_date").distinct()
-    all_sessions_of_days = gold.sessions(
-        window.join(
-            window.join(
-                session_days.withColumnRenamed("start_date", "event_date"),
-                ["region", "device_type", "event_date"],
-                "left_semi",
-            )
-            .select("session_id")
-            .distinct(),
-            "session_id",
-            "left_semi",
+    def session_stats() -> DataFrame:
+        # Every session of the (region, device type, day) the touched sessions started
+        # in, from gold.sessions as just merged: one row per session, so the statistics
+        # need not aggregate the days' events into sessions again (1M events, warm: 7.8 s
+        # recomputing them, 1.6 s reading them). A replay finds the batch's sessions merged.
+        near = merged_sessions().filter(F.col("start_date").isin(days))
+        session_days = (
+            near.join(session_ids, "session_id", "left_semi")
+            .select("region", "device_type", "start_date")
+            .distinct()
         )
-    ).join(session_days, ["region", "device_type", "start_date"], "left_semi")
-    trends = gold.regional_trends(window).join(genre_days, ["region", "genre", "day"], "left_semi")
+        return gold.session_stats(
+            near.join(session_days, ["region", "device_type", "start_date"], "left_semi")
+        )
+
     return {
-        "gold.title_popularity": gold.title_popularity(
+        "gold.title_popularity": lambda: gold.title_popularity(
             window.join(hours, ["region", "event_hour"], "left_semi")
         ),
-        "gold.sessions": sessions,
-        "gold.session_stats": gold.session_stats(all_sessions_of_days),
-        "gold.traffic_by_hour": gold.traffic_by_hour(
+        "gold.sessions": lambda: gold.sessions(window.join(session_ids, "session_id", "left_semi")),
+        "gold.session_stats": session_stats,
+        "gold.traffic_by_hour": lambda: gold.traffic_by_hour(
             window.join(slots, ["region", "local_date", "local_hour"], "left_semi")
         ),
-        "gold.user_engagement": gold.user_engagement(
+        "gold.user_engagement": lambda: gold.user_engagement(
             window.join(user_days, ["user_id", "event_date"], "left_semi")
         ),
-        "gold.regional_trends": trends,
+        "gold.regional_trends": lambda: gold.regional_trends(window).join(
+            genre_days, ["region", "genre", "day"], "left_semi"
+        ),
     }
 
 
