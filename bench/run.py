@@ -32,7 +32,7 @@ from local_stack.topics import ensure_topic
 from spark.gates import PromoteEverything
 from spark.jobs.layers import Trigger
 from spark.run import run_layers
-from spark.session import JVM_OPTIONS, build_spark_session
+from spark.session import ENGINE_CONF, JVM_OPTIONS, build_spark_session
 from spark.settings import load_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     results["files_per_table"] = _files_per_table(spark, profile)
     results["spark"] = {
         "master": profile.spark_master,
+        **ENGINE_CONF,
         **{key: value for key, value in profile.spark_conf.items() if key != "spark.jars"},
         # Before the profile's (spark.driver.extraJavaOptions above) in every Spark JVM.
         "jvm_options": JVM_OPTIONS,
