@@ -95,9 +95,15 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     # follows it. A payload is one object when it parses and is "{...}" with its only
     # "}" last (the common case, checked without parsing again), or, for texts with
     # more braces or whitespace around, when "[" text "]" parses as an array of exactly
-    # one object.
-    one_flat_object = F.col("_text").startswith("{") & (
-        F.instr(F.col("_text"), "}") == F.length(F.col("_text"))
+    # one object. "}" is one byte in UTF-8 and never part of another character: the
+    # bytes before the last are searched for it, not decoded (300k events, parse alone:
+    # 8.8 s finding the first "}" and counting characters, 7.6 s searching bytes).
+    value = F.col("value")
+    all_but_last = value.substr(F.lit(1), F.length(value) - 1).cast("string")
+    one_flat_object = (
+        F.col("_text").startswith("{")
+        & F.col("_text").endswith("}")
+        & ~F.contains(all_but_last, F.lit("}"))
     )
     # A CASE, not an OR: Spark evaluates a subexpression an OR repeats (the bracketed
     # parse) for every row, a CASE branch's only for the rows that take it (1M events:

@@ -62,6 +62,9 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
         "cut short": (clean[:80], ["truncated_record"]),
         "text after the object": (clean + b" and more", ["truncated_record"]),
         "two objects": (clean + clean, ["malformed_json"]),
+        "one closing brace too many": (clean + b"}", ["malformed_json"]),
+        "a brace inside a string": (_with(play, title_name="Sets {and} braces}"), []),
+        "characters of several bytes": (_with(play, title_name="Amélie à Paris ✓"), []),
         "empty": (b"", ["empty_payload"]),
     }
     rows = _parsed(spark, [value for value, _ in cases.values()])
@@ -74,6 +77,8 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
     assert by_case["integer where a number is expected"]["position_s"] == 12.0
     assert by_case["unknown field"]["extras"] == {"next_episode": "t-2"}
     assert by_case["clean"]["extras"] is None
+    assert by_case["a brace inside a string"]["title_name"] == "Sets {and} braces}"
+    assert by_case["characters of several bytes"]["title_name"] == "Amélie à Paris ✓"
     # A value of the wrong JSON type is no value; the rest of the record still parses.
     assert by_case["number in a string field"]["user_id"] is None
     assert by_case["number in a string field"]["event_id"] == play["event_id"]
