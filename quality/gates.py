@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import great_expectations as gx
 from great_expectations.data_context.types.base import ProgressBarsConfig
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from quality.rows import failing_rows, supports_rows, unexpected_values
@@ -50,6 +51,15 @@ class CheckResult:
         return self.error is not None or not self.success or bool(self.unexpected_count)
 
 
+@dataclass
+class _Together:
+    """The records kept by ``QualityGate.recorded_together`` until its block ends."""
+
+    spark: SparkSession | None = None
+    tables: list[tuple[str, list[ValidationEvent]]] = field(default_factory=list)
+    recorded: Future = field(default_factory=Future)
+
+
 class QualityGate:
     """A ``spark.gates.Gate`` that validates with Great Expectations suites."""
 
@@ -63,6 +73,7 @@ class QualityGate:
         # settles the outcome before its foreachBatch returns); one thread keeps them in
         # order, one batch after another.
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-record")
+        self._together = threading.local()  # this thread's open recorded_together block
         self._context = None
         self._batch_definitions: dict[str, object] = {}
         self._expectation_suites: dict[str, gx.ExpectationSuite] = {}
@@ -90,13 +101,21 @@ class QualityGate:
                 results = self._validate(suite, validated, rows)
                 duration_s = time.monotonic() - validation_started
                 self.seconds_validating += duration_s
-            recorded = self._recorder.submit(
-                self._record, batch.sparkSession, table, batch_id, results, duration_s
-            )
+            events = self._events(table, batch_id, results, duration_s)
+            together = getattr(self._together, "block", None)
+            if together is None:
+                recorded = self._recorder.submit(
+                    self._record, batch.sparkSession, table, batch_id, events
+                )
+            else:
+                together.spark = batch.sparkSession
+                together.tables.append((table, events))
+                recorded = together.recorded
             try:
                 outcome = self._decide(suite, batch, validated, batch_id, results)
             except GateFailure:
-                recorded.result()  # a stopped batch is on record before the query stops
+                if together is None:  # a block records a stopped batch as it ends
+                    recorded.result()  # a stopped batch is on record before the query stops
                 raise
             outcome.recorded = recorded
         finally:
@@ -113,6 +132,43 @@ class QualityGate:
             elapsed,
         )
         return outcome
+
+    @contextmanager
+    def recorded_together(self, name: str, batch_id: int) -> Iterator[None]:
+        """Append the validation events of this thread's gate calls inside the block in one
+        commit when it ends, once per (``name``, ``batch_id``) however often it is replayed.
+
+        The gold job gates its six tables per micro-batch inside one block: one idempotent
+        append instead of six, and each costs a Delta state reconstruction (about 1.3 s;
+        a warm 1M gold run took 35.3 s without its records, 40.3 s with six). When a gate
+        fails inside, the tables validated so far are recorded one by one, as outside a
+        block (a replay that passes records them again, together); when anything else
+        fails, nothing is recorded, and the replay records the batch.
+        """
+        together = _Together()
+        self._together.block = together
+        try:
+            yield
+        except GateFailure:
+            written = [
+                self._recorder.submit(self._record, together.spark, table, batch_id, events)
+                for table, events in together.tables
+            ]
+            together.recorded.set_result(None)
+            for future in written:
+                future.result()  # a stopped batch is on record before the query stops
+            raise
+        except BaseException as error:
+            together.recorded.set_exception(error)
+            raise
+        finally:
+            self._together.block = None
+        events = [event for _, table_events in together.tables for event in table_events]
+        if not events:
+            together.recorded.set_result(None)
+            return
+        written = self._recorder.submit(self._record, together.spark, name, batch_id, events)
+        written.add_done_callback(lambda done: _copy_outcome(done, together.recorded))
 
     def _validate(self, suite: Suite, frame: DataFrame, rows: int) -> list[CheckResult]:
         """Validate the whole suite in one Great Expectations validation, for success
@@ -178,12 +234,9 @@ class QualityGate:
             )
         return self._batch_definitions[suite.table], self._expectation_suites[suite.table]
 
-    def _record(self, spark, table, batch_id, results, duration_s) -> None:
-        if not self._log_ready:
-            ensure_validation_log(spark, self.profile)
-            self._log_ready = True
+    def _events(self, table, batch_id, results, duration_s) -> list[ValidationEvent]:
         validated_ts = datetime.now(UTC).replace(tzinfo=None)
-        events = [
+        return [
             ValidationEvent(
                 run_id=self.run_id,
                 table=table,
@@ -199,7 +252,12 @@ class QualityGate:
             )
             for result in results
         ]
-        record_validation(spark, self.profile, table, batch_id, events)
+
+    def _record(self, spark, writer: str, batch_id: int, events: list[ValidationEvent]) -> None:
+        if not self._log_ready:
+            ensure_validation_log(spark, self.profile)
+            self._log_ready = True
+        record_validation(spark, self.profile, writer, batch_id, events)
 
     def _decide(self, suite, batch, validated, batch_id, results) -> GateOutcome:
         violated = [result for result in results if result.violated]
@@ -254,6 +312,14 @@ def build_gate(
 ) -> QualityGate:
     """The quality gate for this profile and run; ``suites`` replaces the default suites."""
     return QualityGate(profile, run_id, default_suites() if suites is None else suites)
+
+
+def _copy_outcome(done: Future, to: Future) -> None:
+    error = done.exception()
+    if error is None:
+        to.set_result(None)
+    else:
+        to.set_exception(error)
 
 
 def _reads_cached_data_only(frame: DataFrame) -> bool:

@@ -37,20 +37,20 @@ def ensure_validation_log(spark: SparkSession, profile: Profile) -> str:
 def record_validation(
     spark: SparkSession,
     profile: Profile,
-    table: str,
+    writer: str,
     batch_id: int,
     events: list[ValidationEvent],
 ) -> None:
-    """Append the batch's events once per (table, batch_id), however often it is replayed.
+    """Append the batch's events once per (writer, batch_id), however often it is replayed.
 
-    One Delta ``txnAppId`` per gated table: batch ids of different queries (and of the
-    six gold tables of one gold batch) never shadow each other.
+    One Delta ``txnAppId`` per writer: a gated table, or a job that records its tables
+    together (``gold``): batch ids of different queries never shadow each other.
     """
     frame = spark.createDataFrame(
         [astuple(event) for event in events], QUALITY_VALIDATION_EVENTS.schema
     )
     location = profile.lake.table_location(QUALITY_VALIDATION_EVENTS.name)
-    append_idempotent(frame, location, f"{profile.workspace}.quality.{table}", batch_id)
+    append_idempotent(frame, location, f"{profile.workspace}.quality.{writer}", batch_id)
 
 
 def gate_summary(spark: SparkSession, profile: Profile, run_id: str) -> list[dict]:

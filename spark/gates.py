@@ -9,6 +9,7 @@ row is promoted.
 from __future__ import annotations
 
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Protocol
@@ -48,12 +49,21 @@ class Gate(Protocol):
         """Validate ``batch`` bound for ``table``; raise GateFailure to stop promotion."""
         ...
 
+    def recorded_together(self, name: str, batch_id: int) -> AbstractContextManager:
+        """Keep the records of the gate calls made inside (by this thread) until the block
+        ends, then write them as one, as ``name``'s batch ``batch_id``: for a job that
+        gates several tables per micro-batch."""
+        ...
+
 
 class PromoteEverything:
     """The gate used when no quality package is installed."""
 
     def __call__(self, table: str, batch: DataFrame, batch_id: int) -> GateOutcome:
         return GateOutcome(promote=batch, rejected=None)
+
+    def recorded_together(self, name: str, batch_id: int) -> AbstractContextManager:
+        return nullcontext()
 
 
 def load_gate(profile: Profile, run_id: str) -> Gate:

@@ -62,14 +62,18 @@ def start_gold(
             def merged_sessions() -> DataFrame:  # read when called: after its MERGE
                 return session.read.format("delta").load(sessions_location)
 
-            for table, recompute in _recomputed(window, touched, merged_sessions, days).items():
-                rows = recompute().persist()
-                try:
-                    outcome = gate(table, rows, batch_id)  # gold gates warn or fail
-                    outcomes.append(outcome)
-                    _merge(session, profile, table, outcome.promote, f"{name}.{table}", batch_id)
-                finally:
-                    rows.unpersist()
+            # The six tables' validation events are one commit, written after the MERGEs.
+            with gate.recorded_together("gold", batch_id):
+                for table, recompute in _recomputed(window, touched, merged_sessions, days).items():
+                    rows = recompute().persist()
+                    try:
+                        outcome = gate(table, rows, batch_id)  # gold gates warn or fail
+                        outcomes.append(outcome)
+                        _merge(
+                            session, profile, table, outcome.promote, f"{name}.{table}", batch_id
+                        )
+                    finally:
+                        rows.unpersist()
             for outcome in outcomes:
                 outcome.settle()
         finally:

@@ -52,6 +52,9 @@ class _FailsOnce:
             raise RuntimeError("injected failure of silver's first batch")
         return self.gate(table, batch, batch_id)
 
+    def recorded_together(self, name, batch_id):
+        return self.gate.recorded_together(name, batch_id)
+
 
 def test_streaming_restarts_a_failed_query_and_stops_cleanly(workspace, spark, monkeypatch) -> None:
     import spark.gates as gates

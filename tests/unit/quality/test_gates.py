@@ -171,6 +171,59 @@ def test_a_replayed_batch_is_recorded_once_per_table(spark, workspace, batch):
     assert _events(spark, workspace, "gold.sessions", 11).count() == 1
 
 
+def _gold_gate(workspace, run_id: str):
+    return build_gate(
+        workspace,
+        run_id,
+        {
+            "gold.sessions": Suite("gold.sessions", (_unique("warn"),)),
+            "gold.session_stats": Suite("gold.session_stats", (_rating("fail"),)),
+            "gold.traffic_by_hour": Suite("gold.traffic_by_hour", (_rating("warn"),)),
+        },
+    )
+
+
+def _commits(spark, workspace) -> int:
+    from delta.tables import DeltaTable
+
+    location = workspace.lake.table_location("quality.validation_events")
+    return DeltaTable.forPath(spark, location).history().count()
+
+
+def test_tables_recorded_together_are_one_commit_once_per_batch(spark, workspace, batch):
+    gate = _gold_gate(workspace, "run-together")
+    gate("gold.sessions", batch, 4).settle()  # creates the log: commits counted from here
+    before = _commits(spark, workspace)
+
+    for _ in range(2):  # the second time is a replay of batch 5
+        with gate.recorded_together("gold", 5):
+            outcomes = [
+                gate(table, batch, 5) for table in ("gold.sessions", "gold.traffic_by_hour")
+            ]
+            assert not any(outcome.recorded.done() for outcome in outcomes)  # kept until the end
+        for outcome in outcomes:
+            outcome.settle()
+
+    assert _commits(spark, workspace) == before + 1
+    assert _events(spark, workspace, "gold.sessions", 5).count() == 1
+    assert _events(spark, workspace, "gold.traffic_by_hour", 5).count() == 1
+
+
+def test_a_gate_failing_inside_a_block_records_the_tables_validated_so_far(spark, workspace, batch):
+    gate = _gold_gate(workspace, "run-together-fails")
+
+    failing = pytest.raises(GateFailure, match="gold.session_stats batch 6")
+    with failing, gate.recorded_together("gold", 6):
+        gate("gold.sessions", batch, 6)
+        gate("gold.session_stats", batch, 6)  # rating out of range: fail
+        gate("gold.traffic_by_hour", batch, 6)  # never reached
+
+    assert _events(spark, workspace, "gold.sessions", 6).count() == 1
+    failed = _events(spark, workspace, "gold.session_stats", 6).collect()
+    assert [(row.expectation, row.success) for row in failed] == [("silver_rating_in_range", False)]
+    assert _events(spark, workspace, "gold.traffic_by_hour", 6).count() == 0
+
+
 def test_drop_rows_equal_the_unexpected_count_for_every_supported_kind(spark, workspace):
     rows = [
         ("a", 1, 1.0, 2.0, None),
