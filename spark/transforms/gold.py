@@ -56,6 +56,19 @@ KEYS: dict[str, tuple[str, ...]] = {
     "gold.regional_trends": ("region", "genre", "day"),
 }
 
+# Gold table -> its date column (the partition column of the partitioned ones). A micro-
+# batch recomputes rows whose dates are among its days and the days next to them, and so
+# are the dates of the rows they replace: the date is part of the key, follows from it
+# (an hour's date), or is a session's first day (a session spans at most two days).
+DATES: dict[str, str] = {
+    "gold.title_popularity": "event_date",
+    "gold.sessions": "start_date",
+    "gold.session_stats": "day",
+    "gold.traffic_by_hour": "local_date",
+    "gold.user_engagement": "day",
+    "gold.regional_trends": "day",
+}
+
 
 # Sums and averages of doubles depend on the order of their terms, and so would on how
 # silver happened to be split into files and batches: gold sums them as exact decimals
