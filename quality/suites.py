@@ -303,14 +303,23 @@ def _gold_checks(table: str) -> tuple[Check, ...]:
 
 
 def _with_silver_plays(batch: DataFrame, profile: Profile) -> DataFrame:
-    """Plays per (region, event_hour) in the batch and in silver, beside every row."""
+    """Plays per (region, event_hour) in the batch and in silver, beside every row.
+
+    Silver is read for the batch's days only (its partitions, ``event_date``, the UTC date
+    of ``event_hour``), not for every day it holds: a continuous run's reconciliation
+    costs as much after months as on its first day.
+    """
     hour = ["region", "event_hour"]
+    hours = batch.select(*hour).distinct()
+    days = [
+        row.day for row in hours.select(F.to_date("event_hour").alias("day")).distinct().collect()
+    ]
     silver = batch.sparkSession.read.format("delta").load(
         profile.lake.table_location("silver.events")
     )
     silver_plays = (
-        silver.filter(F.col("event_type") == "play")
-        .join(batch.select(*hour).distinct(), hour, "left_semi")
+        silver.filter(F.col("event_date").isin(days) & (F.col("event_type") == "play"))
+        .join(hours, hour, "left_semi")
         .groupBy(*hour)
         .agg(F.count("*").alias(SILVER_PLAYS_IN_HOUR))
     )
