@@ -152,7 +152,8 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
     ]
     rng = random.Random()
     kills = []
-    for phase in ["bronze", "bronze", "silver", "silver", "gold", "gold", "gold"]:
+    # At least 5 kills spread over bronze and silver (issue 3), and 3 during gold (issue 5).
+    for phase in ["bronze", "bronze", "bronze", "silver", "silver", "gold", "gold", "gold"]:
         process = subprocess.Popen(
             command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
@@ -164,8 +165,8 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
         process.wait(timeout=60)
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-2000:]
-    assert len(kills) >= 5 and {"bronze", "silver", "gold"} <= set(kills), kills
-    assert kills.count("gold") >= 3, kills
+    assert kills.count("bronze") + kills.count("silver") >= 5, kills
+    assert {"bronze", "silver"} <= set(kills) and kills.count("gold") >= 3, kills
 
     for name, ignore in (
         ("bronze.events", ["ingest_ts", "ingest_date", "topic"]),
