@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 EVENTS ?= 100000
 FAULT_RATE ?= 0.01
 BENCH_EVENTS ?= 1000000
+BENCH_KEEP ?=
 
 # Prefect keeps its database and settings inside the project (git-ignored).
 export PREFECT_HOME := $(CURDIR)/.stack/prefect
@@ -22,7 +23,7 @@ NODE_STAMP := local_stack/node/node_modules/.installed
 BROWSER_STAMP := .cache/browser.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench quality-report azure-preflight clean
+.PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench workspaces quality-report azure-preflight clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -80,7 +81,10 @@ azure-preflight: setup ## check an Azure deployment (config, Key Vault, secrets,
 	$(PY) -m azure_profile.preflight
 
 bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json
-	$(PY) -m bench.run --events $(BENCH_EVENTS)
+	$(PY) -m bench.run --events $(BENCH_EVENTS) $(if $(BENCH_KEEP),--keep)
+
+workspaces: setup ## list the local stack's workspaces: blobs, size, topics
+	$(PY) -m local_stack workspaces
 
 quality-report: setup ## build the static quality report and print its path
 	$(PY) -m quality.report

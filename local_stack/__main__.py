@@ -1,4 +1,8 @@
-"""``python -m local_stack up|down|status``: the native local stack."""
+"""``python -m local_stack up|down|status``: the native local stack.
+
+``workspaces`` lists what each workspace holds (lake and checkpoint blobs, topics);
+``drop-workspace NAME...`` deletes workspaces by name or shell pattern (``'bench-*'``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,12 @@ import sys
 
 from local_stack.services import StackError
 from local_stack.stack import LocalStack
+from local_stack.workspaces import (
+    WorkspaceUsage,
+    drop_workspaces,
+    format_bytes,
+    list_workspaces,
+)
 from spark.settings import SettingsError, load_profile
 
 
@@ -25,11 +35,20 @@ def main(argv: list[str] | None = None) -> int:
             "azure-env",
             "prefect-up",
             "prefect-down",
+            "workspaces",
+            "drop-workspace",
         ],
+    )
+    parser.add_argument(
+        "names", nargs="*", help="drop-workspace: workspace names or shell patterns ('test-*')"
     )
     parser.add_argument("--workspace", help="workspace whose topic `up` creates (default: main)")
     args = parser.parse_args(argv)
+    if args.names and args.command != "drop-workspace":
+        parser.error(f"{args.command} takes no workspace names (got {' '.join(args.names)})")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    # kafka-python warns about its own event loop while listing topics: not ours to act on.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
         stack = LocalStack()
         if args.command == "up":
@@ -52,6 +71,15 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in stack.azure_environment().items():
                 print(f"export {key}={shlex.quote(value)}")
             return 0
+        if args.command == "workspaces":
+            return _print_workspaces(list_workspaces(stack.settings))
+        if args.command == "drop-workspace":
+            dropped = drop_workspaces(stack.settings, args.names)
+            if not dropped:
+                print(f"no workspace matches {' '.join(args.names)}")
+            for usage in dropped:
+                print(f"dropped {_describe(usage)}")
+            return 0
         if args.command == "down":
             for line in stack.down():
                 print(line)
@@ -60,6 +88,23 @@ def main(argv: list[str] | None = None) -> int:
     except (StackError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def _print_workspaces(workspaces: list[WorkspaceUsage]) -> int:
+    print(f"{'workspace':<32} {'blobs':>8} {'size':>10}  topics")
+    for usage in workspaces:
+        print(
+            f"{usage.name:<32} {usage.objects:>8} {format_bytes(usage.bytes):>10}"
+            f"  {', '.join(usage.topics) or '-'}"
+        )
+    total = sum(usage.bytes for usage in workspaces)
+    print(f"{len(workspaces)} workspaces, {format_bytes(total)}")
+    return 0
+
+
+def _describe(usage: WorkspaceUsage) -> str:
+    topics = f", topics {', '.join(usage.topics)}" if usage.topics else ""
+    return f"{usage.name}: {usage.objects} blobs, {format_bytes(usage.bytes)}{topics}"
 
 
 def _print_status(stack: LocalStack) -> int:

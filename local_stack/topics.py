@@ -37,6 +37,17 @@ def ensure_topic(
         admin.close()
 
 
+def list_topics(
+    bootstrap_servers: str, client_options: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every topic on the cluster, the broker's own included."""
+    admin = _admin_client(bootstrap_servers, client_options)
+    try:
+        return sorted(admin.list_topics())
+    finally:
+        admin.close()
+
+
 def delete_topic(
     bootstrap_servers: str, topic: str, client_options: Mapping[str, str] | None = None
 ) -> None:

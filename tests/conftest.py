@@ -21,12 +21,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    """The real local stack; started if down, and stopped again only if we started it."""
+def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
+    """The real local stack; started if down, and stopped again only if we started it.
+
+    The session's workspaces are dropped at the end when every test passed, and kept for
+    a look when one failed (``python -m local_stack drop-workspace 'test-*'`` then)."""
+    from local_stack.workspaces import drop_workspaces
+
     local_stack = LocalStack()
     was_running = local_stack.is_healthy()
     local_stack.up()
     yield local_stack
+    if request.session.testsfailed == 0 and local_stack.is_healthy():
+        drop_workspaces(local_stack.settings, [TEST_WORKSPACE, f"{TEST_WORKSPACE}-*"])
     if not was_running:
         local_stack.down()
 

@@ -1,0 +1,85 @@
+"""Listing and dropping workspaces on the real local stack (Kafka, Azurite, Spark + Delta)."""
+
+from __future__ import annotations
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from local_stack.__main__ import main
+from local_stack.stack import LocalStack
+from local_stack.topics import ensure_topic, list_topics
+from local_stack.workspaces import drop_workspaces, list_workspaces
+from spark.settings import load_profile
+
+pytestmark = pytest.mark.integration
+
+
+def _blob_names(stack: LocalStack, prefix: str) -> list[str]:
+    container = BlobServiceClient.from_connection_string(
+        stack.settings.azurite.connection_string
+    ).get_container_client(stack.settings.azurite.lake_container)
+    return [blob.name for blob in container.list_blobs(name_starts_with=prefix)]
+
+
+def _fill(stack: LocalStack, spark, workspace: str) -> None:
+    """A Delta table written by Spark, a checkpoint file and a topic, as a run leaves them."""
+    target = load_profile("local", workspace)
+    spark.range(5).write.format("delta").save(target.lake.table_location("bronze.events"))
+    offsets = spark._jvm.org.apache.hadoop.fs.Path(
+        f"{target.lake.checkpoint_location('bronze_events')}/offsets/0"
+    )
+    filesystem = offsets.getFileSystem(spark._jsc.hadoopConfiguration())
+    stream = filesystem.create(offsets)
+    stream.write(b"v1\n")
+    stream.close()
+    ensure_topic(stack.settings.kafka.bootstrap_servers, target.source.topic, partitions=1)
+
+
+def test_drop_workspace_deletes_its_tables_checkpoints_and_topics_and_nothing_else(
+    stack: LocalStack, spark, profile, capsys
+):
+    from delta.tables import DeltaTable
+
+    dropped = f"{profile.workspace}-drop"
+    # Names that share its prefix: a workspace of their own, and one derived from it.
+    neighbour, derived = f"{dropped}0", f"{dropped}-derived"
+    for workspace in (dropped, neighbour, derived):
+        _fill(stack, spark, workspace)
+
+    usage = {entry.name: entry for entry in list_workspaces(stack.settings)}
+    lake_blobs = _blob_names(stack, f"lake/{dropped}/")
+    checkpoint_blobs = _blob_names(stack, f"_checkpoints/{dropped}/")
+    assert lake_blobs and checkpoint_blobs
+    # Each folder also has its marker blob (lake/<workspace>, _checkpoints/<workspace>).
+    assert usage[dropped].objects == len(lake_blobs) + len(checkpoint_blobs) + 2
+    assert usage[dropped].bytes > 0
+    assert usage[dropped].topics == (f"{dropped}.viewing-events",)
+
+    assert main(["drop-workspace", dropped]) == 0
+    assert f"dropped {dropped}: {usage[dropped].objects} blobs" in capsys.readouterr().out
+
+    location = load_profile("local", dropped).lake.table_location("bronze.events")
+    assert not DeltaTable.isDeltaTable(spark, location)
+    left = _blob_names(stack, f"lake/{dropped}")
+    assert left and all(name.startswith((f"lake/{neighbour}", f"lake/{derived}")) for name in left)
+    assert _blob_names(stack, f"_checkpoints/{dropped}/") == []
+    topics = list_topics(stack.settings.kafka.bootstrap_servers)
+    assert f"{dropped}.viewing-events" not in topics
+    for workspace in (neighbour, derived):
+        assert f"{workspace}.viewing-events" in topics
+        kept = load_profile("local", workspace).lake.table_location("bronze.events")
+        assert spark.read.format("delta").load(kept).count() == 5
+
+    # A shell pattern drops both that remain.
+    names = [entry.name for entry in drop_workspaces(stack.settings, [f"{dropped}*"])]
+    assert names == sorted([neighbour, derived])
+    assert _blob_names(stack, f"lake/{dropped}") == []
+    remaining = {entry.name for entry in list_workspaces(stack.settings)}
+    assert not {dropped, neighbour, derived} & remaining
+
+
+def test_drop_workspace_without_a_name_is_refused(stack: LocalStack, capsys):
+    assert main(["drop-workspace"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: name the workspaces to drop (shell patterns such as 'bench-*')"
+    )

@@ -1,0 +1,91 @@
+"""Workspaces on local disk, storage roots the stack does not own, and a stopped stack."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+
+import pytest
+
+from local_stack.services import StackError
+from local_stack.settings import load_stack_settings
+from local_stack.workspaces import (
+    _folder,
+    _LocalFolder,
+    _require_running,
+    format_bytes,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_local_folder_drops_one_workspace_and_not_one_sharing_its_prefix(tmp_path):
+    for relative, size in (("ws1/bronze/part-0", 3), ("ws1/_delta_log/0.json", 4), ("ws10/x", 5)):
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+    folder = _LocalFolder(tmp_path)
+
+    assert folder.usage() == {"ws1": (2, 7), "ws10": (1, 5)}
+    assert folder.delete("ws1") == (2, 7)
+    assert folder.usage() == {"ws10": (1, 5)}
+    assert folder.delete("ws1") == (0, 0)
+
+
+def test_a_file_root_is_a_local_folder(tmp_path):
+    folder = _folder(load_stack_settings(), f"file:{tmp_path}/lake")
+
+    assert isinstance(folder, _LocalFolder)
+    assert folder.path == tmp_path / "lake"
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        (
+            "abfss://lake@prodaccount.dfs.core.windows.net/lake",
+            "abfss://lake@prodaccount.dfs.core.windows.net/lake is in storage account"
+            " 'prodaccount', not the local stack's Azurite ('devstoreaccount1');"
+            " drop its workspaces with Azure's own tools",
+        ),
+        (
+            "s3a://bucket/lake",
+            "s3a://bucket/lake is neither on Azurite (abfs://) nor a local folder (file:)",
+        ),
+    ],
+)
+def test_storage_the_local_stack_does_not_own_is_refused(root, message):
+    with pytest.raises(StackError) as raised:
+        _folder(load_stack_settings(), root)
+    assert str(raised.value) == message
+
+
+def test_a_stopped_stack_is_named():
+    settings = load_stack_settings()
+    settings = replace(
+        settings,
+        kafka=replace(settings.kafka, port=_free_port()),
+        azurite=replace(settings.azurite, blob_port=_free_port()),
+    )
+    with pytest.raises(StackError, match=r"^kafka is not running: start the stack with"):
+        _require_running(settings)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KB"),
+        (5 * 2**20, "5.0 MB"),
+        (3 * 2**40, "3072.0 GB"),
+    ],
+)
+def test_sizes_read_as_a_person_would_write_them(size, text):
+    assert format_bytes(size) == text
