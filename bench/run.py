@@ -31,7 +31,7 @@ from local_stack.simulate.producer import send_to_kafka
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.stack import LocalStack
 from local_stack.topics import ensure_topic
-from local_stack.workspaces import drop_workspaces, format_bytes
+from local_stack.workspaces import drop_workspaces, format_bytes, list_workspaces
 from spark.gates import PromoteEverything
 from spark.jobs.layers import Trigger
 from spark.run import run_layers
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "events": args.events,
         "fault_rate": args.fault_rate,
         "warm_up_events": warm_up_events,
+        # What the stack already held: Azurite slows down as its blobs pile up (README).
+        "stack_before": _stack_contents(stack),
     }
     with PeakMemory(pids) as memory:
         simulation = simulate(
@@ -229,6 +231,15 @@ def _warm_up(spark, stack: LocalStack, stamp: str, events: int) -> None:
     _baseline_copy(spark, warm, stamp)
 
 
+def _stack_contents(stack: LocalStack) -> dict[str, int]:
+    workspaces = list_workspaces(stack.settings)
+    return {
+        "workspaces": len(workspaces),
+        "blobs": sum(usage.objects for usage in workspaces),
+        "topics": sum(len(usage.topics) for usage in workspaces),
+    }
+
+
 def _baseline_copy(spark, profile, stamp: str) -> None:
     """The minimal hand-written Kafka -> Delta stream a user would start from."""
     location = f"{profile.lake.root}/baseline/copy"
@@ -294,6 +305,7 @@ def _print_table(results: dict) -> None:
     print(f"  {'gate_overhead_pct':<20} {str(results['gate_overhead_pct']):>12}")
     print(f"  {'gated_vs_ungated_pct':<20} {results['gated_vs_ungated_pct']:>12}")
     print(f"  files per table: {results['files_per_table']}")
+    print(f"  stack before the run: {results['stack_before']}")
     print(f"results: {RESULTS / 'latest.json'}")
 
 
