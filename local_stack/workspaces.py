@@ -170,12 +170,17 @@ class _BlobFolder:
         return {workspace: (objects[workspace], sizes[workspace]) for workspace in objects}
 
     def delete(self, workspace: str) -> tuple[int, int]:
+        from azure.core.exceptions import ResourceNotFoundError
+
         marker = f"{self.prefix}{workspace}"
-        blobs = [
-            blob
-            for blob in self.container.list_blobs(name_starts_with=marker)
-            if blob.name == marker or blob.name.startswith(f"{marker}/")
-        ]
+        try:
+            blobs = [
+                blob
+                for blob in self.container.list_blobs(name_starts_with=marker)
+                if blob.name == marker or blob.name.startswith(f"{marker}/")
+            ]
+        except ResourceNotFoundError:  # no container: a workspace with topics only
+            return 0, 0
         for batch in _batches([blob.name for blob in blobs], _BATCH_SIZE):
             responses = self.container.delete_blobs(
                 *batch, delete_snapshots="include", raise_on_any_failure=False

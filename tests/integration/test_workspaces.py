@@ -83,3 +83,13 @@ def test_drop_workspace_without_a_name_is_refused(stack: LocalStack, capsys):
     assert capsys.readouterr().err.strip() == (
         "error: name the workspaces to drop (shell patterns such as 'bench-*')"
     )
+
+
+def test_a_container_never_written_to_holds_no_workspace(stack: LocalStack):
+    from local_stack.workspaces import _folder
+
+    account = stack.settings.azurite.account
+    folder = _folder(stack.settings, f"abfs://never-made@{account}.dfs.core.windows.net/lake")
+
+    assert folder.usage() == {}
+    assert folder.delete("main") == (0, 0)
