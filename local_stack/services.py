@@ -355,6 +355,9 @@ class Azurite(Service):
             "--skipApiVersionCheck",
             "--loose",
             "--silent",
+            # Azurite sends usage telemetry to Microsoft unless told not to. Offline, its last
+            # report held the process 10-30 s after SIGTERM (often past our 30 s grace).
+            "--disableTelemetry",
         ]
 
     def is_healthy(self) -> bool:
