@@ -356,7 +356,7 @@ class Azurite(Service):
             "--loose",
             "--silent",
             # Azurite sends usage telemetry to Microsoft unless told not to. Offline, its last
-            # report held the process 10-30 s after SIGTERM (often past our 30 s grace).
+            # report held the process 10-30 s after the stop signal (often past our 30 s grace).
             "--disableTelemetry",
         ]
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,6 +28,7 @@ from local_stack import eventhubs
 from local_stack.jvm import spark_jars
 from local_stack.parity import secret_client
 from local_stack.settings import EMULATOR_KEY, PROJECT_ROOT
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
 
@@ -46,12 +46,6 @@ class Parity:
     def secret_values(self) -> list[str]:
         key = self.connection_string.rpartition("SharedAccessKey=")[2]
         return [self.connection_string, key, self.account_key]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _secret_client(stack):
@@ -223,7 +217,7 @@ def test_preflight_names_each_misconfiguration(stack, parity, case):
     client = _secret_client(stack)
     for name, value in stored.items():
         client.set_secret(name, value)
-    port = str(_free_port())
+    port = str(free_port())
     environment = {
         **parity.environment,
         **{key: value.replace("{free_port}", port) for key, value in overrides.items()},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -16,12 +15,7 @@ from local_stack.services import prefect_environment
 from local_stack.settings import PROJECT_ROOT, load_stack_settings
 from local_stack.stack import LocalStack
 from spark.settings import load_profile
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +26,7 @@ def prefect_stack(tmp_path_factory, stack):
     settings = replace(
         settings,
         state_dir=state,
-        prefect=replace(settings.prefect, port=_free_port(), home=state / "prefect"),
+        prefect=replace(settings.prefect, port=free_port(), home=state / "prefect"),
     )
     isolated = LocalStack(settings)
     try:

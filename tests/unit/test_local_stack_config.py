@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from local_stack.jvm import POM, artifact_name
-from local_stack.services import KafkaBroker, StackError
+from local_stack.services import Azurite, KafkaBroker, StackError
 from local_stack.settings import PACKAGE_DIR, PROJECT_ROOT, load_stack_settings
 
 pytestmark = pytest.mark.unit
@@ -49,6 +49,17 @@ def test_compose_images_and_ports_agree_with_the_local_profile():
         settings.azurite.queue_port,
         settings.azurite.table_port,
     }
+
+
+def test_native_and_compose_azurite_take_the_same_switches():
+    """Both skip the API-version check, accept loose requests and send no telemetry (offline,
+    a pending report held Azurite 10-30 s past its stop signal)."""
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]["azurite"]["command"].split()
+    native = Azurite(load_stack_settings()).command()
+    switches = {"--skipApiVersionCheck", "--loose", "--disableTelemetry"}
+
+    assert switches <= set(compose)
+    assert switches <= set(native)
 
 
 @pytest.mark.parametrize(

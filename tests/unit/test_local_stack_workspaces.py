@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import replace
 
 import pytest
@@ -15,14 +14,9 @@ from local_stack.workspaces import (
     _require_running,
     format_bytes,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.unit
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_local_folder_drops_one_workspace_and_not_one_sharing_its_prefix(tmp_path):
@@ -70,8 +64,8 @@ def test_a_stopped_stack_is_named():
     settings = load_stack_settings()
     settings = replace(
         settings,
-        kafka=replace(settings.kafka, port=_free_port()),
-        azurite=replace(settings.azurite, blob_port=_free_port()),
+        kafka=replace(settings.kafka, port=free_port()),
+        azurite=replace(settings.azurite, blob_port=free_port()),
     )
     with pytest.raises(StackError, match=r"^kafka is not running: start the stack with"):
         _require_running(settings)

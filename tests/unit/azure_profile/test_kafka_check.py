@@ -17,6 +17,7 @@ from azure_profile.kafka_check import (
 )
 from local_stack.settings import load_stack_settings
 from local_stack.tls import ensure_tls_material
+from tests.ports import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -28,14 +29,8 @@ SASL_PLAIN = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_closed_port_is_named_as_unreachable():
-    port = _free_port()
+    port = free_port()
     options = {"bootstrap.servers": f"127.0.0.1:{port}", **SASL_PLAIN}
 
     with pytest.raises(KafkaUnreachable, match=rf"cannot reach 127\.0\.0\.1:{port} .*reelhouse-x"):
