@@ -418,15 +418,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile")
     parser.add_argument("--workspace")
     args = parser.parse_args(argv)
-    from spark.session import build_spark_session
+    from spark.io.preflight import PreflightError, lake_session
     from spark.settings import SettingsError, load_profile
 
     try:
         profile = load_profile(args.profile, args.workspace)
-    except SettingsError as error:
+        spark = lake_session(profile, app_name="reelhouse-report")
+    except (SettingsError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    spark = build_spark_session(profile, app_name="reelhouse-report")
     print(build_report(spark, profile))
     return 0
 

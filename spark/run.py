@@ -24,10 +24,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.gates import Gate, GateFailure, load_gate
-from spark.io.preflight import PreflightError, check_lake_reachable, check_source_reachable
+from spark.io.preflight import PreflightError, check_source_reachable, lake_session
 from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
-from spark.session import build_spark_session
 from spark.settings import Profile, SettingsError, load_profile
 
 log = logging.getLogger("spark.run")
@@ -147,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         trigger = Trigger(args.trigger, _interval(args.interval))
         if "bronze" in layers:
             check_source_reachable(profile.source)  # seconds, before a JVM is started
-        spark = build_spark_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
-        check_lake_reachable(spark, profile)
+        spark = lake_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())

@@ -7,7 +7,7 @@ import json
 import sys
 
 from spark.catalog import TABLES, register_existing_tables
-from spark.session import build_spark_session
+from spark.io.preflight import PreflightError, lake_session
 from spark.settings import SettingsError, load_profile
 
 
@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         profile = load_profile(args.profile, args.workspace)
-    except SettingsError as error:
+        spark = lake_session(profile, app_name="reelhouse-tables")
+    except (SettingsError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    spark = build_spark_session(profile, app_name="reelhouse-tables")
     tables = describe_tables(spark, profile)
     if args.json:
         print(json.dumps(tables, indent=2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 from spark.settings import EventSource, Profile
@@ -34,11 +35,35 @@ def check_lake_reachable(spark, profile: Profile) -> None:
     try:
         root.getFileSystem(spark._jsc.hadoopConfiguration()).exists(root)
     except Exception as error:  # a Py4J error carrying the storage client's message
-        message = str(error).strip().splitlines()
-        detail = next(
-            (line for line in message if "Exception" in line),
-            message[0] if message else type(error).__name__,
-        )
         raise PreflightError(
-            f"lake unreachable: lake.root={profile.lake.root}: {detail.strip()[:300]}"
+            f"lake unreachable: lake.root={profile.lake.root}: {_storage_detail(error)}"
+            + (" (is Azurite running? `make stack-up`)" if profile.name == "local" else "")
         ) from None
+
+
+def _storage_detail(error: Exception) -> str:
+    """The storage client's own words: ``java.net.ConnectException: Connection refused``
+    rather than the ABFS wrapper's ``Status code: -1 error code: null error message: ...``."""
+    text = str(error).strip()
+    network = re.search(
+        r"java\.(?:net|io)\.\w+(?:Exception|Error)(?::[^\n]*?)?(?=java\.|\n|$)", text
+    )
+    if network:
+        return network.group(0).strip()
+    lines = text.splitlines()
+    detail = next(
+        (line for line in lines if "Exception" in line),
+        lines[0] if lines else type(error).__name__,
+    )
+    return detail.strip()[:300]
+
+
+def lake_session(profile: Profile, app_name: str):
+    """A Spark session for ``profile`` whose lake answers; ``PreflightError`` naming the lake
+    root within seconds of the session's start when it does not (Azurite down, a wrong
+    account), instead of a Java stack trace from the first table read."""
+    from spark.session import build_spark_session
+
+    spark = build_spark_session(profile, app_name=app_name)
+    check_lake_reachable(spark, profile)
+    return spark

@@ -353,18 +353,26 @@ def _storage_conf_with_endpoint(endpoint: str) -> str:
         ),
         ([], {"REELHOUSE_SOURCE_TOPIC": " "}, "setting source.topic is empty"),
         (["--layers", "bronze,platinum"], {}, "unknown layer(s) ['platinum']"),
-        # Nothing listens at the storage endpoint: Azurite is down.
-        (
-            [],
-            {"REELHOUSE_LAKE_STORAGE_CONF": _storage_conf_with_endpoint("127.0.0.1:1")},
-            "lake unreachable: lake.root=abfs://",
-        ),
     ],
 )
 def test_bad_configuration_fails_fast_with_one_line(arguments, environment, message, profile):
+    _assert_one_line_error("spark.run", arguments, environment, message, profile)
+
+
+@pytest.mark.parametrize("command", ["spark.run", "spark.tables", "quality.report"])
+def test_a_lake_that_does_not_answer_is_named_in_one_line(command, stack, profile):
+    """Nothing listens at the storage endpoint (Azurite down; the broker is up): every
+    command that opens the lake says so in one line, not a Java stack trace from its first
+    table read."""
+    environment = {"REELHOUSE_LAKE_STORAGE_CONF": _storage_conf_with_endpoint("127.0.0.1:1")}
+    message = "lake unreachable: lake.root=abfs://"
+    _assert_one_line_error(command, [], environment, message, profile)
+
+
+def _assert_one_line_error(command, arguments, environment, message, profile) -> None:
     started = time.monotonic()
     completed = subprocess.run(
-        [sys.executable, "-m", "spark.run", "--workspace", profile.workspace, *arguments],
+        [sys.executable, "-m", command, "--workspace", profile.workspace, *arguments],
         env={**os.environ, **environment},
         capture_output=True,
         text=True,
