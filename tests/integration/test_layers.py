@@ -488,3 +488,37 @@ def test_gold_tables_equal_the_ground_truth(spark, reference, simulation):
             assert key in actual, (table, key)
             wanted = {field: value for field, value in expected.items() if field in actual[key]}
             _close(actual[key], wanted, (table, key))
+
+
+def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, profile):
+    """A session seen first at 00:01 is counted on that day; its app_open, from 23:58 the
+    day before, arrives in a later micro-batch. The session then starts the day before, and
+    the day it left has no session of that region and device: its statistics row goes."""
+    moved = load_profile("local", f"{profile.workspace}-moved-start")
+    ensure_topic(moved.source.bootstrap_servers, moved.source.topic, partitions=1)
+    first, second = simulate(SimulationRequest(events=50, seed=4)).clean_payloads[:2]
+    same = ("session_id", "user_id", "profile_id", "region", "country", "device_type")
+    session = {key: first[key] for key in same}
+    later = {**first, "event_ts": "2026-11-02T00:01:00.000+00:00"}
+    earlier = {**second, **session, "event_ts": "2026-11-01T23:58:00.000+00:00"}
+    group = (F.col("region") == session["region"]) & (
+        F.col("device_type") == session["device_type"]
+    )
+
+    def stats() -> list[tuple]:
+        rows = _table(spark, moved, "gold.session_stats").filter(group).orderBy("day")
+        return [
+            (str(r.day), r.sessions, r.avg_duration_s, r.p90_duration_s) for r in rows.collect()
+        ]
+
+    _send(moved, [later])
+    run_layers(spark, moved, ["bronze", "silver", "gold"], Trigger())
+    assert stats() == [("2026-11-02", 1, 0.0, 0.0)]
+
+    _send(moved, [earlier])
+    run_layers(spark, moved, ["bronze", "silver", "gold"], Trigger())
+    assert stats() == [("2026-11-01", 1, 180.0, 180.0)]
+    sessions = _table(spark, moved, "gold.sessions").collect()
+    assert [(s.session_id, str(s.start_date), s.duration_s) for s in sessions] == [
+        (session["session_id"], "2026-11-01", 180.0)
+    ]
