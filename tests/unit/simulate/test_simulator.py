@@ -92,6 +92,20 @@ def test_clean_events_satisfy_the_contract(run):
             assert 0 <= payload["position_s"] <= payload["duration_s"]
 
 
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [("play", "genre"), ("pause", "title_name"), ("stop", "bitrate_kbps"), ("rating", "genre")],
+)
+def test_the_contract_wants_a_value_where_silver_does(run, event_type, field):
+    """Null title fields are for events without a title: on a playback or title event
+    silver quarantines them as missing_required_field, and the contract says so too."""
+    validator = jsonschema.Draft202012Validator(contract())
+    payload = next(p for p in run.clean_payloads if p["event_type"] == event_type)
+    validator.validate(payload)
+
+    assert not validator.is_valid({**payload, field: None})
+
+
 def test_newer_schema_version_adds_a_field_and_stays_valid(run):
     drifted = [payload for payload in run.clean_payloads if payload["schema_version"] == "1.1"]
     assert 0.02 < len(drifted) / len(run.clean_payloads) < 0.15
