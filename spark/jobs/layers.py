@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -146,17 +145,24 @@ def _silver_ids_near(spark: SparkSession, silver_location: str, valid: DataFrame
         F.col("kafka_timestamp") - F.expr(f"INTERVAL {MAX_PAST_S} SECONDS"),
         F.col("kafka_timestamp") + F.expr(f"INTERVAL {MAX_FUTURE_S} SECONDS"),
     )
+    # As microseconds since the epoch, not Python datetimes: PySpark hands timestamps to
+    # Python in the driver process's time zone, and their dates would then not be
+    # event_date's (UTC) on a laptop east or west of UTC.
     bounds = (
         valid.filter(near)
-        .agg(F.min("event_ts").alias("low"), F.max("event_ts").alias("high"))
+        .agg(
+            F.min(F.unix_micros("event_ts")).alias("low"),
+            F.max(F.unix_micros("event_ts")).alias("high"),
+        )
         .first()
     )
     ids = spark.read.format("delta").load(silver_location)
     if bounds is None or bounds["low"] is None:
         return ids.select("event_id").limit(0)
-    margin = timedelta(seconds=LATENESS_BOUND_S)
-    low, high = bounds["low"] - margin, bounds["high"] + margin
+    margin_us = LATENESS_BOUND_S * 1_000_000
+    low = F.timestamp_micros(F.lit(bounds["low"] - margin_us))
+    high = F.timestamp_micros(F.lit(bounds["high"] + margin_us))
     return ids.filter(
-        F.col("event_date").between(F.lit(low.date()), F.lit(high.date()))
-        & F.col("event_ts").between(F.lit(low), F.lit(high))
+        F.col("event_date").between(F.to_date(low), F.to_date(high))
+        & F.col("event_ts").between(low, high)
     ).select("event_id")

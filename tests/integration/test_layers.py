@@ -539,3 +539,47 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
     assert [(s.session_id, str(s.start_date), s.duration_s) for s in sessions] == [
         (session["session_id"], "2026-11-01", 180.0)
     ]
+
+
+@pytest.fixture
+def driver_in_new_york():
+    """The driver process on a laptop's clock, five hours west of UTC."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def test_a_copy_in_a_later_batch_is_a_duplicate_on_a_driver_west_of_utc(
+    stack, spark, profile, driver_in_new_york
+):
+    """An event at 00:30 UTC (19:30 the day before in New York) comes again in a later
+    micro-batch: silver finds its first copy and quarantines the second as a duplicate.
+    Two events without an id in the first batch are not copies of each other."""
+    copies = load_profile("local", f"{profile.workspace}-copies")
+    ensure_topic(copies.source.bootstrap_servers, copies.source.topic, partitions=1)
+    first, second, third = simulate(SimulationRequest(events=50, seed=5)).clean_payloads[:3]
+    event = {**first, "event_ts": "2026-11-02T00:30:00.000+00:00"}
+    without_id = [
+        {key: value for key, value in payload.items() if key != "event_id"}
+        for payload in (second, third)
+    ]
+
+    _send(copies, [event, *without_id])
+    run_layers(spark, copies, ["bronze", "silver"], Trigger())
+    _send(copies, [event])
+    run_layers(spark, copies, ["bronze", "silver"], Trigger())
+
+    silver = _table(spark, copies, "silver.events").select("event_id").collect()
+    assert [row.event_id for row in silver] == [event["event_id"]]
+    quarantine = _table(spark, copies, "silver.quarantine").orderBy("offset")
+    assert [(row.offset, row.reasons) for row in quarantine.collect()] == [
+        (1, ["silver_event_id_present"]),
+        (2, ["silver_event_id_present"]),
+        (3, ["duplicate"]),
+    ]

@@ -66,6 +66,7 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
         "a brace inside a string": (_with(play, title_name="Sets {and} braces}"), []),
         "characters of several bytes": (_with(play, title_name="Amélie à Paris ✓"), []),
         "empty": (b"", ["empty_payload"]),
+        **_timestamp_cases(play),
     }
     rows = _parsed(spark, [value for value, _ in cases.values()])
 
@@ -83,6 +84,32 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
     assert by_case["number in a string field"]["user_id"] is None
     assert by_case["number in a string field"]["event_id"] == play["event_id"]
     assert by_case["decimal in an integer field"]["bitrate_kbps"] is None
+    # One instant, however many digits of a second it is written with (Spark keeps six).
+    instant = by_case["clean"]["event_ts"]
+    assert by_case["a time with microseconds"]["event_ts"] == instant
+    assert by_case["a time with nanoseconds"]["event_ts"] == instant
+    assert by_case["a time in UTC, written Z"]["event_ts"] == instant
+    assert by_case["a time without a fraction"]["event_ts"] == instant.replace(microsecond=0)
+
+
+def _timestamp_cases(play: dict) -> dict[str, tuple[bytes, list[str]]]:
+    """The play's own event time, written as RFC 3339 allows (and once as it does not)."""
+    happened = datetime.fromisoformat(play["event_ts"])
+    micro = happened.isoformat(timespec="microseconds")
+    utc = happened.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "a time with microseconds": (_with(play, event_ts=micro), []),
+        "a time with nanoseconds": (_with(play, event_ts=micro[:-6] + "789" + micro[-6:]), []),
+        "a time in UTC, written Z": (_with(play, event_ts=utc), []),
+        "a time without a fraction": (
+            _with(play, event_ts=happened.replace(microsecond=0).isoformat()),
+            [],
+        ),
+        "a space for the T": (
+            _with(play, event_ts=play["event_ts"].replace("T", " ")),
+            ["unparsable_timestamp"],
+        ),
+    }
 
 
 def test_the_driver_jvm_compiles_the_parsers_huge_generated_method(spark):
