@@ -56,6 +56,7 @@ class _Together:
     """The records kept by ``QualityGate.recorded_together`` until its block ends."""
 
     spark: SparkSession | None = None
+    query_id: str | None = None
     tables: list[tuple[str, list[ValidationEvent]]] = field(default_factory=list)
     recorded: Future = field(default_factory=Future)
 
@@ -102,13 +103,15 @@ class QualityGate:
                 duration_s = time.monotonic() - validation_started
                 self.seconds_validating += duration_s
             events = self._events(table, batch_id, results, duration_s)
+            query_id = _streaming_query_id(batch.sparkSession)
             together = getattr(self._together, "block", None)
             if together is None:
                 recorded = self._recorder.submit(
-                    self._record, batch.sparkSession, table, batch_id, events
+                    self._record, batch.sparkSession, _writer(table, query_id), batch_id, events
                 )
             else:
                 together.spark = batch.sparkSession
+                together.query_id = query_id
                 together.tables.append((table, events))
                 recorded = together.recorded
             try:
@@ -151,7 +154,13 @@ class QualityGate:
             yield
         except GateFailure:
             written = [
-                self._recorder.submit(self._record, together.spark, table, batch_id, events)
+                self._recorder.submit(
+                    self._record,
+                    together.spark,
+                    _writer(table, together.query_id),
+                    batch_id,
+                    events,
+                )
                 for table, events in together.tables
             ]
             together.recorded.set_result(None)
@@ -167,7 +176,9 @@ class QualityGate:
         if not events:
             together.recorded.set_result(None)
             return
-        written = self._recorder.submit(self._record, together.spark, name, batch_id, events)
+        written = self._recorder.submit(
+            self._record, together.spark, _writer(name, together.query_id), batch_id, events
+        )
         written.add_done_callback(lambda done: _copy_outcome(done, together.recorded))
 
     def _validate(self, suite: Suite, frame: DataFrame, rows: int) -> list[CheckResult]:
@@ -312,6 +323,22 @@ def build_gate(
 ) -> QualityGate:
     """The quality gate for this profile and run; ``suites`` replaces the default suites."""
     return QualityGate(profile, run_id, default_suites() if suites is None else suites)
+
+
+def _streaming_query_id(spark: SparkSession) -> str | None:
+    """The id of the streaming query running this micro-batch (``foreachBatch`` runs on
+    its thread); None outside one."""
+    return spark.sparkContext.getLocalProperty("sql.streaming.queryId")
+
+
+def _writer(name: str, query_id: str | None) -> str:
+    """Who records a batch's validation events, for Delta's ``txnAppId``: the gated table
+    (or the job recording its tables together) and its streaming query. A query keeps its
+    id across restarts from its checkpoint, so a replayed batch is recorded once; a query
+    started on a new checkpoint (the replay flow deletes silver's and gold's) counts its
+    batches from 0 again under a new id, instead of every batch up to the old query's last
+    being skipped as recorded already."""
+    return f"{name}.{query_id}" if query_id else name
 
 
 def _copy_outcome(done: Future, to: Future) -> None:

@@ -44,7 +44,8 @@ def record_validation(
     """Append the batch's events once per (writer, batch_id), however often it is replayed.
 
     One Delta ``txnAppId`` per writer: a gated table, or a job that records its tables
-    together (``gold``): batch ids of different queries never shadow each other.
+    together (``gold``), with its streaming query's id (``quality.gates._writer``): batch
+    ids of different queries never shadow each other.
     """
     frame = spark.createDataFrame(
         [astuple(event) for event in events], QUALITY_VALIDATION_EVENTS.schema
