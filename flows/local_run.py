@@ -11,8 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.local_run", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--fault-rate", type=float, default=0.01)
-    # A new seed per run by default: a second run adds new events instead of redelivering
-    # the first run's (which silver would rightly quarantine as duplicates).
+    # A new seed per run by default (the flow's): a second run adds new events instead of
+    # redelivering the first run's (which silver would rightly quarantine as duplicates).
     parser.add_argument("--seed", type=int, default=None, help="default: a new one per run")
     parser.add_argument("--workspace", default="main")
     args = parser.parse_args(argv)
@@ -20,13 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     from flows.medallion import medallion
 
     started = time.monotonic()
-    seed = args.seed if args.seed is not None else int(time.time())
     state = medallion(
         profile="local",
         workspace=args.workspace,
         events=args.events,
         fault_rate=args.fault_rate,
-        seed=seed,
+        seed=args.seed,
         return_state=True,
     )
     if not state.is_completed():

@@ -93,7 +93,8 @@ def simulate_events(profile: Profile, events: int, fault_rate: float, seed: int)
     ]
     completed = subprocess.run(command, capture_output=True, text=True)
     if completed.returncode != 0:
-        raise RuntimeError(f"simulator failed: {completed.stderr.strip().splitlines()[-1:]}")
+        last_line = (completed.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"simulator failed: {last_line}")
     logger.info(completed.stdout.strip())
     import json
 
@@ -198,20 +199,33 @@ def medallion(
     workspace: str = "main",
     events: int = 100_000,
     fault_rate: float = 0.01,
-    seed: int = 7,
+    seed: int | None = None,
     simulate: bool = True,
     trigger: str = "available-now",
     layers: str = "bronze,silver,gold",
 ) -> dict:
-    """Simulate (optional), then bronze -> silver -> gold, each gated, then the report."""
+    """Simulate (optional), then bronze -> silver -> gold, each gated, then the report.
+
+    ``seed`` defaults to a new one per run: a second run of the deployment adds new events
+    instead of redelivering the first run's, which silver would quarantine as duplicates.
+    """
     from prefect.runtime import flow_run
 
+    wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
+    unknown = sorted(set(wanted) - set(LAYER_ORDER))
+    if unknown or not wanted:
+        raise ValueError(f"layers={layers!r}: unknown {unknown}; choose from {list(LAYER_ORDER)}")
+    if trigger != "available-now":
+        raise ValueError(
+            f"trigger={trigger!r}: the medallion flow runs available-now and ends; for a"
+            " continuous run use the streaming flow (prefect deployment run 'streaming/local')"
+        )
     settings = load_profile(profile, workspace)
     run_id = str(flow_run.id or f"local-{int(time.time())}")
+    seed = seed if seed is not None else time.time_ns() % 2**31
     check_stack(settings)
     simulation = simulate_events(settings, events, fault_rate, seed) if simulate else None
     rows: dict[str, int] = {}
-    wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
     for layer in LAYER_ORDER:
         if layer in wanted:
             rows.update(run_layer(settings, layer, trigger, run_id))
