@@ -89,6 +89,7 @@ workspaces: setup ## list the local stack's workspaces: blobs, size, topics
 quality-report: setup ## build the static quality report and print its path
 	$(PY) -m quality.report
 
-clean: ## stop the stack and delete its state (broker data, lake, logs)
+clean: ## stop Prefect and the stack, then delete their state (broker data, lake, logs)
+	-$(PY) -m local_stack prefect-down
 	-$(PY) -m local_stack down
 	rm -rf .stack

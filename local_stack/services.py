@@ -57,6 +57,8 @@ class Service:
         self.settings = settings
         self.pid_file = settings.run_dir / f"{self.name}.pid"
         self.log_file = settings.log_dir / f"{self.name}.log"
+        # Where this start's lines begin in the log, which earlier starts' lines precede.
+        self.log_start = 0
 
     # What each service defines.
     def ports(self) -> tuple[int, ...]:
@@ -110,6 +112,7 @@ class Service:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         with self.log_file.open("ab") as log_handle:
+            self.log_start = log_handle.tell()
             process = subprocess.Popen(
                 self.command(),
                 stdout=log_handle,
@@ -506,8 +509,11 @@ class PrefectWorker(Service):
         ]
 
     def is_healthy(self) -> bool:
+        # The log of this start only: an earlier start's "started" says nothing of this one.
         try:
-            return "started" in self.log_file.read_text(errors="replace").lower()
+            with self.log_file.open("rb") as log:
+                log.seek(self.log_start)
+                return b"started" in log.read().lower()
         except FileNotFoundError:
             return False
 

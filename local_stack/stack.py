@@ -113,6 +113,10 @@ class LocalStack:
         messages = [self.prefect_server.start()]
         pool = self.settings.prefect.work_pool
         created = self._prefect("work-pool", "create", pool, "--type", "process", check=False)
+        answer = f"{created.stdout}\n{created.stderr}"
+        if created.returncode != 0 and "already exists" not in answer:
+            tail = " | ".join(answer.strip().splitlines()[-3:])
+            raise StackError(f"prefect work-pool create {pool} failed: {tail}")
         messages.append(f"work pool {pool}: {'created' if created.returncode == 0 else 'exists'}")
         messages.append(self.prefect_worker.start())
         self._prefect("--no-prompt", "deploy", "--all")

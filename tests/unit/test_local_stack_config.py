@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from local_stack.jvm import POM, artifact_name
-from local_stack.services import Azurite, KafkaBroker, StackError
+from local_stack.services import Azurite, KafkaBroker, PrefectWorker, StackError
 from local_stack.settings import PACKAGE_DIR, PROJECT_ROOT, load_stack_settings
 
 pytestmark = pytest.mark.unit
@@ -107,3 +107,16 @@ def test_make_help_lists_every_verb():
         "quality-report",
     ):
         assert re.search(rf"^  {verb} +\S", output, re.M), verb
+
+
+def test_a_worker_is_healthy_by_its_own_start_not_an_earlier_ones(tmp_path):
+    settings = replace(load_stack_settings(), state_dir=tmp_path)
+    worker = PrefectWorker(settings)
+    worker.log_file.parent.mkdir(parents=True)
+    worker.log_file.write_text("Worker 'reelhouse-local-worker' started!\nearlier start: died\n")
+    worker.log_start = worker.log_file.stat().st_size  # as start() sets it
+
+    assert not worker.is_healthy()
+    with worker.log_file.open("a") as log:
+        log.write("Worker 'reelhouse-local-worker' started!\n")
+    assert worker.is_healthy()
