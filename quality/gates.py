@@ -104,23 +104,28 @@ class QualityGate:
                 self.seconds_validating += duration_s
             events = self._events(table, batch_id, results, duration_s)
             query_id = _streaming_query_id(batch.sparkSession)
+            writer = _writer(table, query_id)
             together = getattr(self._together, "block", None)
-            if together is None:
-                recorded = self._recorder.submit(
-                    self._record, batch.sparkSession, _writer(table, query_id), batch_id, events
-                )
-            else:
+            if together is not None:
                 together.spark = batch.sparkSession
                 together.query_id = query_id
                 together.tables.append((table, events))
-                recorded = together.recorded
             try:
                 outcome = self._decide(suite, batch, validated, batch_id, results)
             except GateFailure:
                 if together is None:  # a block records a stopped batch as it ends
-                    recorded.result()  # a stopped batch is on record before the query stops
+                    # An attempt that stopped: on record before the query stops, and not
+                    # in place of the passing attempt a restart makes after a fix.
+                    self._recorder.submit(
+                        self._record, batch.sparkSession, writer, batch_id, events, once=False
+                    ).result()
                 raise
-            outcome.recorded = recorded
+            if together is None:
+                outcome.recorded = self._recorder.submit(
+                    self._record, batch.sparkSession, writer, batch_id, events
+                )
+            else:
+                outcome.recorded = together.recorded
         finally:
             if persisted_here:
                 validated.unpersist()
@@ -144,28 +149,26 @@ class QualityGate:
         The gold job gates its six tables per micro-batch inside one block: one idempotent
         append instead of six, and each costs a Delta state reconstruction (about 1.3 s;
         a warm 1M gold run took 35.3 s without its records, 40.3 s with six). When a gate
-        fails inside, the tables validated so far are recorded one by one, as outside a
-        block (a replay that passes records them again, together); when anything else
-        fails, nothing is recorded, and the replay records the batch.
+        fails inside, the tables validated so far are recorded as a stopped attempt, as
+        outside a block (a replay that passes records them again, together); when anything
+        else fails, nothing is recorded, and the replay records the batch.
         """
         together = _Together()
         self._together.block = together
         try:
             yield
         except GateFailure:
-            written = [
-                self._recorder.submit(
-                    self._record,
-                    together.spark,
-                    _writer(table, together.query_id),
-                    batch_id,
-                    events,
-                )
-                for table, events in together.tables
-            ]
+            events = [event for _, table_events in together.tables for event in table_events]
+            written = self._recorder.submit(
+                self._record,
+                together.spark,
+                _writer(name, together.query_id),
+                batch_id,
+                events,
+                once=False,
+            )
             together.recorded.set_result(None)
-            for future in written:
-                future.result()  # a stopped batch is on record before the query stops
+            written.result()  # a stopped batch is on record before the query stops
             raise
         except BaseException as error:
             together.recorded.set_exception(error)
@@ -264,11 +267,13 @@ class QualityGate:
             for result in results
         ]
 
-    def _record(self, spark, writer: str, batch_id: int, events: list[ValidationEvent]) -> None:
+    def _record(
+        self, spark, writer: str, batch_id: int, events: list[ValidationEvent], once: bool = True
+    ) -> None:
         if not self._log_ready:
             ensure_validation_log(spark, self.profile)
             self._log_ready = True
-        record_validation(spark, self.profile, writer, batch_id, events)
+        record_validation(spark, self.profile, writer, batch_id, events, once=once)
 
     def _decide(self, suite, batch, validated, batch_id, results) -> GateOutcome:
         violated = [result for result in results if result.violated]

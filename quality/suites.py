@@ -89,6 +89,21 @@ class Suite:
         ]
         if unknown:
             raise ValueError(f"suite {self.name}: drop checks {unknown} have no row predicate")
+        # The gate drops the rows its own predicate finds, which knows neither setting.
+        relaxed = [
+            check.name
+            for check in self.checks
+            if check.action == "drop"
+            and (
+                getattr(check.expectation, "mostly", 1) != 1
+                or getattr(check.expectation, "row_condition", None)
+            )
+        ]
+        if relaxed:
+            raise ValueError(
+                f"suite {self.name}: drop checks {relaxed} set mostly or row_condition;"
+                " a drop check applies to every row (make it warn, or narrow its column)"
+            )
 
     @property
     def name(self) -> str:

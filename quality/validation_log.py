@@ -40,18 +40,25 @@ def record_validation(
     writer: str,
     batch_id: int,
     events: list[ValidationEvent],
+    once: bool = True,
 ) -> None:
-    """Append the batch's events once per (writer, batch_id), however often it is replayed.
+    """Append the batch's events once per (writer, batch_id), however often it is replayed;
+    with ``once=False`` (a batch its gate stopped), as one more attempt.
 
     One Delta ``txnAppId`` per writer: a gated table, or a job that records its tables
     together (``gold``), with its streaming query's id (``quality.gates._writer``): batch
-    ids of different queries never shadow each other.
+    ids of different queries never shadow each other. A stopped batch promoted nothing and
+    its query stops; each attempt is kept, and none takes the place of the passing one a
+    restart makes after the cause is fixed (which an idempotent append would skip).
     """
     frame = spark.createDataFrame(
         [astuple(event) for event in events], QUALITY_VALIDATION_EVENTS.schema
     )
     location = profile.lake.table_location(QUALITY_VALIDATION_EVENTS.name)
-    append_idempotent(frame, location, f"{profile.workspace}.quality.{writer}", batch_id)
+    if once:
+        append_idempotent(frame, location, f"{profile.workspace}.quality.{writer}", batch_id)
+    else:
+        frame.write.format("delta").mode("append").save(location)
 
 
 def gate_summary(spark: SparkSession, profile: Profile, run_id: str) -> list[dict]:

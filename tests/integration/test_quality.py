@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import great_expectations as gx
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from local_stack.simulate.simulation import SimulationRequest, simulate
@@ -150,6 +151,37 @@ def _strict_suites():
     return suites
 
 
+STRICT_GOLD_CHECK = "strict_no_plays_in_trends"
+
+
+def _strict_gold_suites():
+    """Gold's last table (gold.regional_trends, merged last) refuses any play."""
+    suites = dict(default_suites())
+    trends = suites["gold.regional_trends"]
+    no_plays = Check(
+        name=STRICT_GOLD_CHECK,
+        action="fail",
+        expectation=gx.expectations.ExpectColumnValuesToBeBetween(column="plays", max_value=0),
+        description="A deliberately impossible rule: no genre is ever played.",
+    )
+    suites["gold.regional_trends"] = dataclasses.replace(trends, checks=(*trends.checks, no_plays))
+    return suites
+
+
+def _failed_checks(spark, workspace, run_id: str) -> str:
+    failed = (
+        _table(spark, workspace, "quality.validation_events")
+        .filter((F.col("run_id") == run_id) & ~F.col("success"))
+        .select("expectation")
+        .collect()
+    )
+    return ",".join(row.expectation for row in failed)
+
+
+def _count(spark, location: str) -> int:
+    return spark.read.format("delta").load(location).count()
+
+
 def test_a_failed_batch_promotes_nothing_until_the_suite_is_relaxed(stack, spark, profile):
     strict = _workspace(profile, f"strict-{uuid.uuid4().hex[:6]}")
     _forget_table_names(spark)
@@ -179,7 +211,31 @@ def test_a_failed_batch_promotes_nothing_until_the_suite_is_relaxed(stack, spark
     assert [(row.batch_id, row.action, row.success) for row in failure] == [(0, "fail", False)]
     assert failure[0].unexpected_count > 0
 
-    run_layers(spark, strict, ["silver", "gold"], Trigger(), gate=build_gate(strict, "run-relaxed"))
+    run_layers(spark, strict, ["silver"], Trigger(), gate=build_gate(strict, "run-relaxed"))
+    relaxed = (
+        _table(spark, strict, "quality.validation_events")
+        .filter((F.col("table") == "silver.events") & (F.col("batch_id") == 0))
+        .select("run_id")
+        .distinct()
+        .collect()
+    )
+    assert sorted(row.run_id for row in relaxed) == ["run-relaxed", "run-strict"]
+
+    # Gold's last table fails: no gold table takes anything of the batch.
+    with pytest.raises(RunError, match="layer gold failed"):
+        run_layers(
+            spark,
+            strict,
+            ["gold"],
+            Trigger(),
+            gate=build_gate(strict, "run-strict-gold", _strict_gold_suites()),
+        )
+    assert STRICT_GOLD_CHECK in str(_failed_checks(spark, strict, "run-strict-gold"))
+    for table in KEYS:
+        location = strict.lake.table_location(table)
+        assert not DeltaTable.isDeltaTable(spark, location) or _count(spark, location) == 0, table
+
+    run_layers(spark, strict, ["gold"], Trigger(), gate=build_gate(strict, "run-relaxed"))
 
     silver = _table(spark, strict, "silver.events")
     clean_ids = {payload["event_id"] for payload in simulation.clean_payloads}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import Future
+from dataclasses import replace
 
 import great_expectations as gx
 import pytest
@@ -133,6 +134,22 @@ def test_fail_raises_naming_the_check_and_the_batch(spark, workspace, batch):
         for row in _events(spark, workspace, "silver.events", 7).collect()
     }
     assert recorded == {"silver_event_id_unique": (False, 2), "silver_rating_in_range": (False, 2)}
+
+
+def test_a_stopped_batch_and_its_passing_replay_are_both_on_record(spark, workspace, batch):
+    strict = build_gate(workspace, "run-strict", _suite(_rating("fail")))
+    with pytest.raises(GateFailure):
+        strict("silver.events", batch, 8)
+
+    relaxed = build_gate(workspace, "run-relaxed", _suite(_rating("warn")))
+    relaxed("silver.events", batch, 8).settle()
+    relaxed("silver.events", batch, 8).settle()  # a replay of the passing batch: once
+
+    recorded = _events(spark, workspace, "silver.events", 8).collect()
+    assert sorted((row.run_id, row.action, row.success) for row in recorded) == [
+        ("run-relaxed", "warn", False),
+        ("run-strict", "fail", False),
+    ]
 
 
 def test_warn_promotes_everything_and_records_the_unexpected_count(spark, workspace, batch):
@@ -328,6 +345,18 @@ def test_default_suites_gate_every_table_and_only_silver_drops():
         )
     with pytest.raises(ValueError, match="keeps every row"):
         Suite("bronze.events", (_rating("drop"),))
+
+
+@pytest.mark.parametrize("relaxation", [{"mostly": 0.5}, {"row_condition": 'event_type=="play"'}])
+def test_a_drop_check_that_spares_some_rows_is_refused(relaxation):
+    expectation = expect.ExpectColumnValuesToBeBetween(
+        column="rating", min_value=1, max_value=5, **relaxation
+    )
+    check = Check("silver_rating_in_range", "drop", expectation, "1 to 5 stars")
+
+    with pytest.raises(ValueError, match=r"drop checks \['silver_rating_in_range'\] set mostly"):
+        Suite("silver.events", (check,), allows_drop=True)
+    Suite("silver.events", (replace(check, action="warn"),), allows_drop=True)
 
 
 def test_settle_raises_what_recording_the_batch_raised():
