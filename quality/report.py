@@ -109,11 +109,16 @@ def _layer_section(tables: _Tables) -> str:
     failed: dict[str, int] = {}
     if events is not None:
         for row in (
+            # A batch is a run's micro-batch: batch ids start from 0 again in a replay's
+            # (or any new checkpoint's) run, and a stopped batch is validated again after.
             events.groupBy("table")
             .agg(
-                F.count_distinct("batch_id").alias("batches"),
+                F.count_distinct("run_id", "batch_id").alias("batches"),
                 F.count_distinct(
-                    F.when((F.col("action") == "fail") & ~F.col("success"), F.col("batch_id"))
+                    F.when(
+                        (F.col("action") == "fail") & ~F.col("success"),
+                        F.struct("run_id", "batch_id"),
+                    )
                 ).alias("failed"),
             )
             .collect()
@@ -182,7 +187,7 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
         for r in summary
     ]
     over_time = (
-        events.groupBy("table", "batch_id")
+        events.groupBy("table", "run_id", "batch_id")
         .agg(
             F.min("validated_ts").alias("validated_ts"),
             F.avg(F.col("success").cast("double")).alias("pass_rate"),
@@ -193,6 +198,7 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
     data = [
         {
             "table": r["table"],
+            "run": r["run_id"],
             "batch": r["batch_id"],
             "validated": r["validated_ts"].isoformat() if r["validated_ts"] else None,
             "pass_rate": r["pass_rate"],
@@ -208,7 +214,7 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
                 "pass_rate:Q", title="share of expectations passed", scale=alt.Scale(domain=[0, 1])
             ),
             color="table:N",
-            tooltip=["table:N", "batch:O", "pass_rate:Q", "validated:N"],
+            tooltip=["table:N", "run:N", "batch:O", "pass_rate:Q", "validated:N"],
         )
         .properties(width=640, height=220, title="Expectation pass rate per micro-batch")
     )
@@ -219,7 +225,8 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
         '<a href="suites.html">suites</a>.</p>'
         '<div id="chart-pass-rate" class="chart"></div>'
         + _table(
-            ["table", "expectation", "action", "batches", "pass rate", "unexpected rows"], rows
+            ["table", "expectation", "action", "validations", "pass rate", "unexpected rows"],
+            rows,
         )
     )
 
