@@ -76,6 +76,9 @@ class EventSource:
             "subscribe": self.topic,
             "startingOffsets": self.starting_offsets,
             "failOnDataLoss": str(self.fail_on_data_loss).lower(),
+            # Spark makes a consumer group per query (offsets live in its checkpoints);
+            # this names them after the workspace's, where a broker lists its groups.
+            "groupIdPrefix": self.consumer_group,
         }
         if self.max_offsets_per_trigger:
             options["maxOffsetsPerTrigger"] = str(self.max_offsets_per_trigger)
@@ -174,7 +177,8 @@ def resolve_placeholders(value: Any) -> Any:
 
 def _placeholder_value(match: re.Match[str]) -> str:
     variable, default = match.group(1), match.group(2)
-    if variable in os.environ:
+    # As in a shell: ${VAR:-default} takes the default when VAR is unset or empty.
+    if os.environ.get(variable) or (variable in os.environ and default is None):
         return os.environ[variable]
     if default is None:
         raise SettingsError(f"setting needs environment variable {variable}, which is not set")
@@ -190,13 +194,32 @@ def _find_provider(name: str) -> ProfileProvider:
 
 
 def _apply_env_overrides(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Profile values from ``REELHOUSE_<SECTION>_<KEY>``. A table's override is a JSON
+    object merged into the profile's table (a key set to null removes it), so one Kafka
+    option or Spark setting can change without restating, or losing, the others."""
     result = {section: dict(values) for section, values in raw.items()}
     for section, keys in CONTRACT.items():
         for key in keys:
             variable = override_variable(section, key)
-            if variable in os.environ:
-                result.setdefault(section, {})[key] = os.environ[variable]
+            if variable not in os.environ:
+                continue
+            value: Any = os.environ[variable]
+            held = result.get(section, {}).get(key)
+            if isinstance(held, Mapping):
+                value = _merged(variable, held, value)
+            result.setdefault(section, {})[key] = value
     return result
+
+
+def _merged(variable: str, held: Mapping[str, Any], text: str) -> dict[str, Any]:
+    try:
+        changes = json.loads(text)
+    except json.JSONDecodeError:
+        changes = None
+    if not isinstance(changes, Mapping):
+        raise SettingsError(f"{variable} must be a JSON object, got {text!r}")
+    merged = {**held, **changes}
+    return {key: value for key, value in merged.items() if value is not None}
 
 
 def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:

@@ -64,6 +64,29 @@ def test_every_value_can_be_overridden_by_its_variable(monkeypatch):
     assert profile.source.spark_options()["kafka.security.protocol"] == "SSL"
 
 
+def test_a_table_override_changes_its_keys_and_keeps_the_others(monkeypatch):
+    held = load_profile("local", "main").spark_conf
+    kept, removed = sorted(held)[:2]
+    monkeypatch.setenv(
+        override_variable("spark", "conf"),
+        f'{{"spark.sql.shuffle.partitions": "7", "{removed}": null}}',
+    )
+
+    conf = load_profile("local", "main").spark_conf
+
+    assert conf["spark.sql.shuffle.partitions"] == "7"
+    assert conf[kept] == held[kept]
+    assert removed not in conf
+
+
+def test_a_table_override_that_is_no_json_object_is_named(monkeypatch):
+    monkeypatch.setenv(override_variable("source", "kafka_options"), '["SSL"]')
+    with pytest.raises(
+        SettingsError, match=r"REELHOUSE_SOURCE_KAFKA_OPTIONS must be a JSON object"
+    ):
+        load_profile("local")
+
+
 def test_bad_override_names_the_setting(monkeypatch):
     monkeypatch.setenv(override_variable("source", "max_offsets_per_trigger"), "lots")
     with pytest.raises(SettingsError, match=r"source.max_offsets_per_trigger must be an integer"):
@@ -82,6 +105,11 @@ def test_placeholders_use_environment_then_default(monkeypatch):
         "a": "from-env",
         "b": ["dflt"],
     }
+
+
+def test_an_empty_variable_takes_the_default_as_in_a_shell(monkeypatch):
+    monkeypatch.setenv("REELHOUSE_X", "")
+    assert resolve_placeholders(["${REELHOUSE_X:-dflt}", "${REELHOUSE_X}"]) == ["dflt", ""]
 
 
 def test_placeholder_without_default_names_the_variable(monkeypatch):

@@ -34,6 +34,7 @@ def test_azure_profile_reads_event_hubs_adls_and_secrets(azure_environment):
     )
     assert options["kafka.request.timeout.ms"] == "60000"
     assert options["failOnDataLoss"] == "true"
+    assert options["groupIdPrefix"] == "main.reelhouse"
     assert profile.lake.root == ("abfss://lake@reelhousetest.dfs.core.windows.net/lake/main")
     host = "reelhousetest.dfs.core.windows.net"
     conf = profile.lake.storage_conf
