@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     # The Azure and Kafka clients log each failed attempt over many lines; the checks'
     # one-line results say it all (--debug shows everything).
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.CRITICAL)
+    # kafka-python logs every request it sends at DEBUG, the SASL login's connection string
+    # (and its key) among them: never below INFO, --debug or not.
+    logging.getLogger("kafka").setLevel(max(logging.getLogger().level, logging.INFO))
     preflight = Preflight(debug=args.debug)
     for result in preflight.run():
         print(result.line())
