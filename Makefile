@@ -77,7 +77,7 @@ prefect-up: stack-up ## Prefect server on 127.0.0.1:4200 + process worker + depl
 prefect-down: ## stop the Prefect worker and server
 	$(PY) -m local_stack prefect-down
 
-azure-preflight: setup ## check an Azure deployment (config, Key Vault, secrets, Event Hubs, storage)
+azure-preflight: $(VENV_STAMP) ## check an Azure deployment (config, Key Vault, secrets, Event Hubs, storage); needs Python only
 	$(PY) -m azure_profile.preflight
 
 bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json

@@ -55,14 +55,26 @@ class LocalStack:
     def ensure_lake_container(self, name: str | None = None) -> bool:
         """Create the local lake's blob container (or container ``name``) if it is missing;
         True when created."""
-        from azure.core.exceptions import ResourceExistsError
-        from azure.storage.blob import BlobServiceClient
+        from azure.core.exceptions import ResourceExistsError, ServiceRequestError
+        from azure.storage.blob import BlobServiceClient, LinearRetry
 
-        client = BlobServiceClient.from_connection_string(self.settings.azurite.connection_string)
+        # Azurite is local: a few quick tries, not the SDK's minute of retries when it is down.
+        client = BlobServiceClient.from_connection_string(
+            self.settings.azurite.connection_string,
+            retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0, retry_total=2),
+            connection_timeout=5,
+        )
+        container = name or self.settings.azurite.lake_container
         try:
-            client.create_container(name or self.settings.azurite.lake_container)
+            client.create_container(container)
         except ResourceExistsError:
             return False
+        except ServiceRequestError as error:
+            raise StackError(
+                f"cannot create container {container} on Azurite"
+                f" ({self.settings.azurite.blob_endpoint}): {str(error).splitlines()[0]};"
+                " is it running? `make stack-up`"
+            ) from None
         return True
 
     def keyvault_up(self) -> list[str]:

@@ -51,6 +51,23 @@ def test_compose_images_and_ports_agree_with_the_local_profile():
     }
 
 
+def test_compose_broker_is_configured_as_the_native_one(tmp_path):
+    """Every broker setting of the native stack but its listeners and paths, in the
+    image's KAFKA_<NAME> form, with the same value; and the log on the volume."""
+    kafka = yaml.safe_load(COMPOSE.read_text())["services"]["kafka"]
+    environment = {
+        name.removeprefix("KAFKA_").lower().replace("_", "."): value
+        for name, value in kafka["environment"].items()
+    }
+    native = KafkaBroker(replace(load_stack_settings(), state_dir=tmp_path)).server_properties()
+    own = ("listener", "controller.quorum", "log.dirs", "sasl", "ssl", "node.id", "process.")
+    shared = {key: value for key, value in native.items() if not key.startswith(own)}
+    shared = {key: value for key, value in shared.items() if "listener" not in key}
+
+    assert {key: environment.get(key) for key in shared} == shared
+    assert environment["log.dirs"] in {volume.split(":")[1] for volume in kafka["volumes"]}
+
+
 def test_native_and_compose_azurite_take_the_same_switches():
     """Both skip the API-version check, accept loose requests and send no telemetry (offline,
     a pending report held Azurite 10-30 s past its stop signal)."""
