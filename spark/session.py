@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from pyspark.sql import SparkSession
 
 from spark.settings import Profile
@@ -60,6 +63,7 @@ def build_spark_session(profile: Profile, app_name: str = "reelhouse") -> SparkS
             builder = builder.config(key, value)
     for key, value in profile.lake.storage_conf.items():
         builder = builder.config(f"spark.hadoop.{key}", value)
+    _ensure_local_event_log_dir(conf)
     session = builder.getOrCreate()
     # getOrCreate may return a running session: hand it this profile's storage settings
     # (Spark copies session settings into every Hadoop configuration it builds).
@@ -69,3 +73,14 @@ def build_spark_session(profile: Profile, app_name: str = "reelhouse") -> SparkS
         session.conf.set(key, REDACTION_CONF[key])
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def _ensure_local_event_log_dir(conf: dict[str, str]) -> None:
+    """Spark checks that its event log folder exists and never creates it: on a fresh
+    machine a session with the event log on would not start. Create a local one."""
+    if conf.get("spark.eventLog.enabled", "").strip().lower() != "true":
+        return
+    folder = conf.get("spark.eventLog.dir") or "file:/tmp/spark-events"
+    parts = urlsplit(folder)
+    if parts.scheme in ("", "file"):
+        Path(parts.path).mkdir(parents=True, exist_ok=True)

@@ -128,3 +128,19 @@ def test_profiles_have_the_same_keys(azure_environment):
     assert keys(local.raw_profile()) == keys(azure.raw_profile())
     for section, expected in CONTRACT.items():
         assert set(local.raw_profile()[section]) == set(expected)
+
+
+def test_a_local_event_log_folder_is_created_when_the_log_is_on(tmp_path):
+    from spark.session import _ensure_local_event_log_dir
+
+    on = tmp_path / "events-on"
+    off = tmp_path / "events-off"
+    _ensure_local_event_log_dir(
+        {"spark.eventLog.enabled": "true", "spark.eventLog.dir": f"file:{on}"}
+    )
+    _ensure_local_event_log_dir({"spark.eventLog.enabled": "false", "spark.eventLog.dir": str(off)})
+    _ensure_local_event_log_dir(
+        {"spark.eventLog.enabled": "true", "spark.eventLog.dir": "abfss://x@y/z"}
+    )
+
+    assert on.is_dir() and not off.exists()
