@@ -88,6 +88,9 @@ class VaultHandler(BaseHTTPRequestHandler):
 
     server_version = "reelhouse-keyvault/1"
     protocol_version = "HTTP/1.1"
+    # A client that connects and says nothing (or never finishes the TLS handshake) holds
+    # only its own thread, and only this long.
+    timeout = 30
     vault: Vault  # set on the subclass made per server
 
     # -- dispatch -----------------------------------------------------------------------
@@ -372,7 +375,11 @@ def serve(
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(certificate, private_key)
-    vault_server.socket = context.wrap_socket(vault_server.socket, server_side=True)
+    # The handshake happens in each connection's own thread, on its first read: done on
+    # accept, one idle TCP connection would hold every other request at the door.
+    vault_server.socket = context.wrap_socket(
+        vault_server.socket, server_side=True, do_handshake_on_connect=False
+    )
     identity_server = ThreadingHTTPServer((host, identity_port), identity_handler)
     for server in (vault_server, identity_server):
         server.daemon_threads = True
