@@ -217,7 +217,11 @@ def _merged(variable: str, held: Mapping[str, Any], text: str) -> dict[str, Any]
     except json.JSONDecodeError:
         changes = None
     if not isinstance(changes, Mapping):
-        raise SettingsError(f"{variable} must be a JSON object, got {text!r}")
+        # Not the value itself: a table's override often carries a key or a password.
+        raise SettingsError(
+            f'{variable} must be a JSON object such as \'{{"key": "value"}}\''
+            f" (its {len(text)} characters are not one)"
+        )
     merged = {**held, **changes}
     return {key: value for key, value in merged.items() if value is not None}
 
