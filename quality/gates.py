@@ -144,7 +144,8 @@ class QualityGate:
     @contextmanager
     def recorded_together(self, name: str, batch_id: int) -> Iterator[None]:
         """Append the validation events of this thread's gate calls inside the block in one
-        commit when it ends, once per (``name``, ``batch_id``) however often it is replayed.
+        commit when it ends, once per (``name``, streaming query, ``batch_id``) however often
+        it is replayed.
 
         The gold job gates its six tables per micro-batch inside one block: one idempotent
         append instead of six, and each costs a Delta state reconstruction (about 1.3 s;

@@ -348,15 +348,15 @@ def test_default_suites_gate_every_table_and_only_silver_drops():
 
 
 @pytest.mark.parametrize("relaxation", [{"mostly": 0.5}, {"row_condition": 'event_type=="play"'}])
-def test_a_drop_check_that_spares_some_rows_is_refused(relaxation):
+def test_a_check_that_spares_some_rows_is_refused(relaxation):
     expectation = expect.ExpectColumnValuesToBeBetween(
         column="rating", min_value=1, max_value=5, **relaxation
     )
     check = Check("silver_rating_in_range", "drop", expectation, "1 to 5 stars")
 
-    with pytest.raises(ValueError, match=r"drop checks \['silver_rating_in_range'\] set mostly"):
-        Suite("silver.events", (check,), allows_drop=True)
-    Suite("silver.events", (replace(check, action="warn"),), allows_drop=True)
+    for action in ("drop", "warn", "fail"):
+        with pytest.raises(ValueError, match=r"checks \['silver_rating_in_range'\] set mostly"):
+            Suite("silver.events", (replace(check, action=action),), allows_drop=True)
 
 
 def test_settle_raises_what_recording_the_batch_raised():
