@@ -213,7 +213,9 @@ def medallion(
 
     wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
     unknown = sorted(set(wanted) - set(LAYER_ORDER))
-    if unknown or not wanted:
+    if not wanted:
+        raise ValueError(f"layers={layers!r} names no layer; choose from {list(LAYER_ORDER)}")
+    if unknown:
         raise ValueError(f"layers={layers!r}: unknown {unknown}; choose from {list(LAYER_ORDER)}")
     if trigger != "available-now":
         raise ValueError(

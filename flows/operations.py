@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -28,12 +30,17 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
             f"replay deletes silver and gold of workspace {workspace!r}; "
             f"run again with confirm={workspace!r} to proceed"
         )
+    from prefect.runtime import flow_run
+
     settings = load_profile(profile, workspace)
+    # One run id per replay: the quality report counts a batch per run, and every replay's
+    # batches start from 0.
+    run_id = f"replay-{workspace}-{flow_run.id or int(time.time())}"
     removed = reset_downstream_tables(profile, workspace)
     rows: dict[str, int] = {}
     for layer in ("silver", "gold"):
-        rows.update(run_layer(settings, layer, "available-now", f"replay-{workspace}"))
-    return {"removed": removed, "rows": rows}
+        rows.update(run_layer(settings, layer, "available-now", run_id))
+    return {"removed": removed, "rows": rows, "run_id": run_id}
 
 
 @task(cache_policy=NO_CACHE)

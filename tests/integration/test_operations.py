@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pyspark.sql import functions as F
 
 from local_stack.settings import load_stack_settings
 from spark.settings import load_profile
@@ -119,6 +120,7 @@ def test_replay_needs_confirmation_then_rebuilds_silver_and_gold(workspace, spar
     assert state.is_completed(), state.message
     result = state.result()
     assert target.lake.table_location("silver.events") in result["removed"]
+    assert result["run_id"].startswith(f"replay-{target.workspace}-")
     assert result["rows"]["silver.events"] == manifest["events"]
     assert result["rows"]["silver.quarantine"] == manifest["records"] - manifest["events"]
     rebuilt = spark.read.format("delta").load(target.lake.table_location("gold.title_popularity"))
@@ -128,7 +130,7 @@ def test_replay_needs_confirmation_then_rebuilds_silver_and_gold(workspace, spar
     validated = (
         spark.read.format("delta")
         .load(target.lake.table_location("quality.validation_events"))
-        .where(f"run_id = 'replay-{target.workspace}'")
+        .where(F.col("run_id") == result["run_id"])
         .groupBy("table")
         .count()
         .collect()

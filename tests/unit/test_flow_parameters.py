@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
     ("parameters", "message"),
     [
         ({"layers": "bronze,silvr"}, r"layers='bronze,silvr': unknown \['silvr'\]"),
-        ({"layers": " , "}, r"layers=' , ': unknown \[\]; choose from"),
+        ({"layers": " , "}, r"layers=' , ' names no layer; choose from"),
         ({"trigger": "continuous"}, r"trigger='continuous': .* use the streaming flow"),
     ],
 )
