@@ -139,8 +139,7 @@ def _recomputed(
         # Every (region, device type, day) of the near days, from gold.sessions as merged
         # with this batch's sessions: one row per session, so the statistics need not
         # aggregate the days' events into sessions again (1M events, warm: 7.8 s
-        # recomputing them, 1.6 s reading them). A replay after gold.sessions' MERGE
-        # finds the same sessions there. All of the days, not
+        # recomputing them, 1.6 s reading them). All of the days, not
         # only the groups the batch's sessions start in now: a late first event moves a
         # session's start to the day before, and the group it left must be recomputed
         # too (or deleted, when it held that session alone; see _WHOLE_DAYS).
