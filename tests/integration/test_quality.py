@@ -130,25 +130,26 @@ def _forget_table_names(spark) -> None:
         spark.sql(f"DROP TABLE IF EXISTS {spec.name}")
 
 
-def _strict_suites():
+def _with_check(table: str, check: Check) -> dict[str, Suite]:
+    """The default suites, ``table``'s with one more check."""
     suites = dict(default_suites())
-    silver = suites["silver.events"]
-    no_plays = Check(
-        name=STRICT_CHECK,
-        action="fail",
-        expectation=gx.expectations.ExpectColumnValuesToNotBeInSet(
-            column="event_type", value_set=["play"]
-        ),
-        description="A deliberately impossible rule: silver must not see play events.",
-    )
-    suites["silver.events"] = Suite(
-        table=silver.table,
-        checks=(*silver.checks, no_plays),
-        derive=silver.derive,
-        derived_columns=silver.derived_columns,
-        allows_drop=True,
-    )
+    suites[table] = dataclasses.replace(suites[table], checks=(*suites[table].checks, check))
     return suites
+
+
+def _strict_suites():
+    """A deliberately impossible rule: silver must not see play events."""
+    return _with_check(
+        "silver.events",
+        Check(
+            name=STRICT_CHECK,
+            action="fail",
+            expectation=gx.expectations.ExpectColumnValuesToNotBeInSet(
+                column="event_type", value_set=["play"]
+            ),
+            description="A deliberately impossible rule: silver must not see play events.",
+        ),
+    )
 
 
 STRICT_GOLD_CHECK = "strict_no_plays_in_trends"
@@ -156,16 +157,15 @@ STRICT_GOLD_CHECK = "strict_no_plays_in_trends"
 
 def _strict_gold_suites():
     """Gold's last table (gold.regional_trends, merged last) refuses any play."""
-    suites = dict(default_suites())
-    trends = suites["gold.regional_trends"]
-    no_plays = Check(
-        name=STRICT_GOLD_CHECK,
-        action="fail",
-        expectation=gx.expectations.ExpectColumnValuesToBeBetween(column="plays", max_value=0),
-        description="A deliberately impossible rule: no genre is ever played.",
+    return _with_check(
+        "gold.regional_trends",
+        Check(
+            name=STRICT_GOLD_CHECK,
+            action="fail",
+            expectation=gx.expectations.ExpectColumnValuesToBeBetween(column="plays", max_value=0),
+            description="A deliberately impossible rule: no genre is ever played.",
+        ),
     )
-    suites["gold.regional_trends"] = dataclasses.replace(trends, checks=(*trends.checks, no_plays))
-    return suites
 
 
 def _failed_checks(spark, workspace, run_id: str) -> str:
