@@ -307,6 +307,20 @@ class KafkaBroker(Service):
         return message
 
 
+def azurite_blob_service(settings: StackSettings):
+    """A Blob API client for the local Azurite that gives up in about a second when it is
+    down: three tries half a second apart, not the Storage SDK's default of waiting 15 s
+    and more between tries."""
+    from azure.storage.blob import BlobServiceClient, LinearRetry
+
+    return BlobServiceClient.from_connection_string(
+        settings.azurite.connection_string,
+        retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0, retry_total=2),
+        connection_timeout=5,
+        read_timeout=60,
+    )
+
+
 class Azurite(Service):
     """Azurite, the Azure Storage emulator (blob, queue and table endpoints)."""
 

@@ -15,6 +15,7 @@ from local_stack.services import (
     ServiceStatus,
     StackError,
     _prefect_binary,
+    azurite_blob_service,
     prefect_environment,
 )
 from local_stack.settings import PROJECT_ROOT, StackSettings, load_stack_settings
@@ -56,14 +57,8 @@ class LocalStack:
         """Create the local lake's blob container (or container ``name``) if it is missing;
         True when created."""
         from azure.core.exceptions import ResourceExistsError, ServiceRequestError
-        from azure.storage.blob import BlobServiceClient, LinearRetry
 
-        # Azurite is local: a few quick tries, not the SDK's minute of retries when it is down.
-        client = BlobServiceClient.from_connection_string(
-            self.settings.azurite.connection_string,
-            retry_policy=LinearRetry(backoff=0.5, random_jitter_range=0, retry_total=2),
-            connection_timeout=5,
-        )
+        client = azurite_blob_service(self.settings)
         container = name or self.settings.azurite.lake_container
         try:
             client.create_container(container)

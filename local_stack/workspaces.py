@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from local_stack.services import StackError
+from local_stack.services import StackError, azurite_blob_service
 from local_stack.settings import StackSettings
 from spark.settings import load_profile
 
 # The Blob API takes at most 256 sub-requests in one batch.
 _BATCH_SIZE = 256
-# Seconds before a call to a service that stopped answering gives up.
-_TIMEOUT_S = 10
 
 
 @dataclass(frozen=True)
@@ -142,15 +140,7 @@ class _BlobFolder:
     """A folder in an Azurite container, reached over the Blob API (Azurite has no DFS)."""
 
     def __init__(self, settings: StackSettings, container: str, path: str, location: str):
-        from azure.storage.blob import BlobServiceClient
-
-        service = BlobServiceClient.from_connection_string(
-            settings.azurite.connection_string,
-            retry_total=1,
-            connection_timeout=_TIMEOUT_S,
-            read_timeout=_TIMEOUT_S * 6,
-        )
-        self.container = service.get_container_client(container)
+        self.container = azurite_blob_service(settings).get_container_client(container)
         self.prefix = f"{path}/" if path else ""
         self.location = location
 
