@@ -17,6 +17,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from local_stack.jvm import JvmArtifactsMissing
+from local_stack.services import StackSetupError
 from local_stack.settings import load_stack_settings
 from local_stack.stack import LocalStack
 from spark.gates import GateFailure
@@ -47,20 +49,46 @@ def _spark(profile_name: str, workspace: str):
     return build_spark_session(load_profile(profile_name, workspace), app_name="reelhouse-flow")
 
 
-@task(retries=5, retry_delay_seconds=[2, 4, 8, 16, 30], cache_policy=NO_CACHE)
+def _retry_if_transient(task, task_run, state) -> bool:
+    """Retry what may pass by itself (a broker still starting); not what needs a person."""
+    try:
+        state.result()
+    except TransientError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    retries=5,
+    retry_delay_seconds=[2, 4, 8, 16, 30],
+    retry_condition_fn=_retry_if_transient,
+    cache_policy=NO_CACHE,
+)
 def check_stack(profile: Profile) -> str:
-    """Make sure the event source answers; on the local profile, start the stack if down."""
+    """Make sure the event source answers; on the local profile, start the stack if down.
+
+    A service still starting or briefly unreachable is retried for about a minute; a
+    stack that cannot start until someone acts (``make setup`` not run, a port another
+    program holds) fails at once, with the one line that says what to do.
+    """
+    from spark.io.preflight import PreflightError, check_source_reachable
+
     logger = get_run_logger()
     started = time.monotonic()
     if profile.name == "local":
         try:
             for line in LocalStack().up(topics=(profile.source.topic,)):
                 logger.info(line)
+        except (StackSetupError, JvmArtifactsMissing) as error:
+            raise RuntimeError(f"local stack cannot start: {error}") from None
         except Exception as error:
             raise TransientError(f"local stack not ready: {error}") from error
-    from spark.io.preflight import check_source_reachable
-
-    check_source_reachable(profile.source)
+    try:
+        check_source_reachable(profile.source)
+    except PreflightError as error:
+        raise TransientError(str(error)) from None
     logger.info(
         "stack ready in %.1fs (%s)", time.monotonic() - started, profile.source.bootstrap_servers
     )

@@ -37,6 +37,11 @@ class StackError(RuntimeError):
     """A service could not be started, checked or stopped; the message says why."""
 
 
+class StackSetupError(StackError):
+    """The stack cannot start until someone acts (install a tool, free a port): trying
+    again cannot help, so callers that retry (``flows.medallion.check_stack``) do not."""
+
+
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
@@ -346,10 +351,10 @@ class Azurite(Service):
     def command(self) -> list[str]:
         entry = NODE_DIR / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
         if not entry.exists():
-            raise StackError(f"Azurite is not installed ({entry} missing); run `make setup`")
+            raise StackSetupError(f"Azurite is not installed ({entry} missing); run `make setup`")
         node = shutil.which("node")
         if node is None:
-            raise StackError("Node.js (node) is not on PATH; install Node 18+ and retry")
+            raise StackSetupError("Node.js (node) is not on PATH; install Node 18+ and retry")
         azurite = self.settings.azurite
         return [
             node,
@@ -598,7 +603,7 @@ def _ensure_port_free(port: int, service: str) -> None:
     if _port_in_use(port) and not _wait_for(lambda: not _port_in_use(port), 5.0):
         owner = port_owner(port)
         held_by = f"held by {owner}" if owner else "held by another program"
-        raise StackError(
+        raise StackSetupError(
             f"port {port} needed by {service} is {held_by}; stop it or set another port "
             "(see local_stack/stack.toml)"
         )
@@ -654,7 +659,7 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
 def _java_binary() -> str:
     java = shutil.which("java")
     if java is None:
-        raise StackError("Java (java) is not on PATH; install OpenJDK 17 and retry")
+        raise StackSetupError("Java (java) is not on PATH; install OpenJDK 17 and retry")
     return java
 
 

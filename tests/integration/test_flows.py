@@ -122,6 +122,35 @@ def test_check_task_retries_until_a_late_broker_answers(stack, monkeypatch):
 
 
 @pytest.mark.integration
+def test_check_task_does_not_retry_a_stack_that_cannot_start(monkeypatch):
+    """A port another program holds will not free itself: one attempt, one line."""
+    from prefect import flow
+
+    import flows.medallion as medallion_module
+    from local_stack.services import StackSetupError
+
+    attempts = []
+
+    class PortTaken:
+        def up(self, topics=()):
+            attempts.append(topics)
+            raise StackSetupError("port 9092 needed by kafka is held by nc (pid 4242)")
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    monkeypatch.setattr(medallion_module, "LocalStack", PortTaken)
+
+    @flow
+    def start_stack():
+        return medallion_module.check_stack(load_profile("local", "taken"))
+
+    state = start_stack(return_state=True)
+    assert state.is_failed()
+    assert len(attempts) == 1
+    with pytest.raises(RuntimeError, match=r"^local stack cannot start: port 9092 .* held by nc"):
+        state.result()
+
+
+@pytest.mark.integration
 def test_a_gate_failure_fails_the_flow_run_naming_the_expectation(
     stack, spark, profile, monkeypatch
 ):
