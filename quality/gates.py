@@ -141,6 +141,21 @@ class QualityGate:
         )
         return outcome
 
+    def with_drops(self, table: str, batch: DataFrame, column: str) -> DataFrame:
+        """``batch`` with a boolean ``column``: the row fails a ``drop`` check of the table's
+        suite, by the same predicates the gate drops rows with (``quality.rows``)."""
+        suite = self.suites.get(table)
+        dropping = [check for check in suite.checks if check.action == "drop"] if suite else []
+        if not dropping:
+            return batch.withColumn(column, F.lit(False))
+        fails = F.lit(False)
+        for check in dropping:
+            fails = fails | failing_rows(check.expectation)
+        # Drop checks may read the suite's derived columns (silver's arrival lag); a suite
+        # that allows drops derives columns beside every row, never other rows.
+        validated = suite.derive(batch, self.profile) if suite.derive else batch
+        return validated.select(*batch.columns, fails.alias(column))
+
     @contextmanager
     def recorded_together(self, name: str, batch_id: int) -> Iterator[None]:
         """Append the validation events of this thread's gate calls inside the block in one

@@ -49,6 +49,12 @@ class Gate(Protocol):
         """Validate ``batch`` bound for ``table``; raise GateFailure to stop promotion."""
         ...
 
+    def with_drops(self, table: str, batch: DataFrame, column: str) -> DataFrame:
+        """``batch`` with a boolean ``column``: true for the rows this gate would drop from
+        it bound for ``table`` (never null); for a job choosing among copies of an event
+        before it gates the one it keeps."""
+        ...
+
     def recorded_together(self, name: str, batch_id: int) -> AbstractContextManager:
         """Keep the records of the gate calls made inside (by this thread) until the block
         ends, then write them as one, as ``name``'s batch ``batch_id``: for a job that
@@ -61,6 +67,9 @@ class PromoteEverything:
 
     def __call__(self, table: str, batch: DataFrame, batch_id: int) -> GateOutcome:
         return GateOutcome(promote=batch, rejected=None)
+
+    def with_drops(self, table: str, batch: DataFrame, column: str) -> DataFrame:
+        return batch.withColumn(column, F.lit(False))
 
     def recorded_together(self, name: str, batch_id: int) -> AbstractContextManager:
         return nullcontext()

@@ -19,6 +19,7 @@ from spark.transforms.events import (
     LATENESS_BOUND_S,
     MAX_FUTURE_S,
     MAX_PAST_S,
+    REJECTED,
     mark_duplicates,
     parse_events,
     silver_columns,
@@ -105,7 +106,12 @@ def start_silver(
         try:
             valid = parsed.filter(F.size("reasons") == 0)
             seen = _silver_ids_near(spark, silver_location, valid)
-            marked = mark_duplicates(valid, seen).persist()
+            # A copy the gate would drop does not shadow a good copy of the same event.
+            marked = mark_duplicates(
+                valid,
+                seen,
+                lambda copies: gate.with_drops(SILVER_EVENTS.name, copies, REJECTED),
+            ).persist()
             duplicates = marked.filter("duplicate_of_earlier").withColumn(
                 "reasons", F.array(F.lit(DUPLICATE))
             )

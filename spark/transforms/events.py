@@ -6,6 +6,8 @@ streaming frames alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -38,6 +40,8 @@ FIELD_REASONS = (
     "late_arrival",
 )
 DUPLICATE = "duplicate"
+# The column ``mark_duplicates``' caller adds to copies a later step will reject.
+REJECTED = "_rejected"
 
 _CORRUPT = "_corrupt_record"
 
@@ -184,22 +188,44 @@ def reason_codes(checks: list[tuple[str, Column]]) -> Column:
     )
 
 
-def mark_duplicates(events: DataFrame, seen_event_ids: DataFrame) -> DataFrame:
+def mark_duplicates(
+    events: DataFrame,
+    seen_event_ids: DataFrame,
+    with_rejected: Callable[[DataFrame], DataFrame] | None = None,
+) -> DataFrame:
     """Add ``duplicate_of_earlier``: the event id was already seen, in ``seen_event_ids``
-    (one column ``event_id``) or earlier in this frame by (partition, offset).
+    (one column ``event_id``), or another copy in this frame is the one kept.
+
+    Of an event's copies in this frame, the one kept is the first by (partition, offset)
+    that a later step will not reject: ``with_rejected(copies)`` returns ``copies`` with a
+    boolean column ``REJECTED`` (silver passes its gate's drop checks). So a copy the gate
+    would quarantine never shadows a good one, in one batch as across batches (silver, the
+    reference for later batches, holds only what the gate promoted). With no good copy,
+    the first is kept, and the gate quarantines it with its reasons.
 
     For a static (micro-batch) frame; silver calls it inside ``foreachBatch``. Only the
-    ids and Kafka coordinates are shuffled to find the duplicates; the (few) duplicate
-    coordinates are then broadcast to mark the rows where they are, so the wide rows
-    are never shuffled (1M events, marking alone: 7.0 s against 4.1 s).
+    ids and Kafka coordinates are shuffled to find the duplicates, and ``with_rejected``
+    reads only the rows of events with copies (about 1 % of a batch); the (few) duplicate
+    coordinates are then broadcast to mark the rows where they are, so the wide rows are
+    never shuffled (1M events, marking alone: 7.0 s against 4.1 s).
     """
     coordinates = ["topic", "partition", "offset"]
     # An event without an id is no copy of another one (the silver suite drops it for
     # having none): only ids are compared.
     ids = events.filter(F.col("event_id").isNotNull()).select("event_id", *coordinates)
-    first = Window.partitionBy("event_id").orderBy("partition", "offset")
+    copied = (
+        ids.withColumn("_copies", F.count("*").over(Window.partitionBy("event_id")))
+        .filter(F.col("_copies") > 1)
+        .select(*coordinates)
+    )
+    copies = events.join(F.broadcast(copied), on=coordinates, how="left_semi")
+    if with_rejected is None:
+        copies = copies.withColumn(REJECTED, F.lit(False))
+    else:
+        copies = with_rejected(copies)
+    first = Window.partitionBy("event_id").orderBy(REJECTED, "partition", "offset")
     repeated = (
-        ids.withColumn("_rank", F.row_number().over(first))
+        copies.withColumn("_rank", F.row_number().over(first))
         .filter(F.col("_rank") > 1)
         .select(*coordinates)
     )

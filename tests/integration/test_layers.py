@@ -583,3 +583,26 @@ def test_a_copy_in_a_later_batch_is_a_duplicate_on_a_driver_west_of_utc(
         (2, ["silver_event_id_present"]),
         (3, ["duplicate"]),
     ]
+
+
+def test_a_copy_the_gate_drops_does_not_shadow_a_good_copy(stack, spark, profile):
+    """In one batch, a first copy of an event that breaks a drop check of the silver suite
+    comes before a good copy: the good copy is promoted (as it would be were the bad one in
+    an earlier batch), the bad one is the duplicate. A copy in a later batch is one too."""
+    copies = load_profile("local", f"{profile.workspace}-bad-first")
+    ensure_topic(copies.source.bootstrap_servers, copies.source.topic, partitions=1)
+    event = simulate(SimulationRequest(events=50, seed=6)).clean_payloads[0]
+    bad_copy = {**event, "region": "atlantis"}  # silver_region_in_contract drops it
+
+    _send(copies, [bad_copy, event])
+    run_layers(spark, copies, ["bronze", "silver"], Trigger())
+    _send(copies, [bad_copy])
+    run_layers(spark, copies, ["bronze", "silver"], Trigger())
+
+    silver = _table(spark, copies, "silver.events").select("offset", "event_id", "region")
+    assert [tuple(row) for row in silver.collect()] == [(1, event["event_id"], event["region"])]
+    quarantine = _table(spark, copies, "silver.quarantine").orderBy("offset")
+    assert [(row.offset, row.reasons) for row in quarantine.collect()] == [
+        (0, ["duplicate"]),
+        (2, ["duplicate"]),
+    ]

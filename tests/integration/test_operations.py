@@ -56,6 +56,9 @@ class _FailsOnce:
             raise RuntimeError("injected failure of silver's first batch")
         return self.gate(table, batch, batch_id)
 
+    def with_drops(self, table, batch, column):
+        return self.gate.with_drops(table, batch, column)
+
     def recorded_together(self, name, batch_id):
         return self.gate.recorded_together(name, batch_id)
 
