@@ -104,8 +104,12 @@ def test_streaming_restarts_a_failed_query_and_stops_cleanly(workspace, spark, m
     assert _count(spark, target, "silver.events") == manifest["events"]
 
 
-def test_replay_needs_confirmation_then_rebuilds_silver_and_gold(workspace, spark) -> None:
+def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace, spark) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled, Running
+
     from flows.operations import replay
+    from flows.streaming import streaming
 
     target, manifest = workspace
     popularity = spark.read.format("delta").load(
@@ -117,6 +121,20 @@ def test_replay_needs_confirmation_then_rebuilds_silver_and_gold(workspace, spar
     assert refused.is_failed()
     assert f"run again with confirm={target.workspace!r}" in refused.message
     assert _count(spark, target, "silver.events") == manifest["events"]  # nothing deleted
+
+    # A streaming run of the workspace still running: the replay would delete its tables
+    # and checkpoints under it.
+    with get_client(sync_client=True) as client:
+        running = client.create_flow_run(
+            streaming, parameters={"workspace": target.workspace}, state=Running()
+        )
+        try:
+            busy = replay(workspace=target.workspace, confirm=target.workspace, return_state=True)
+        finally:
+            client.set_flow_run_state(running.id, Cancelled(), force=True)
+    assert busy.is_failed()
+    assert f"flow run(s) {running.name} write its silver and gold" in busy.message
+    assert _count(spark, target, "silver.events") == manifest["events"]
 
     _forget_table_names(spark)
     state = replay(workspace=target.workspace, confirm=target.workspace, return_state=True)
