@@ -45,6 +45,11 @@ def check_kafka_sasl(
     if not config.get("bootstrap_servers"):
         raise KafkaCheckError(f"Kafka client options for {namespace} name no bootstrap.servers")
     deadline = time.monotonic() + timeout_s
+    if "sasl_oauth_token_provider" in config:
+        try:
+            config["sasl_oauth_token_provider"].token()
+        except ProducerError as error:
+            raise KafkaAuthError(f"no OAUTHBEARER token for {namespace}: {error}") from None
     uses_tls = config.get("security_protocol", "PLAINTEXT") in ("SSL", "SASL_SSL")
     if uses_tls:
         config["ssl_context"] = _ssl_context(config)
@@ -140,9 +145,14 @@ def _log_in(config: dict, address: str, namespace: str, deadline: float) -> None
     else:
         reason = None
     if reason is not None:
+        credentials = (
+            "the service principal's token (does it hold an Azure Event Hubs Data role?)"
+            if config.get("sasl_mechanism") == "OAUTHBEARER"
+            else "the connection string"
+        )
         raise KafkaAuthError(
             f"Event Hubs namespace {namespace} rejected the credentials"
-            f" (SASL authentication failed: {reason}) at {address}; check the connection string"
+            f" (SASL authentication failed: {reason}) at {address}; check {credentials}"
         )
     if isinstance(error, UnsupportedSaslMechanismError):
         raise KafkaAuthError(f"Event Hubs namespace {namespace} at {address}: {error}")

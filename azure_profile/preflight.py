@@ -186,8 +186,6 @@ class Preflight:
             )
         except SettingsError as error:
             raise CheckFailed(str(error), "store the namespace's connection string") from None
-        if hubs.auth != "connection_string":
-            return "OAUTHBEARER: checked by the first Spark query (no Python client for it)"
         try:
             check_kafka_sasl(
                 {"bootstrap.servers": hubs.bootstrap_servers, **options}, hubs.namespace
@@ -195,9 +193,13 @@ class Preflight:
         except KafkaCheckError as error:
             raise CheckFailed(
                 str(error),
-                "copy the namespace's connection string (Shared access policies) into the secret",
+                "copy the namespace's connection string (Shared access policies) into the secret"
+                if hubs.auth == "connection_string"
+                else "check AZURE_TENANT_ID, AZURE_CLIENT_ID and the client secret, and give the"
+                " service principal the Azure Event Hubs Data Sender and Receiver roles",
             ) from None
-        return f"SASL PLAIN accepted by namespace {hubs.namespace}"
+        mechanism = "PLAIN" if hubs.auth == "connection_string" else "OAUTHBEARER"
+        return f"SASL {mechanism} accepted by namespace {hubs.namespace}"
 
     def _storage_reachable(self) -> str:
         storage = self.deployment.storage

@@ -1,11 +1,13 @@
 """The local broker's Event-Hubs-like listener: its namespace, address and secret.
 
 Event Hubs' Kafka endpoint takes ``SASL_SSL`` with mechanism ``PLAIN``, the literal user
-name ``$ConnectionString`` and a namespace connection string as password. The broker's
-``EVENTHUBS`` listener accepts exactly that, so the azure profile's Kafka options can be
-tested on this machine. Its connection string is made once per machine with ``secrets``
-and kept in ``<state_dir>/eventhubs/connection-string`` (mode 0600, git-ignored); it is
-a secret like the real one, never logged or printed.
+name ``$ConnectionString`` and a namespace connection string as password, or with
+``OAUTHBEARER`` and an Entra ID token for the namespace. The broker's ``EVENTHUBS``
+listener accepts both, so the azure profile's Kafka options can be tested on this
+machine; its OAUTHBEARER takes unsigned tokens (``services.KafkaBroker``), there being no
+Entra ID here. Its connection string is made once per machine with ``secrets`` and kept
+in ``<state_dir>/eventhubs/connection-string`` (mode 0600, git-ignored); it is a secret
+like the real one, never logged or printed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ KEY_BYTES = 32  # Event Hubs' shared access keys are 256-bit, base64-encoded
 def local_namespace(settings: StackSettings) -> str:
     """The namespace the local connection string names (``stack.toml``)."""
     return settings.kafka.eventhubs_namespace
+
+
+def oauth_scope(settings: StackSettings) -> str:
+    """The scope an OAUTHBEARER token for the namespace carries (Entra ID's for Event Hubs,
+    as ``azure_profile.eventhubs`` asks for it)."""
+    return f"https://{local_namespace(settings)}.servicebus.windows.net/.default"
 
 
 def bootstrap_servers(settings: StackSettings) -> str:

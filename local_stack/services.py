@@ -237,13 +237,36 @@ class KafkaBroker(Service):
             "org.apache.kafka.common.security.plain.PlainLoginModule required"
             f' user_{eventhubs.USER_NAME}="{connection_string}";'
         )
+        # OAUTHBEARER as Event Hubs takes it from Entra ID (the azure profile's entra_id),
+        # with Kafka's unsecured-token validator: there is no Entra ID here to sign tokens,
+        # so the listener checks a token's form, expiry and scope (the namespace's), not
+        # its signature. The tests get their tokens from a token endpoint of their own.
+        oauth_jaas = (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
+            ' unsecuredLoginStringClaim_sub="broker"'  # the broker's own login, never used
+            f' unsecuredValidatorRequiredScope="{eventhubs.oauth_scope(self.settings)}";'
+        )
         return {
-            "listener.name.eventhubs.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.eventhubs.sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER",
             "listener.name.eventhubs.plain.sasl.jaas.config": jaas,
+            "listener.name.eventhubs.oauthbearer.sasl.jaas.config": oauth_jaas,
             # A PEM key store: an unencrypted PKCS#8 key needs no ssl.key.password.
             "listener.name.eventhubs.ssl.keystore.type": "PEM",
             "listener.name.eventhubs.ssl.keystore.location": str(self.eventhubs_keystore),
         }
+
+    def _settings_since_started(self) -> list[str]:
+        """The broker settings that differ from those the running broker was started with
+        (its configuration file), by name only: values may hold the connection string."""
+        try:
+            lines = self.config_file.read_text().splitlines()
+        except OSError:
+            return []
+        written = dict(line.split("=", 1) for line in lines if "=" in line)
+        wanted = self.server_properties()
+        return sorted(
+            key for key in wanted.keys() | written.keys() if wanted.get(key) != written.get(key)
+        )
 
     def prepare(self) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +323,12 @@ class KafkaBroker(Service):
     def start(self) -> str:
         """Start (or reuse) the broker; return once its SASL_SSL listener listens too."""
         message = super().start()
+        stale = self._settings_since_started()
+        if stale:
+            message += (
+                f"; it was started with other settings than this version's ({', '.join(stale)}):"
+                " restart it (python -m local_stack down && python -m local_stack up)"
+            )
         kafka = self.settings.kafka
         # Kafka opens all listeners together, so this waits only for a reused broker that was
         # started before the EVENTHUBS listener existed (or on another sasl_port).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
@@ -11,10 +13,11 @@ from azure_profile.deployment import EventHubsSettings
 from azure_profile.eventhubs import kafka_options
 from azure_profile.kafka_check import KafkaAuthError, check_kafka_sasl
 from local_stack import eventhubs
-from local_stack.simulate.producer import kafka_python_config, send_to_kafka
+from local_stack.simulate.producer import ProducerError, kafka_python_config, send_to_kafka
 from local_stack.simulate.simulation import Record
 from local_stack.tls import tls_material
 from local_stack.topics import delete_topic, ensure_topic
+from tests.oauth import token_endpoint as serve_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
 
@@ -23,16 +26,20 @@ RECORDS = 1000
 
 def _listener_options(stack, connection_string: str) -> dict[str, str]:
     """Java client options exactly as the azure profile builds them, for the local listener."""
+    hubs = _hubs(stack, "connection_string")
+    options = kafka_options(hubs, connection_string=connection_string)
+    return {"bootstrap.servers": hubs.bootstrap_servers, **options}
+
+
+def _hubs(stack, auth: str) -> EventHubsSettings:
     settings = stack.settings
-    hubs = EventHubsSettings(
+    return EventHubsSettings(
         namespace=eventhubs.local_namespace(settings),
         bootstrap_servers=eventhubs.bootstrap_servers(settings),
-        auth="connection_string",
+        auth=auth,
         login_module="open_source",
         truststore_pem=str(tls_material(settings).certificate),
     )
-    options = kafka_options(hubs, connection_string=connection_string)
-    return {"bootstrap.servers": hubs.bootstrap_servers, **options}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +53,11 @@ def test_records_sent_through_the_sasl_ssl_listener_all_arrive(
     options = _listener_options(stack, connection_string)
     assert options["security.protocol"] == "SASL_SSL"
     assert options["ssl.truststore.type"] == "PEM"
-    topic = f"{profile.workspace}.eventhubs-{unique_name}"
+    _send_and_read_back(options, f"{profile.workspace}.eventhubs-{unique_name}")
+
+
+def _send_and_read_back(options: dict[str, str], topic: str) -> None:
+    """The simulator's producer sends RECORDS records; a consumer reads every one back."""
     records = [
         Record(
             f"user-{index % 97}".encode(), f'{{"n": {index}}}'.encode(), 1_700_000_000_000 + index
@@ -115,3 +126,69 @@ def test_the_connection_string_appears_in_no_log(stack, connection_string):
     ]
     assert leaking == []
     assert any(stack.settings.log_dir.rglob("kafka.log")), "no broker log to check"
+
+
+# --- OAUTHBEARER (auth = entra_id) -----------------------------------------------------
+
+
+def _unsigned_tokens(form: dict[str, str]) -> tuple[int, dict]:
+    """Entra ID's part: client ``app`` with secret ``app-secret`` gets an unsigned JWT for
+    the scope it asks for."""
+    if (form.get("client_id"), form.get("client_secret")) != ("app", "app-secret"):
+        return 401, {"error": "invalid_client"}
+    now = int(time.time())
+    claims = {"sub": "app", "iat": now, "exp": now + 3600, "scope": form.get("scope", "")}
+    token = f"{_b64({'alg': 'none'})}.{_b64(claims)}."
+    return 200, {"token_type": "Bearer", "expires_in": 3600, "access_token": token}
+
+
+def _b64(part: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+
+
+@pytest.fixture(scope="module")
+def token_endpoint():
+    with serve_tokens(_unsigned_tokens) as url:
+        yield url
+
+
+def _entra_options(stack, token_endpoint: str, secret: str = "app-secret", scope=None):
+    """The azure profile's entra_id options, with the token endpoint on this machine."""
+    hubs = _hubs(stack, "entra_id")
+    options = kafka_options(hubs, client_secret=secret, tenant_id="tenant", client_id="app")
+    options["sasl.oauthbearer.token.endpoint.url"] = token_endpoint
+    if scope is not None:
+        options["sasl.jaas.config"] = options["sasl.jaas.config"].replace(
+            f"https://{hubs.host}/.default", scope
+        )
+    return {"bootstrap.servers": hubs.bootstrap_servers, **options}
+
+
+def test_records_sent_with_an_oauth_token_all_arrive(stack, profile, token_endpoint, unique_name):
+    options = _entra_options(stack, token_endpoint)
+    assert options["sasl.mechanism"] == "OAUTHBEARER"
+    check_kafka_sasl(options, eventhubs.local_namespace(stack.settings), timeout_s=10)
+    _send_and_read_back(options, f"{profile.workspace}.entra-{unique_name}")
+
+
+def test_a_token_for_another_scope_is_rejected_naming_the_service_principal(stack, token_endpoint):
+    options = _entra_options(stack, token_endpoint, scope="https://other.example/.default")
+    namespace = eventhubs.local_namespace(stack.settings)
+    with pytest.raises(KafkaAuthError) as raised:
+        check_kafka_sasl(options, namespace, timeout_s=10)
+    message = str(raised.value)
+    assert message.startswith(f"Event Hubs namespace {namespace} rejected the credentials")
+    assert message.endswith(
+        "check the service principal's token (does it hold an Azure Event Hubs Data role?)"
+    )
+
+
+def test_refused_client_credentials_stop_the_simulator_in_one_line(stack, token_endpoint):
+    options = _entra_options(stack, token_endpoint, secret="wrong-secret")
+    records = [Record(b"k", b"{}", 1_700_000_000_000)]
+    with pytest.raises(ProducerError) as raised:
+        send_to_kafka(records, "never-created", options, rate=0, progress=False, producers=1)
+    assert str(raised.value) == (
+        f"token endpoint {token_endpoint} (client app) refused the client credentials:"
+        " HTTP 401 invalid_client"
+    )

@@ -75,7 +75,13 @@ def test_server_properties_add_a_sasl_ssl_listener_and_keep_plaintext(settings):
     )
     assert properties["inter.broker.listener.name"] == "PLAINTEXT"
     assert properties["controller.listener.names"] == "CONTROLLER"
-    assert properties["listener.name.eventhubs.sasl.enabled.mechanisms"] == "PLAIN"
+    assert properties["listener.name.eventhubs.sasl.enabled.mechanisms"] == "PLAIN,OAUTHBEARER"
+    namespace = eventhubs.local_namespace(settings)
+    assert properties["listener.name.eventhubs.oauthbearer.sasl.jaas.config"] == (
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
+        ' unsecuredLoginStringClaim_sub="broker"'
+        f' unsecuredValidatorRequiredScope="https://{namespace}.servicebus.windows.net/.default";'
+    )
     assert properties["listener.name.eventhubs.plain.sasl.jaas.config"] == (
         "org.apache.kafka.common.security.plain.PlainLoginModule required"
         f' user_$ConnectionString="{connection_string}";'
@@ -103,3 +109,21 @@ def test_prepare_writes_the_secret_bearing_files_for_the_owner_only(settings):
     assert eventhubs.ensure_connection_string(settings) in broker.config_file.read_text()
     for path in (broker.config_file, broker.eventhubs_keystore):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_a_broker_started_with_older_settings_is_named_by_setting(settings):
+    broker = KafkaBroker(settings)
+    properties = broker.server_properties()
+    properties["listener.name.eventhubs.sasl.enabled.mechanisms"] = "PLAIN"
+    del properties["listener.name.eventhubs.oauthbearer.sasl.jaas.config"]
+    broker.config_file.parent.mkdir(parents=True, exist_ok=True)
+    broker.config_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+
+    assert broker._settings_since_started() == [
+        "listener.name.eventhubs.oauthbearer.sasl.jaas.config",
+        "listener.name.eventhubs.sasl.enabled.mechanisms",
+    ]
+    broker.config_file.write_text(
+        "".join(f"{k}={v}\n" for k, v in broker.server_properties().items())
+    )
+    assert broker._settings_since_started() == []
