@@ -44,12 +44,12 @@ def check_kafka_sasl(
         raise KafkaCheckError(f"Kafka client options for {namespace}: {error}") from None
     if not config.get("bootstrap_servers"):
         raise KafkaCheckError(f"Kafka client options for {namespace} name no bootstrap.servers")
-    deadline = time.monotonic() + timeout_s
     if "sasl_oauth_token_provider" in config:
         try:
             config["sasl_oauth_token_provider"].token()
         except ProducerError as error:
             raise KafkaAuthError(f"no OAUTHBEARER token for {namespace}: {error}") from None
+    deadline = time.monotonic() + timeout_s  # for Kafka's steps, after the token's
     uses_tls = config.get("security_protocol", "PLAINTEXT") in ("SSL", "SASL_SSL")
     if uses_tls:
         config["ssl_context"] = _ssl_context(config)

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.guard import REPLAY, refuse_while
 from local_stack.jvm import JvmArtifactsMissing
 from local_stack.services import StackSetupError
 from local_stack.settings import load_stack_settings
@@ -78,8 +79,9 @@ def check_stack(profile: Profile) -> str:
     logger = get_run_logger()
     started = time.monotonic()
     if profile.name == "local":
+        stack = LocalStack()  # a bad stack.toml is no reason to retry
         try:
-            for line in LocalStack().up(topics=(profile.source.topic,)):
+            for line in stack.up(topics=(profile.source.topic,)):
                 logger.info(line)
         except (StackSetupError, JvmArtifactsMissing) as error:
             raise RuntimeError(f"local stack cannot start: {error}") from None
@@ -250,6 +252,7 @@ def medallion(
             f"trigger={trigger!r}: the medallion flow runs available-now and ends; for a"
             " continuous run use the streaming flow (prefect deployment run 'streaming/local')"
         )
+    refuse_while((REPLAY,), profile, workspace, doing="a medallion run")
     settings = load_profile(profile, workspace)
     run_id = str(flow_run.id or f"local-{int(time.time())}")
     seed = seed if seed is not None else time.time_ns() % 2**31

@@ -7,6 +7,7 @@ import time
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.guard import REPLAY, WRITERS, refuse_while
 from flows.medallion import _spark, run_layer
 from spark.settings import load_profile
 
@@ -22,48 +23,14 @@ def reset_downstream_tables(profile_name: str, workspace: str) -> list[str]:
     return removed
 
 
-# The flows that write silver and gold: a replay must not delete them under a running one.
-WRITING_FLOWS = ("medallion", "streaming", "replay")
-
-
-def running_writers(profile: str, workspace: str, besides: str | None = None) -> list[str]:
-    """Names of the running flow runs (Prefect's record) that write this workspace's silver
-    or gold, other than the run ``besides``."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=list(WRITING_FLOWS))),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.CANCELLING])
-                )
-            ),
-        )
-    return [
-        run.name
-        for run in runs
-        if str(run.id) != besides
-        and run.parameters.get("profile", "local") == profile
-        and run.parameters.get("workspace", "main") == workspace
-    ]
-
-
 @flow(name="replay")
 def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -> dict:
     """Rebuild silver and gold from bronze. Pass confirm=<workspace> to proceed.
 
     Refused while another flow run writes the workspace's silver or gold (a streaming run
-    would keep writing into the tables and checkpoints the replay deletes). Runs started
-    outside Prefect (``python -m spark.run``) are not on Prefect's record: stop them first.
+    would keep writing into the tables and checkpoints the replay deletes; ``flows.guard``).
+    Runs started outside Prefect (``python -m spark.run``) are not on Prefect's record: stop
+    them first.
     """
     if confirm != workspace:
         raise ValueError(
@@ -72,12 +39,7 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
         )
     from prefect.runtime import flow_run
 
-    writers = running_writers(profile, workspace, besides=str(flow_run.id))
-    if writers:
-        raise RuntimeError(
-            f"replay of workspace {workspace!r} refused: flow run(s) {', '.join(writers)} "
-            "write its silver and gold; cancel them or wait until they end"
-        )
+    refuse_while(WRITERS, profile, workspace, doing="replay")
     settings = load_profile(profile, workspace)
     # One run id per replay: the quality report counts a batch per run, and every replay's
     # batches start from 0.
@@ -120,7 +82,10 @@ def checkpoint(profile_name: str, workspace: str) -> list[str]:
 def maintenance(
     profile: str = "local", workspace: str = "main", retention_hours: int = 168
 ) -> dict:
-    """OPTIMIZE (compaction), VACUUM with a retention floor of 168 h, Delta log checkpoints."""
+    """OPTIMIZE (compaction), VACUUM with a retention floor of 168 h, Delta log checkpoints.
+
+    Refused while a replay deletes the workspace's tables."""
+    refuse_while((REPLAY,), profile, workspace, doing="maintenance")
     return {
         "optimized": optimize(profile, workspace),
         "vacuumed": vacuum(profile, workspace, retention_hours),

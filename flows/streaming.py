@@ -19,6 +19,7 @@ import time
 
 from prefect import flow, get_run_logger
 
+from flows.guard import REPLAY, refuse_while
 from flows.medallion import _spark, check_stack
 from spark.settings import load_profile
 
@@ -51,6 +52,7 @@ def streaming(
     from spark.run import LAYERS, summarize_error
 
     logger = get_run_logger()
+    refuse_while((REPLAY,), profile, workspace, doing="a streaming run")
     settings = load_profile(profile, workspace)
     check_stack(settings)
     spark = _spark(profile, workspace)

@@ -333,7 +333,7 @@ class KafkaBroker(Service):
         # Kafka opens all listeners together, so this waits only for a reused broker that was
         # started before the EVENTHUBS listener existed (or on another sasl_port).
         if not _wait_for(lambda: _port_in_use(kafka.sasl_port, kafka.host), 10.0):
-            raise StackError(
+            raise StackSetupError(
                 f"kafka (pid {self.running_pid()}) answers on port {kafka.port} but not on its"
                 f" SASL_SSL listener port {kafka.sasl_port}; restart it:"
                 " python -m local_stack down && python -m local_stack up"

@@ -99,6 +99,13 @@ def start_silver(
     silver_location = ensure_table(spark, profile, SILVER_EVENTS)
     quarantine_location = ensure_table(spark, profile, SILVER_QUARANTINE)
     name = query_name(profile, SILVER_EVENTS.name)
+    # A copy the gate would drop does not shadow a good copy of the same event (a gate
+    # registered by another package before ``Gate.with_drops`` existed: the first copy).
+    rejected_copies = (
+        (lambda copies: gate.with_drops(SILVER_EVENTS.name, copies, REJECTED))
+        if hasattr(gate, "with_drops")
+        else None
+    )
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         parsed = parse_events(batch).persist()
@@ -106,12 +113,7 @@ def start_silver(
         try:
             valid = parsed.filter(F.size("reasons") == 0)
             seen = _silver_ids_near(spark, silver_location, valid)
-            # A copy the gate would drop does not shadow a good copy of the same event.
-            marked = mark_duplicates(
-                valid,
-                seen,
-                lambda copies: gate.with_drops(SILVER_EVENTS.name, copies, REJECTED),
-            ).persist()
+            marked = mark_duplicates(valid, seen, rejected_copies).persist()
             duplicates = marked.filter("duplicate_of_earlier").withColumn(
                 "reasons", F.array(F.lit(DUPLICATE))
             )

@@ -203,11 +203,17 @@ def mark_duplicates(
     reference for later batches, holds only what the gate promoted). With no good copy,
     the first is kept, and the gate quarantines it with its reasons.
 
-    For a static (micro-batch) frame; silver calls it inside ``foreachBatch``. Only the
-    ids and Kafka coordinates are shuffled to find the duplicates, and ``with_rejected``
-    reads only the rows of events with copies (about 1 % of a batch); the (few) duplicate
-    coordinates are then broadcast to mark the rows where they are, so the wide rows are
-    never shuffled (1M events, marking alone: 7.0 s against 4.1 s).
+    A copy that loses is quarantined as ``duplicate``, whatever else is wrong with it: a
+    bad copy before a good one in the same batch is a ``duplicate``, in an earlier batch it
+    was the only copy, with the gate's reasons.
+
+    For a static (micro-batch) frame; silver calls it inside ``foreachBatch``. Only the ids
+    and Kafka coordinates are shuffled to count the copies; ``with_rejected`` reads only
+    the rows of events with copies (about 1 % of a batch, picked by a broadcast of their
+    coordinates), and the duplicates' coordinates are broadcast to mark the rows where they
+    are, so the wide rows are never shuffled (1M events, marking alone: 7.0 s against
+    4.1 s; choosing among copies this way cost nothing measurable, silver 52.1 s against
+    52.9 s without it). When most rows are copies, both broadcasts hold most coordinates.
     """
     coordinates = ["topic", "partition", "offset"]
     # An event without an id is no copy of another one (the silver suite drops it for
@@ -223,7 +229,10 @@ def mark_duplicates(
         copies = copies.withColumn(REJECTED, F.lit(False))
     else:
         copies = with_rejected(copies)
-    first = Window.partitionBy("event_id").orderBy(REJECTED, "partition", "offset")
+    # A copy whose flag is missing counts as rejected.
+    first = Window.partitionBy("event_id").orderBy(
+        F.col(REJECTED).asc_nulls_last(), "topic", "partition", "offset"
+    )
     repeated = (
         copies.withColumn("_rank", F.row_number().over(first))
         .filter(F.col("_rank") > 1)

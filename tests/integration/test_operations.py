@@ -108,6 +108,7 @@ def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled, Running
 
+    from flows.medallion import medallion
     from flows.operations import replay
     from flows.streaming import streaming
 
@@ -133,7 +134,23 @@ def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace
         finally:
             client.set_flow_run_state(running.id, Cancelled(), force=True)
     assert busy.is_failed()
-    assert f"flow run(s) {running.name} write its silver and gold" in busy.message
+    # ... and the other way round: a medallion run waits for a running replay.
+    with get_client(sync_client=True) as client:
+        replaying = client.create_flow_run(
+            replay, parameters={"workspace": target.workspace}, state=Running()
+        )
+        try:
+            waiting = medallion(workspace=target.workspace, simulate=False, return_state=True)
+        finally:
+            client.set_flow_run_state(replaying.id, Cancelled(), force=True)
+    assert waiting.is_failed()
+    assert f"a medallion run on workspace {target.workspace!r} refused while replay/" in (
+        waiting.message
+    )
+    assert (
+        f"replay on workspace {target.workspace!r} refused while streaming/{running.name}"
+        f" (Running, id {running.id}) is active on it" in busy.message
+    )
     assert _count(spark, target, "silver.events") == manifest["events"]
 
     _forget_table_names(spark)

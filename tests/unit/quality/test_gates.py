@@ -104,6 +104,10 @@ def test_drop_quarantines_exactly_the_violating_rows_with_the_check_name(spark, 
     }
     assert sorted(row.event_id for row in outcome.promote.collect()) == ["e1", "e5", "e5"]
     assert outcome.rejected.columns == batch.columns  # every input column, reasons replaced
+    # What silver's dedupe asks before the gate runs: the same rows, by the same predicates.
+    flagged = gate.with_drops("silver.events", batch, "_dropped")
+    assert flagged.columns == [*batch.columns, "_dropped"]
+    assert sorted(row.event_id for row in flagged.collect() if row._dropped) == ["e2", "e3", "e4"]
     recorded = {
         row.expectation: (row.action, row.success, row.element_count, row.unexpected_count)
         for row in _events(spark, workspace, "silver.events", 1).collect()

@@ -139,3 +139,22 @@ def test_an_incomplete_oauth_login_is_named(change, message):
             options[key] = value
     with pytest.raises(ProducerError, match=message):
         kafka_python_config(options)
+
+
+@pytest.mark.parametrize(
+    ("answer", "token"),
+    [
+        ({"access_token": "t", "expires_in": "3599"}, "t"),  # Entra ID v1 sends strings
+        ({"access_token": "t", "expires_in": None}, None),
+        ({"access_token": ""}, None),
+        (["not", "an", "object"], None),
+    ],
+)
+def test_an_answer_without_a_usable_token_is_one_line(answer, token):
+    with token_endpoint(lambda form: (200, answer)) as url:
+        provider = kafka_python_config(_entra_options(url))["sasl_oauth_token_provider"]
+        if token is not None:
+            assert provider.token() == token
+            return
+        with pytest.raises(ProducerError, match=r"answered without a usable access token$"):
+            provider.token()
