@@ -19,10 +19,18 @@ PLAIN_LOGIN_MODULES = {
     # Databricks Runtime ships a shaded Kafka client: the same class under kafkashaded.
     "databricks": "kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule",
 }
-OAUTH_LOGIN_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
-OAUTH_CALLBACK_HANDLER = (
-    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
-)
+OAUTH_LOGIN_MODULES = {
+    "open_source": "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule",
+    "databricks": "kafkashaded.org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule",
+}
+OAUTH_CALLBACK_HANDLERS = {
+    # Kafka 3.4+'s name for the client-credentials login.
+    "open_source": "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+    # The name Databricks' guide for Event Hubs uses, in its shaded client (the class's
+    # name before 3.4, kept by later 3.x clients).
+    "databricks": "kafkashaded.org.apache.kafka.common.security.oauthbearer.secured"
+    ".OAuthBearerLoginCallbackHandler",
+}
 
 # Event Hubs closes idle connections after 240 s and expects generous timeouts; these are
 # the values its Kafka guide recommends.
@@ -103,12 +111,14 @@ def kafka_options(
         if not client_secret:
             raise SettingsError("Entra ID client secret for OAUTHBEARER is empty")
         options["sasl.mechanism"] = "OAUTHBEARER"
-        options["sasl.login.callback.handler.class"] = OAUTH_CALLBACK_HANDLER
+        options["sasl.login.callback.handler.class"] = OAUTH_CALLBACK_HANDLERS[
+            settings.login_module
+        ]
         options["sasl.oauthbearer.token.endpoint.url"] = (
             f"https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
         )
         options["sasl.jaas.config"] = (
-            f'{OAUTH_LOGIN_MODULE} required clientId="{client_id}"'
+            f'{OAUTH_LOGIN_MODULES[settings.login_module]} required clientId="{client_id}"'
             f' clientSecret="{client_secret}" scope="https://{settings.host}/.default";'
         )
     if settings.truststore_pem:

@@ -27,6 +27,13 @@ _JAAS = re.compile(r'username="(?P<user>[^"]*)"\s+password="(?P<password>[^"]*)"
 _JAAS_OPTION = re.compile(r'(?P<name>\w+)="(?P<value>[^"]*)"')
 # The Java client's standard OAUTHBEARER login: client credentials at a token endpoint.
 OAUTH_LOGIN_HANDLER = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
+# The same login under its names before Kafka 3.4 and in Databricks' shaded client: the
+# simulator, outside any JVM, does the same for each.
+OAUTH_LOGIN_HANDLERS = frozenset(
+    f"{shade}org.apache.kafka.common.security.oauthbearer.{package}OAuthBearerLoginCallbackHandler"
+    for shade in ("", "kafkashaded.")
+    for package in ("", "secured.")
+)
 
 
 class ProducerError(RuntimeError):
@@ -68,7 +75,7 @@ def kafka_python_config(client_options: Mapping[str, str]) -> dict:
                 raise ProducerError('sasl.jaas.config has no username="..." password="..."')
             config["sasl_plain_username"] = match["user"]
             config["sasl_plain_password"] = match["password"]
-        elif key == "sasl.login.callback.handler.class" and value == OAUTH_LOGIN_HANDLER:
+        elif key == "sasl.login.callback.handler.class" and value in OAUTH_LOGIN_HANDLERS:
             continue  # what ClientCredentialsToken does in Python
         elif key == "sasl.oauthbearer.token.endpoint.url":
             continue  # read with the JAAS options, below
@@ -88,7 +95,7 @@ def kafka_python_config(client_options: Mapping[str, str]) -> dict:
 def _client_credentials(client_options: Mapping[str, str]) -> ClientCredentialsToken:
     """The Java client's OAUTHBEARER login (token endpoint, client id, secret and scope in
     its JAAS options) as a kafka-python token provider."""
-    if client_options.get("sasl.login.callback.handler.class") != OAUTH_LOGIN_HANDLER:
+    if client_options.get("sasl.login.callback.handler.class") not in OAUTH_LOGIN_HANDLERS:
         raise ProducerError(
             f"OAUTHBEARER needs sasl.login.callback.handler.class={OAUTH_LOGIN_HANDLER}"
         )

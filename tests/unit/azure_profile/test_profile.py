@@ -9,6 +9,7 @@ import pytest
 from azure_profile.deployment import load_deployment
 from azure_profile.eventhubs import kafka_options, parse_connection_string
 from azure_profile.storage import lake_url, storage_conf
+from local_stack.simulate.producer import kafka_python_config
 from spark.session import REDACTION_CONF
 from spark.settings import SettingsError, load_profile
 from tests.unit.conftest import (
@@ -50,6 +51,22 @@ def test_databricks_gets_the_shaded_login_module(azure_environment, monkeypatch)
     monkeypatch.setenv("REELHOUSE_KAFKA_LOGIN_MODULE", "databricks")
     jaas = load_profile("azure").source.kafka_options["sasl.jaas.config"]
     assert jaas.startswith("kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule ")
+
+
+def test_databricks_gets_the_shaded_oauth_login(azure_environment, monkeypatch):
+    monkeypatch.setenv("REELHOUSE_EVENTHUBS_AUTH", "entra_id")
+    monkeypatch.setenv("REELHOUSE_KAFKA_LOGIN_MODULE", "databricks")
+    options = load_profile("azure").source.kafka_options
+    assert options["sasl.jaas.config"].startswith(
+        "kafkashaded.org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule "
+    )
+    assert options["sasl.login.callback.handler.class"] == (
+        "kafkashaded.org.apache.kafka.common.security.oauthbearer.secured"
+        ".OAuthBearerLoginCallbackHandler"
+    )
+    # The simulator, outside Databricks, logs in the same way with the same options.
+    provider = kafka_python_config(options)["sasl_oauth_token_provider"]
+    assert provider.client_id == "00000000-0000-0000-0000-000000000002"
 
 
 def test_entra_id_uses_oauthbearer_without_a_connection_string(azure_environment, monkeypatch):
