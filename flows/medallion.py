@@ -25,8 +25,6 @@ from local_stack.stack import LocalStack
 from spark.gates import GateFailure
 from spark.settings import Profile, load_profile
 
-LAYER_ORDER = ("bronze", "silver", "gold")
-
 
 class TransientError(RuntimeError):
     """A step failed for a reason worth retrying (broker not ready, storage timeout)."""
@@ -241,12 +239,12 @@ def medallion(
     """
     from prefect.runtime import flow_run
 
-    wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
-    unknown = sorted(set(wanted) - set(LAYER_ORDER))
-    if not wanted:
-        raise ValueError(f"layers={layers!r} names no layer; choose from {list(LAYER_ORDER)}")
-    if unknown:
-        raise ValueError(f"layers={layers!r}: unknown {unknown}; choose from {list(LAYER_ORDER)}")
+    from spark.run import parse_layers
+
+    try:
+        wanted = parse_layers(layers)
+    except ValueError as error:
+        raise ValueError(f"layers={layers!r}: {error}") from None
     if trigger != "available-now":
         raise ValueError(
             f"trigger={trigger!r}: the medallion flow runs available-now and ends; for a"
@@ -259,9 +257,8 @@ def medallion(
     check_stack(settings)
     simulation = simulate_events(settings, events, fault_rate, seed) if simulate else None
     rows: dict[str, int] = {}
-    for layer in LAYER_ORDER:
-        if layer in wanted:
-            rows.update(run_layer(settings, layer, trigger, run_id))
+    for layer in wanted:  # in run order
+        rows.update(run_layer(settings, layer, trigger, run_id))
     gates = gate_results(settings, run_id)
     report_path = report(settings, run_id, rows, simulation, gates)
     return {

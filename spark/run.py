@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
-        layers = _layers(args.layers)
+        layers = parse_layers(args.layers)
         profile = load_profile(args.profile, args.workspace)
         trigger = Trigger(args.trigger, _interval(args.interval))
         if "bronze" in layers:
@@ -164,12 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _layers(text: str) -> list[str]:
+def parse_layers(text: str) -> list[str]:
+    """``"silver, bronze"`` -> ``["bronze", "silver"]``: the layers named, in run order;
+    ValueError naming what is wrong (also for the medallion flow's ``layers``)."""
     layers = [layer.strip() for layer in text.split(",") if layer.strip()]
     unknown = [layer for layer in layers if layer not in LAYERS]
-    if unknown or not layers:
+    if not layers:
+        raise ValueError(f"no layer named; known: {', '.join(LAYERS)}")
+    if unknown:
         raise ValueError(f"unknown layer(s) {unknown}; known: {', '.join(LAYERS)}")
-    return sorted(layers, key=list(LAYERS).index)
+    return sorted(set(layers), key=list(LAYERS).index)
 
 
 def _interval(text: str) -> str:

@@ -12,8 +12,11 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"layers": "bronze,silvr"}, r"layers='bronze,silvr': unknown \['silvr'\]"),
-        ({"layers": " , "}, r"layers=' , ' names no layer; choose from"),
+        (
+            {"layers": "bronze,silvr"},
+            r"layers='bronze,silvr': unknown layer\(s\) \['silvr'\]; known: bronze, silver, gold",
+        ),
+        ({"layers": " , "}, r"layers=' , ': no layer named; known: bronze, silver, gold"),
         ({"trigger": "continuous"}, r"trigger='continuous': .* use the streaming flow"),
     ],
 )
