@@ -39,7 +39,7 @@ CONTRACT: dict[str, tuple[str, ...]] = {
         "fail_on_data_loss",
         "kafka_options",
     ),
-    "lake": ("root", "checkpoint_root", "catalog", "storage_conf"),
+    "lake": ("root", "checkpoint_root", "catalog", "max_files_per_trigger", "storage_conf"),
     "spark": ("master", "conf"),
     "secrets": ("provider", "names"),
 }
@@ -98,6 +98,14 @@ class Lake:
     checkpoint_root: str
     catalog: str
     storage_conf: Mapping[str, str] = field(default_factory=dict)
+    max_files_per_trigger: int | None = None  # None: Delta's default, 1000
+
+    def stream_options(self) -> dict[str, str]:
+        """Options for ``spark.readStream.format("delta")``: the next layer's micro-batch
+        reads at most this many of the table's new files."""
+        if self.max_files_per_trigger:
+            return {"maxFilesPerTrigger": str(self.max_files_per_trigger)}
+        return {}
 
     def table_location(self, table: str) -> str:
         """``bronze.events`` -> ``<root>/bronze/events``."""
@@ -263,6 +271,9 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
             root=f"{lake_root}/{workspace}",
             checkpoint_root=f"{checkpoint_root}/{workspace}",
             catalog=str(lake["catalog"]),
+            max_files_per_trigger=_optional_int(
+                name, "lake.max_files_per_trigger", lake["max_files_per_trigger"]
+            ),
             storage_conf=_string_map(name, "lake.storage_conf", lake["storage_conf"]),
         ),
         spark_master=str(spark["master"]),

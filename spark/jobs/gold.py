@@ -11,6 +11,7 @@ after a crash changes nothing twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -25,6 +26,8 @@ from spark.io.delta import append_idempotent
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.settings import Profile
 from spark.transforms import gold
+
+log = logging.getLogger(__name__)
 
 _TXN_APP = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
@@ -102,7 +105,11 @@ def start_gold(
                 window.unpersist()
             touched.unpersist()
 
-    source = spark.readStream.format("delta").load(silver_location)
+    source = (
+        spark.readStream.format("delta")
+        .options(**profile.lake.stream_options())
+        .load(silver_location)
+    )
     return start_foreach_batch(source, write_batch, profile, "gold", name, trigger)
 
 
@@ -214,7 +221,10 @@ def _merge(
         )
         if table in _WHOLE_DAYS:
             merge = merge.whenNotMatchedBySourceDelete(condition=_on_days(table, days))
+        # Logged on either side: a crash test knows whether a kill landed inside the MERGE.
+        log.info("gold batch %s: merging %s", batch_id, table)
         merge.execute()
+        log.info("gold batch %s: merged %s", batch_id, table)
     finally:
         session.conf.unset(_TXN_APP)
         session.conf.unset(_TXN_VERSION)

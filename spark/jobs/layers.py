@@ -141,7 +141,11 @@ def start_silver(
                 marked.unpersist()
             parsed.unpersist()
 
-    source = spark.readStream.format("delta").load(bronze_location)
+    source = (
+        spark.readStream.format("delta")
+        .options(**profile.lake.stream_options())
+        .load(bronze_location)
+    )
     return start_foreach_batch(source, write_batch, profile, "silver_events", name, trigger)
 
 

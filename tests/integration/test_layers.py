@@ -37,6 +37,7 @@ from tests.conftest import expected_quarantine_reasons, produce_records
 pytestmark = pytest.mark.integration
 
 EVENTS = 50_000
+LAST_RECORDS = 2_000  # the kill -9 test's gold batch 1
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +45,14 @@ def simulation():
     return simulate(SimulationRequest(events=EVENTS, seed=21, fault_rate=0.02))
 
 
-def _produce(profile, simulation) -> None:
-    produce_records(profile, simulation.records, partitions=4)
+def _produce(profile, records) -> None:
+    produce_records(profile, records, partitions=4)
 
 
 @pytest.fixture(scope="module")
 def reference(stack, spark, profile, simulation):
     """An uninterrupted bronze + silver run over the simulated topic."""
-    _produce(profile, simulation)
+    _produce(profile, simulation.records)
     run_layers(spark, profile, ["bronze", "silver", "gold"], Trigger())
     return profile
 
@@ -139,7 +140,11 @@ def _detail(spark, profile, name) -> dict:
 
 def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simulation, profile):
     crash = load_profile("local", f"{profile.workspace}-crash")
-    _produce(crash, simulation)
+    # All but the last records first: gold's first batch reads them all. The last ones come
+    # before the kill inside a MERGE, as gold's batch 1, which MERGEs into the tables batch 0
+    # created (a replayed batch may skip a MERGE Delta committed; batch 1 is new).
+    records = simulation.records
+    _produce(crash, records[:-LAST_RECORDS])
     env = {**os.environ, "REELHOUSE_SOURCE_MAX_OFFSETS_PER_TRIGGER": "10000"}
     command = [
         sys.executable,
@@ -152,21 +157,36 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simula
     ]
     rng = random.Random()
     kills = []
-    # At least 5 kills spread over bronze and silver (issue 3), and 3 during gold (issue 5).
-    for phase in ["bronze", "bronze", "bronze", "silver", "silver", "gold", "gold", "gold"]:
+    # At least 5 kills spread over bronze and silver (issue 3), and 3 during gold, one of
+    # them inside a MERGE (issue 5): at a random moment after a line the layer logs (gold's
+    # first gate: its batch 0 is planned), or as gold logs that batch 1's first MERGE begins
+    # (what it logs after says whether that MERGE had ended).
+    plan = [
+        *[("bronze", "layer bronze: starting", 0.5, 5.0)] * 3,
+        *[("silver", "layer silver: starting", 0.5, 5.0)] * 2,
+        *[("gold", "gate gold.", 0.0, 8.0)] * 2,
+        ("gold merge", "gold batch 1: merging gold.", 0.0, 0.1),
+    ]
+    for phase, line, low_s, high_s in plan:
+        if phase == "gold merge":
+            _produce(crash, records[-LAST_RECORDS:])
+        started = time.monotonic()
         process = subprocess.Popen(
             command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
-        if _wait_for_line(process, f"layer {phase}: starting", timeout_s=400):
-            time.sleep(rng.uniform(0.5, 5.0))
+        if _wait_for_line(process, line, timeout_s=400):
+            time.sleep(rng.uniform(low_s, high_s))
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-                kills.append(phase)
+                if phase != "gold merge" or _last_merge_unfinished(process.stderr.read()):
+                    kills.append(phase)
         process.wait(timeout=60)
+        print(f"{phase}: {time.monotonic() - started:.1f}s; kills {kills}")  # shown on failure
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-2000:]
     assert kills.count("bronze") + kills.count("silver") >= 5, kills
-    assert {"bronze", "silver"} <= set(kills) and kills.count("gold") >= 3, kills
+    assert {"bronze", "silver", "gold merge"} <= set(kills), kills
+    assert kills.count("gold") + kills.count("gold merge") >= 3, kills
 
     for name, ignore in (
         ("bronze.events", ["ingest_ts", "ingest_date", "topic"]),
@@ -248,6 +268,17 @@ def _comparable(frame):
     if "extras" in frame.columns:
         frame = frame.withColumn("extras", F.to_json("extras"))
     return frame
+
+
+def _last_merge_unfinished(stderr_after: str) -> bool:
+    """Whether a process killed after a "merging" line was inside a MERGE: the last MERGE
+    it logged after that line (if any) began and did not end."""
+    merges = [
+        line
+        for line in stderr_after.splitlines()
+        if ": merging gold." in line or ": merged gold." in line
+    ]
+    return not merges or ": merging gold." in merges[-1]
 
 
 def _wait_for_line(process: subprocess.Popen, text: str, timeout_s: float) -> bool:

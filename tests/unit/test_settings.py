@@ -64,6 +64,15 @@ def test_every_value_can_be_overridden_by_its_variable(monkeypatch):
     assert profile.source.spark_options()["kafka.security.protocol"] == "SSL"
 
 
+def test_the_next_layers_batch_size_is_delta_s_default_unless_set(monkeypatch):
+    assert load_profile("local", "main").lake.stream_options() == {}
+    monkeypatch.setenv("REELHOUSE_MAX_FILES_PER_TRIGGER", "8")
+    assert load_profile("local", "main").lake.stream_options() == {"maxFilesPerTrigger": "8"}
+    monkeypatch.setenv(override_variable("lake", "max_files_per_trigger"), "some")
+    with pytest.raises(SettingsError, match=r"lake.max_files_per_trigger must be an integer"):
+        load_profile("local")
+
+
 def test_a_table_override_changes_its_keys_and_keeps_the_others(monkeypatch):
     held = load_profile("local", "main").spark_conf
     kept, removed = sorted(held)[:2]
