@@ -65,6 +65,8 @@ def test_every_value_can_be_overridden_by_its_variable(monkeypatch):
 
 
 def test_the_next_layers_batch_size_is_delta_s_default_unless_set(monkeypatch):
+    monkeypatch.delenv("REELHOUSE_MAX_FILES_PER_TRIGGER", raising=False)
+    monkeypatch.delenv(override_variable("lake", "max_files_per_trigger"), raising=False)
     assert load_profile("local", "main").lake.stream_options() == {}
     monkeypatch.setenv("REELHOUSE_MAX_FILES_PER_TRIGGER", "8")
     assert load_profile("local", "main").lake.stream_options() == {"maxFilesPerTrigger": "8"}
