@@ -182,6 +182,11 @@ class KafkaBroker(Service):
         return self.settings.state_dir / "kafka" / "log4j2.properties"
 
     @property
+    def jwks_url(self) -> str:
+        """The local token issuer's public keys, as the listener reads them."""
+        return eventhubs.jwks_file(self.settings).resolve().as_uri()
+
+    @property
     def eventhubs_keystore(self) -> Path:
         """The Event-Hubs-like listener's private key and certificate in one PEM file."""
         return self.settings.state_dir / "kafka" / "eventhubs-keystore.pem"
@@ -237,19 +242,24 @@ class KafkaBroker(Service):
             "org.apache.kafka.common.security.plain.PlainLoginModule required"
             f' user_{eventhubs.USER_NAME}="{connection_string}";'
         )
-        # OAUTHBEARER as Event Hubs takes it from Entra ID (the azure profile's entra_id),
-        # with Kafka's unsecured-token validator: there is no Entra ID here to sign tokens,
-        # so the listener checks a token's form, expiry and scope (the namespace's), not
-        # its signature. The tests get their tokens from a token endpoint of their own.
+        # OAUTHBEARER as Event Hubs takes it from Entra ID (the azure profile's entra_id):
+        # a signed JWT whose signature, expiry and audience (the namespace) the listener
+        # verifies with Kafka's JWT validator against the local issuer's public key
+        # (``eventhubs.ensure_signing_key``), as Event Hubs does against Entra ID's keys.
+        # The tests get their tokens from a token endpoint of their own, signed with it.
         oauth_jaas = (
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
-            ' unsecuredLoginStringClaim_sub="broker"'  # the broker's own login, never used
-            f' unsecuredValidatorRequiredScope="{eventhubs.oauth_scope(self.settings)}";'
+            ' unsecuredLoginStringClaim_sub="broker";'  # the broker's own login, never used
         )
         return {
             "listener.name.eventhubs.sasl.enabled.mechanisms": "PLAIN,OAUTHBEARER",
             "listener.name.eventhubs.plain.sasl.jaas.config": jaas,
             "listener.name.eventhubs.oauthbearer.sasl.jaas.config": oauth_jaas,
+            "listener.name.eventhubs.oauthbearer.sasl.server.callback.handler.class": (
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+            ),
+            "sasl.oauthbearer.jwks.endpoint.url": self.jwks_url,
+            "sasl.oauthbearer.expected.audience": eventhubs.oauth_audience(self.settings),
             # A PEM key store: an unencrypted PKCS#8 key needs no ssl.key.password.
             "listener.name.eventhubs.ssl.keystore.type": "PEM",
             "listener.name.eventhubs.ssl.keystore.location": str(self.eventhubs_keystore),
@@ -271,6 +281,7 @@ class KafkaBroker(Service):
     def prepare(self) -> None:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         tls = ensure_tls_material(self.settings)
+        eventhubs.ensure_signing_key(self.settings)
         write_private(
             self.eventhubs_keystore,
             tls.private_key.read_text() + tls.certificate.read_text(),
@@ -313,6 +324,8 @@ class KafkaBroker(Service):
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.log4j_file}",
             f"-Dkafka.logs.dir={self.settings.log_dir}",
+            # Kafka 4 reads no OAUTHBEARER key set from a URL it is not told to allow.
+            f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={self.jwks_url}",
             "-cp",
             broker_classpath(),
         ]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from pyspark.sql import functions as F
 
 from azure_profile.deployment import EventHubsSettings
 from azure_profile.eventhubs import kafka_options
@@ -17,6 +16,7 @@ from local_stack.simulate.producer import ProducerError, kafka_python_config, se
 from local_stack.simulate.simulation import Record
 from local_stack.tls import tls_material
 from local_stack.topics import delete_topic, ensure_topic
+from spark.settings import EventSource
 from tests.oauth import token_endpoint as serve_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
@@ -58,12 +58,7 @@ def test_records_sent_through_the_sasl_ssl_listener_all_arrive(
 
 def _send_and_read_back(options: dict[str, str], topic: str) -> None:
     """The simulator's producer sends RECORDS records; a consumer reads every one back."""
-    records = [
-        Record(
-            f"user-{index % 97}".encode(), f'{{"n": {index}}}'.encode(), 1_700_000_000_000 + index
-        )
-        for index in range(RECORDS)
-    ]
+    records = _records()
     assert ensure_topic(options["bootstrap.servers"], topic, partitions=2, client_options=options)
     try:
         send_to_kafka(records, topic, options, rate=0, progress=False, producers=1)
@@ -74,6 +69,15 @@ def _send_and_read_back(options: dict[str, str], topic: str) -> None:
 
     assert len(received) == RECORDS
     assert sorted(received) == sorted((r.key, r.value, r.timestamp_ms) for r in records)
+
+
+def _records() -> list[Record]:
+    return [
+        Record(
+            f"user-{index % 97}".encode(), f'{{"n": {index}}}'.encode(), 1_700_000_000_000 + index
+        )
+        for index in range(RECORDS)
+    ]
 
 
 def _read_everything(topic: str, options: dict[str, str]) -> list[tuple]:
@@ -131,24 +135,23 @@ def test_the_connection_string_appears_in_no_log(stack, connection_string):
 # --- OAUTHBEARER (auth = entra_id) -----------------------------------------------------
 
 
-def _unsigned_tokens(form: dict[str, str]) -> tuple[int, dict]:
-    """Entra ID's part: client ``app`` with secret ``app-secret`` gets an unsigned JWT for
-    the scope it asks for."""
-    if (form.get("client_id"), form.get("client_secret")) != ("app", "app-secret"):
-        return 401, {"error": "invalid_client"}
-    now = int(time.time())
-    claims = {"sub": "app", "iat": now, "exp": now + 3600, "scope": form.get("scope", "")}
-    token = f"{_b64({'alg': 'none'})}.{_b64(claims)}."
-    return 200, {"token_type": "Bearer", "expires_in": 3600, "access_token": token}
+def _grant(settings):
+    """Entra ID's part: client ``app`` with secret ``app-secret`` gets a token for the
+    resource of the scope it asks for, signed with the local issuer's key."""
 
+    def tokens(form: dict[str, str]) -> tuple[int, dict]:
+        if (form.get("client_id"), form.get("client_secret")) != ("app", "app-secret"):
+            return 401, {"error": "invalid_client"}
+        audience = form.get("scope", "").removesuffix("/.default")
+        token = eventhubs.issue_token(settings, "app", audience, lifetime_s=3600)
+        return 200, {"token_type": "Bearer", "expires_in": 3600, "access_token": token}
 
-def _b64(part: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+    return tokens
 
 
 @pytest.fixture(scope="module")
-def token_endpoint():
-    with serve_tokens(_unsigned_tokens) as url:
+def token_endpoint(stack):
+    with serve_tokens(_grant(stack.settings)) as url:
         yield url
 
 
@@ -169,6 +172,37 @@ def test_records_sent_with_an_oauth_token_all_arrive(stack, profile, token_endpo
     assert options["sasl.mechanism"] == "OAUTHBEARER"
     check_kafka_sasl(options, eventhubs.local_namespace(stack.settings), timeout_s=10)
     _send_and_read_back(options, f"{profile.workspace}.entra-{unique_name}")
+
+
+def test_spark_reads_through_its_own_oauth_login(
+    stack, spark, profile, token_endpoint, unique_name
+):
+    # Spark's Kafka source logs in with the Java client's OAUTHBEARER handler, which
+    # fetches the token itself: the options exactly as the azure profile hands them over.
+    options = _entra_options(stack, token_endpoint)
+    topic = f"{profile.workspace}.spark-entra-{unique_name}"
+    source = EventSource(
+        bootstrap_servers=options.pop("bootstrap.servers"),
+        topic=topic,
+        consumer_group=f"{profile.workspace}.spark-entra",
+        starting_offsets="earliest",
+        max_offsets_per_trigger=None,
+        fail_on_data_loss=True,
+        kafka_options=options,
+    )
+    records = _records()
+    assert ensure_topic(source.bootstrap_servers, topic, partitions=2, client_options=options)
+    try:
+        send_to_kafka(records, topic, source.client_options(), rate=0, progress=False, producers=1)
+        read = spark.read.format("kafka").options(**source.spark_options()).load()
+        received = [
+            (bytes(row.key), bytes(row.value), row.ms)
+            for row in read.select("key", "value", F.unix_millis("timestamp").alias("ms")).collect()
+        ]
+    finally:
+        delete_topic(source.bootstrap_servers, topic, client_options=options)
+
+    assert sorted(received) == sorted((r.key, r.value, r.timestamp_ms) for r in records)
 
 
 def test_a_token_for_another_scope_is_rejected_naming_the_service_principal(stack, token_endpoint):

@@ -77,10 +77,18 @@ def test_server_properties_add_a_sasl_ssl_listener_and_keep_plaintext(settings):
     assert properties["controller.listener.names"] == "CONTROLLER"
     assert properties["listener.name.eventhubs.sasl.enabled.mechanisms"] == "PLAIN,OAUTHBEARER"
     namespace = eventhubs.local_namespace(settings)
-    assert properties["listener.name.eventhubs.oauthbearer.sasl.jaas.config"] == (
-        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
-        ' unsecuredLoginStringClaim_sub="broker"'
-        f' unsecuredValidatorRequiredScope="https://{namespace}.servicebus.windows.net/.default";'
+    # Tokens are verified (signature, expiry, audience) against the local issuer's key set.
+    assert properties["listener.name.eventhubs.oauthbearer.sasl.server.callback.handler.class"] == (
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+    )
+    jwks = settings.state_dir / "eventhubs" / "jwks.json"
+    assert properties["sasl.oauthbearer.jwks.endpoint.url"] == jwks.resolve().as_uri()
+    assert properties["sasl.oauthbearer.expected.audience"] == (
+        f"https://{namespace}.servicebus.windows.net"
+    )
+    assert (
+        "unsecuredValidator"
+        not in properties["listener.name.eventhubs.oauthbearer.sasl.jaas.config"]
     )
     assert properties["listener.name.eventhubs.plain.sasl.jaas.config"] == (
         "org.apache.kafka.common.security.plain.PlainLoginModule required"
@@ -107,7 +115,11 @@ def test_prepare_writes_the_secret_bearing_files_for_the_owner_only(settings):
     assert keystore == tls.private_key.read_text() + tls.certificate.read_text()
     assert "-----BEGIN PRIVATE KEY-----" in keystore  # PKCS#8, unencrypted
     assert eventhubs.ensure_connection_string(settings) in broker.config_file.read_text()
-    for path in (broker.config_file, broker.eventhubs_keystore):
+    for path in (
+        broker.config_file,
+        broker.eventhubs_keystore,
+        eventhubs.signing_key_file(settings),
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
@@ -127,3 +139,31 @@ def test_a_broker_started_with_older_settings_is_named_by_setting(settings):
         "".join(f"{k}={v}\n" for k, v in broker.server_properties().items())
     )
     assert broker._settings_since_started() == []
+
+
+def test_issued_tokens_verify_against_the_key_set_the_listener_reads(settings):
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    token = eventhubs.issue_token(settings, "app", "https://ns.example", lifetime_s=60)
+    header, claims, signature = (
+        base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) for part in token.split(".")
+    )
+    (jwk,) = json.loads(eventhubs.jwks_file(settings).read_text())["keys"]
+    assert json.loads(header) == {"alg": "RS256", "typ": "JWT", "kid": jwk["kid"]}
+    decoded = json.loads(claims)
+    assert (decoded["sub"], decoded["aud"]) == ("app", "https://ns.example")
+    assert decoded["exp"] - decoded["iat"] == 60
+
+    def number(name: str) -> int:
+        return int.from_bytes(base64.urlsafe_b64decode(jwk[name] + "=" * (-len(jwk[name]) % 4)))
+
+    public = rsa.RSAPublicNumbers(number("e"), number("n")).public_key()
+    signed = token.rsplit(".", 1)[0].encode()
+    public.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())  # raises if not
+    # The key is made once: a later token is signed by the same key.
+    before = eventhubs.jwks_file(settings).read_text()
+    eventhubs.issue_token(settings, "app", "https://ns.example", lifetime_s=60)
+    assert eventhubs.jwks_file(settings).read_text() == before
