@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote_plus
 
-# The form a client POSTs -> (HTTP status, JSON answer). A client that authenticates with
-# HTTP Basic (RFC 6749 2.3.1: Kafka's Java login handler does) finds its id and secret in
-# the form too, as ``client_id`` and ``client_secret``.
+# The form a client POSTs -> (HTTP status, JSON answer). The grant finds the client's id
+# and secret in the form as ``client_id`` and ``client_secret`` also when the client sent
+# them with HTTP Basic (RFC 6749 2.3.1), as Kafka's Java login handler does.
 Grant = Callable[[dict[str, str]], tuple[int, dict]]
 
 
