@@ -13,6 +13,7 @@ from local_stack.simulate.faults import FAULT_KINDS
 from local_stack.simulate.producer import ProducerError, send_to_kafka, write_jsonl
 from local_stack.simulate.simulation import DEFAULT_START, SimulationRequest, simulate
 from local_stack.topics import ensure_topic
+from spark.io.preflight import PreflightError, check_source_reachable
 from spark.settings import SettingsError, load_profile
 
 
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
             ctr=args.ctr,
             with_truth=not args.no_truth,
         )
+        if args.out == "kafka":  # a broker that is down is named in seconds, before the work
+            profile = load_profile(args.profile, args.workspace)
+            check_source_reachable(profile.source)
         started = time.monotonic()
         simulation = simulate(request)
         generated_s = time.monotonic() - started
@@ -39,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
             truth_path = Path(args.truth or f"{path}.truth.json")
             target = str(path)
         elif args.out == "kafka":
-            profile = load_profile(args.profile, args.workspace)
             topic = args.topic or profile.source.topic
             if args.create_topic:
                 ensure_topic(
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             target = f"topic {topic}"
         else:
             raise ValueError(f"--out must be 'kafka' or 'jsonl:PATH', got {args.out!r}")
-    except (ValueError, SettingsError, ProducerError) as error:
+    except (ValueError, SettingsError, ProducerError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     _write_json(manifest_path, simulation.manifest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -195,3 +196,22 @@ def test_bad_arguments_fail_with_one_line(arguments, message, tmp_path):
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [f"error: {completed.stderr.strip()[7:]}"]
     assert message in completed.stderr
+
+
+def test_a_broker_that_is_down_is_named_in_one_line_before_any_work(tmp_path):
+    from tests.ports import free_port
+
+    nothing = f"127.0.0.1:{free_port()}"
+    completed = subprocess.run(
+        [sys.executable, "-m", "local_stack.simulate", "--events", "1000000", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "REELHOUSE_SOURCE_BOOTSTRAP_SERVERS": nothing},
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines() == [
+        f"error: Kafka source unreachable: source.bootstrap_servers={nothing}: "
+        f"{nothing} ([Errno 111] Connection refused)"
+    ]
