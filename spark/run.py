@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", default="5s", help="micro-batch interval (continuous)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    # Other libraries' INFO lines are not the run's story (Great Expectations alone logs
+    # about 200 lines of its own API registration when a gate is first loaded).
+    for library in ("py4j", "great_expectations"):
+        logging.getLogger(library).setLevel(logging.WARNING)
     try:
         layers = parse_layers(args.layers)
         profile = load_profile(args.profile, args.workspace)
