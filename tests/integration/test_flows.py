@@ -94,7 +94,7 @@ def test_deployment_run_completes_and_fills_the_tables(prefect_stack, spark, pro
 
 
 @pytest.mark.integration
-def test_check_task_retries_until_a_late_broker_answers(stack, monkeypatch):
+def test_check_task_retries_until_a_late_broker_answers(stack, monkeypatch, services_may_stop):
     """The broker is down when the flow starts and comes up seconds later."""
     from prefect import flow
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
 import time
@@ -32,29 +30,19 @@ from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import run_layers
 from spark.settings import load_profile
 from spark.transforms import gold
-from tests.conftest import expected_quarantine_reasons, produce_records
+from tests.conftest import expected_quarantine_reasons
+from tests.integration.conftest import EVENTS
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 50_000
-LAST_RECORDS = 2_000  # the kill -9 test's gold batch 1
+# The reference run (``reference``) is the session's; its kill -9 twin (``crash_run``)
+# starts with this module and runs while the tests up to ``test_recovery`` run.
 
 
-@pytest.fixture(scope="module")
-def simulation():
-    return simulate(SimulationRequest(events=EVENTS, seed=21, fault_rate=0.02))
-
-
-def _produce(profile, records) -> None:
-    produce_records(profile, records, partitions=4)
-
-
-@pytest.fixture(scope="module")
-def reference(stack, spark, profile, simulation):
-    """An uninterrupted bronze + silver run over the simulated topic."""
-    _produce(profile, simulation.records)
-    run_layers(spark, profile, ["bronze", "silver", "gold"], Trigger())
-    return profile
+@pytest.fixture(scope="session", autouse=True)
+def _kill_9_run_started(request) -> None:
+    if any(item.module.__name__.endswith(".test_recovery") for item in request.session.items):
+        request.getfixturevalue("crash_run")
 
 
 def _table(spark, profile, name):
@@ -138,76 +126,6 @@ def _detail(spark, profile, name) -> dict:
     return spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first().asDict()
 
 
-def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, simulation, profile):
-    crash = load_profile("local", f"{profile.workspace}-crash")
-    # All but the last records first: gold's first batch reads them all. The last ones come
-    # before the kill inside a MERGE, as gold's batch 1, which MERGEs into the tables batch 0
-    # created (a replayed batch may skip a MERGE Delta committed; batch 1 is new).
-    records = simulation.records
-    _produce(crash, records[:-LAST_RECORDS])
-    env = {**os.environ, "REELHOUSE_SOURCE_MAX_OFFSETS_PER_TRIGGER": "10000"}
-    command = [
-        sys.executable,
-        "-m",
-        "spark.run",
-        "--workspace",
-        crash.workspace,
-        "--layers",
-        "bronze,silver,gold",
-    ]
-    rng = random.Random()
-    kills = []
-    # At least 5 kills spread over bronze and silver (issue 3), and 3 during gold, one of
-    # them inside a MERGE (issue 5): at a random moment after a line the layer logs (gold's
-    # first gate: its batch 0 is planned), or as gold logs that batch 1's first MERGE begins
-    # (what it logs after says whether that MERGE had ended).
-    plan = [
-        *[("bronze", "layer bronze: starting", 0.5, 5.0)] * 3,
-        *[("silver", "layer silver: starting", 0.5, 5.0)] * 2,
-        *[("gold", "gate gold.", 0.0, 8.0)] * 2,
-        ("gold merge", "gold batch 1: merging gold.", 0.0, 0.1),
-    ]
-    for phase, line, low_s, high_s in plan:
-        if phase == "gold merge":
-            _produce(crash, records[-LAST_RECORDS:])
-        started = time.monotonic()
-        process = subprocess.Popen(
-            command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
-        )
-        if _wait_for_line(process, line, timeout_s=400):
-            time.sleep(rng.uniform(low_s, high_s))
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                if phase != "gold merge" or _last_merge_unfinished(process.stderr.read()):
-                    kills.append(phase)
-        process.wait(timeout=60)
-        print(f"{phase}: {time.monotonic() - started:.1f}s; kills {kills}")  # shown on failure
-    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert final.returncode == 0, final.stderr[-2000:]
-    assert kills.count("bronze") + kills.count("silver") >= 5, kills
-    assert {"bronze", "silver", "gold merge"} <= set(kills), kills
-    assert kills.count("gold") + kills.count("gold merge") >= 3, kills
-
-    for name, ignore in (
-        ("bronze.events", ["ingest_ts", "ingest_date", "topic"]),
-        ("silver.events", ["ingest_ts"]),
-        (
-            "silver.quarantine",
-            ["ingest_ts", "quarantined_ts", "quarantine_date", "batch_id", "topic"],
-        ),
-        *[(name, []) for name in gold.KEYS],
-    ):
-        expected = _comparable(_table(spark, reference, name).drop(*ignore))
-        actual = _comparable(_table(spark, crash, name).drop(*ignore))
-        assert actual.count() == expected.count(), name
-        assert actual.exceptAll(expected).count() == 0, name
-        assert expected.exceptAll(actual).count() == 0, name
-    for name in gold.KEYS:  # created in one commit with its properties, kill or not
-        expected, actual = _detail(spark, reference, name), _detail(spark, crash, name)
-        assert actual["description"] == expected["description"], name
-        assert actual["properties"].keys() == expected["properties"].keys(), name
-
-
 def test_a_driver_killed_while_writing_its_first_offsets_restarts(spark, reference, profile):
     # What a kill -9 between writing offsets/0 and renaming it leaves (seen in the test
     # above): a hidden temporary file and no batch. Spark alone refuses to restart.
@@ -261,40 +179,6 @@ def test_a_committed_delta_log_is_never_cleared(spark, profile):
     assert clear_uncommitted_delta_log(spark, location) == []
     assert DeltaTable.isDeltaTable(spark, location)
     assert spark.read.format("delta").load(location).count() == 3
-
-
-def _comparable(frame):
-    # Set operations do not take MAP columns; the JSON text of a map compares the same.
-    if "extras" in frame.columns:
-        frame = frame.withColumn("extras", F.to_json("extras"))
-    return frame
-
-
-def _last_merge_unfinished(stderr_after: str) -> bool:
-    """Whether a process killed after a "merging" line was inside a MERGE: the last MERGE
-    it logged after that line (if any) began and did not end."""
-    merges = [
-        line
-        for line in stderr_after.splitlines()
-        if ": merging gold." in line or ": merged gold." in line
-    ]
-    return not merges or ": merging gold." in merges[-1]
-
-
-def _wait_for_line(process: subprocess.Popen, text: str, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            errors = [line for line in seen if "error" in line.lower()][-5:]
-            print(f"process ended before {text!r}: {errors}")
-            return False
-        seen.append(line)
-        if text in line:
-            return True
-    print(f"no {text!r} within {timeout_s}s")
-    return False
 
 
 def test_newer_schema_version_flows_through_a_running_query(spark, profile):

@@ -121,7 +121,9 @@ def test_up_twice_gives_one_broker(stack: LocalStack):
     assert [process.pid for process in _kafka_processes()] == [first]
 
 
-def test_broker_recovers_after_kill_9_with_acknowledged_records(stack: LocalStack, unique_name):
+def test_broker_recovers_after_kill_9_with_acknowledged_records(
+    stack: LocalStack, unique_name, services_may_stop
+):
     bootstrap = stack.settings.kafka.bootstrap_servers
     topic = f"durable-{unique_name}"
     ensure_topic(bootstrap, topic, partitions=2)
@@ -138,7 +140,9 @@ def test_broker_recovers_after_kill_9_with_acknowledged_records(stack: LocalStac
     assert _consume_all(bootstrap, topic, 2_000) == sent
 
 
-def test_down_stops_everything_and_frees_ports_then_up_restores(stack: LocalStack):
+def test_down_stops_everything_and_frees_ports_then_up_restores(
+    stack: LocalStack, services_may_stop
+):
     stack.down()
     assert _kafka_processes() == []
     for service in stack.services:
