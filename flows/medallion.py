@@ -70,9 +70,10 @@ def check_stack(profile: Profile) -> str:
 
     A service still starting or briefly unreachable is retried for about a minute; a
     stack that cannot start until someone acts (``make setup`` not run, a port another
-    program holds) fails at once, with the one line that says what to do.
+    program holds, a bootstrap host no DNS server knows) fails at once, with the one line
+    that says what to do.
     """
-    from spark.io.preflight import PreflightError, check_source_reachable
+    from spark.io.preflight import PreflightError, UnknownHostError, check_source_reachable
 
     logger = get_run_logger()
     started = time.monotonic()
@@ -87,6 +88,8 @@ def check_stack(profile: Profile) -> str:
             raise TransientError(f"local stack not ready: {error}") from error
     try:
         check_source_reachable(profile.source)
+    except UnknownHostError as error:
+        raise RuntimeError(str(error)) from None
     except PreflightError as error:
         raise TransientError(str(error)) from None
     logger.info(

@@ -12,9 +12,19 @@ class PreflightError(RuntimeError):
     """An endpoint the profile names cannot be reached."""
 
 
+class UnknownHostError(PreflightError):
+    """No DNS server knows any host the profile names: a typo, not an outage; waiting and
+    retrying cannot help (a resolver that cannot be reached is a ``PreflightError``)."""
+
+
+# getaddrinfo's "no such name" answers; EAI_AGAIN (no answer yet) is not one of them.
+_NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
 def check_source_reachable(source: EventSource, timeout_s: float = 5.0) -> None:
     """Open a TCP connection to a bootstrap server of the event source."""
     errors = []
+    unknown = 0
     for server in source.bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
@@ -22,10 +32,14 @@ def check_source_reachable(source: EventSource, timeout_s: float = 5.0) -> None:
                 return
         except (OSError, ValueError) as error:
             errors.append(f"{server.strip()} ({error})")
-    raise PreflightError(
+            unknown += isinstance(error, socket.gaierror) and error.errno in _NO_SUCH_NAME
+    message = (
         f"Kafka source unreachable: source.bootstrap_servers={source.bootstrap_servers}: "
         + "; ".join(errors)
     )
+    if unknown == len(errors):
+        raise UnknownHostError(f"{message} (no such host: check the name)")
+    raise PreflightError(message)
 
 
 def check_lake_reachable(spark, profile: Profile) -> None:

@@ -151,6 +151,37 @@ def test_check_task_does_not_retry_a_stack_that_cannot_start(monkeypatch):
 
 
 @pytest.mark.integration
+def test_check_task_does_not_retry_a_host_no_dns_server_knows(monkeypatch):
+    """A misspelt namespace will not start resolving: one attempt, one line."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from flows.medallion import check_stack
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    target = load_profile("local", "typo")
+    target = replace(
+        target,
+        name="remote",
+        source=replace(target.source, bootstrap_servers="reelhouse-nowhere.invalid:9093"),
+    )
+
+    states = []
+
+    @flow
+    def check_misspelt_host():
+        states.append(check_stack(target, return_state=True))
+
+    check_misspelt_host()
+    (state,) = states
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match=r"^Kafka source unreachable: .*no such host"):
+        state.result()
+    with get_client(sync_client=True) as client:
+        assert client.read_task_run(state.state_details.task_run_id).run_count == 1
+
+
+@pytest.mark.integration
 def test_a_gate_failure_fails_the_flow_run_naming_the_expectation(
     stack, spark, profile, monkeypatch
 ):
