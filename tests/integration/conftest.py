@@ -15,6 +15,19 @@ EVENTS = 50_000
 LAST_RECORDS = 2_000  # the kill -9 run's gold batch 1
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test that joins the kill -9 run runs after the others, so that the run goes on
+    beside them; then those that stop a service of the shared stack (``services_may_stop``),
+    once it has ended. Otherwise the order is kept."""
+
+    def rank(item: pytest.Item) -> int:
+        if "services_may_stop" in item.fixturenames:
+            return 2
+        return int("crash_run" in item.fixturenames)
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(scope="session")
 def simulation():
     return simulate(SimulationRequest(events=EVENTS, seed=21, fault_rate=0.02))
@@ -50,6 +63,6 @@ def crash_run(stack, profile, simulation) -> Iterator[CrashRun]:
 @pytest.fixture
 def services_may_stop() -> None:
     """For a test that stops a service of the shared stack: the kill -9 run (if started)
-    has ended first, so the outage is not what it sees."""
+    has ended first, so the outage is not what it sees. Such tests run last (above)."""
     for run in STARTED:
         run.wait()

@@ -91,15 +91,26 @@ class CrashRun:
         try:
             self._kill_per_plan()
             if not self._cancelled.is_set():
-                self.outcome.final = subprocess.run(
-                    self.command,
-                    env=self.environment,
-                    capture_output=True,
-                    text=True,
-                    timeout=FINAL_TIMEOUT_S,
-                )
+                self.outcome.final = self._run_to_the_end()
         except BaseException as error:  # handed to the test that joins
             self._error = error
+
+    def _run_to_the_end(self) -> subprocess.CompletedProcess:
+        """One more driver, not killed: its outcome (killed only by ``cancel``)."""
+        self._process = process = subprocess.Popen(
+            self.command,
+            env=self.environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=FINAL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+        return subprocess.CompletedProcess(self.command, process.returncode, stdout, stderr)
 
     def _kill_per_plan(self) -> None:
         rng = random.Random()

@@ -1,8 +1,8 @@
 """Exactly-once under kill -9 of the driver: the run ``crash_run`` killed again and again,
 finished, equals the uninterrupted ``reference`` run, table for table.
 
-The kill -9 run started with ``test_layers`` and ran meanwhile; this module comes before
-``test_stack``, whose tests stop the services.
+The kill -9 run started with ``test_layers`` and ran meanwhile; this test runs after the
+others, and the tests that stop a service after it (conftest).
 """
 
 from __future__ import annotations
