@@ -6,8 +6,13 @@ maintenance compacts, vacuums and checkpoints without changing a row."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+from contextlib import contextmanager
 
 import pytest
+from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
 from local_stack.settings import load_stack_settings
@@ -63,6 +68,30 @@ class _FailsOnce:
         return self.gate.recorded_together(name, batch_id)
 
 
+@contextmanager
+def _terminated_when(condition, poll_s: float):
+    """SIGTERM this process once ``condition()`` holds, while the block runs (the
+    streaming flow, run in the main thread, stops its queries on it)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(poll_s):
+            if condition():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    # A signal that arrives after the flow has put its handler back must not end pytest.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_streaming_restarts_a_failed_query_and_stops_cleanly(workspace, spark, monkeypatch) -> None:
     import spark.gates as gates
     from flows.streaming import streaming
@@ -77,14 +106,27 @@ def test_streaming_restarts_a_failed_query_and_stops_cleanly(workspace, spark, m
 
     monkeypatch.setattr(gates, "load_gate", load_gate)
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    state = streaming(
-        workspace=target.workspace,
-        layers="silver,gold",
-        interval="2 seconds",
-        progress_every_s=5,
-        max_runtime_s=50,
-        return_state=True,
-    )
+
+    def caught_up() -> bool:
+        try:
+            return (
+                _count(spark, target, "silver.events") == manifest["events"]
+                and _count(spark, target, "gold.title_popularity") > 0
+            )
+        except AnalysisException:  # a table its query has not created yet
+            return False
+
+    # Stopped as a user stops it, with SIGTERM, once silver and gold have caught up: a
+    # fixed run time would be too short for a cold JVM and too long for a warm one.
+    with _terminated_when(caught_up, poll_s=3):
+        state = streaming(
+            workspace=target.workspace,
+            layers="silver,gold",
+            interval="2 seconds",
+            progress_every_s=5,
+            max_runtime_s=600,  # a run that never catches up fails below, not hangs
+            return_state=True,
+        )
     assert state.is_completed(), state.message
     assert injected and injected[0].failed  # the failure happened, and was survived
     last_batches = state.result()
