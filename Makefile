@@ -16,6 +16,9 @@ export PREFECT_HOME := $(CURDIR)/.stack/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL := INFO
+# Concurrency leases (flows.guard's workspace lock) on disk beside the database: they outlive
+# a restarted server, and a server reaps the expired leases of ephemeral-API runs too.
+export PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE := prefect.server.concurrency.lease_storage.filesystem
 
 VENV_STAMP := $(VENV)/.installed
 JVM_STAMP := .cache/jvm/.resolved

@@ -1,16 +1,105 @@
 """Flow runs that must not overlap on one workspace: a replay deletes the tables and
 checkpoints the other flows write, so it never runs beside them, nor they beside it.
 
-Prefect's record of flow runs is the referee: a run that is pending (a worker is starting
-it), running or cancelling counts. Two runs that start within the same second can both
-pass; layers started outside Prefect (``python -m spark.run``) are not on the record.
+A Prefect global concurrency limit per profile and workspace (``reelhouse.<profile>.
+<workspace>``) is the lock, with reader/writer semantics: a writer (medallion, streaming,
+maintenance) holds one of its slots, a replay all of them. The server grants slots
+atomically, so of two runs that start together only one gets the workspace. Slots are
+leased: a run that dies without releasing them frees them once its lease expires (60 s,
+seen within 15 s by a Prefect server; the ephemeral API has no one to look, see
+``release_command``). Prefect's record of flow runs is checked as well, for the message
+and for a run that is still on record as active (its process died, or a version without
+the lock): pending, running or cancelling counts. Layers started outside Prefect
+(``python -m spark.run``) hold no slot: stop them first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
+
 REPLAY = "replay"
 # The flows that write a workspace's silver and gold (maintenance rewrites their files).
 WRITERS = ("medallion", "streaming", "maintenance", REPLAY)
+# A writer holds one slot and a replay every one: more writers than this at once on one
+# workspace would wait for nothing, they are refused like a replay's.
+SLOTS = 100
+LEASE_S = 60  # Prefect's shortest lease; renewed while the run lives
+
+
+def limit_name(profile: str, workspace: str) -> str:
+    return f"reelhouse.{profile}.{workspace}"
+
+
+def release_command(profile: str, workspace: str) -> str:
+    """What frees the slots of runs that died with them (no server reaps expired leases
+    under the ephemeral API)."""
+    return (
+        f"prefect global-concurrency-limit update {limit_name(profile, workspace)} --active-slots 0"
+    )
+
+
+@contextmanager
+def holding_workspace(
+    profile: str, workspace: str, doing: str, exclusive: bool = False
+) -> Iterator[None]:
+    """Hold the workspace for the block: one slot, or all of them when ``exclusive``
+    (a replay). Raise, naming who holds it, when it is taken."""
+    import httpx
+    from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+    from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
+    from prefect.concurrency.sync import concurrency
+    from prefect.runtime import flow_run
+
+    name = limit_name(profile, workspace)
+    slots = _ensure_limit(name)
+    holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
+    hold = ExitStack()
+    try:
+        hold.enter_context(
+            concurrency(
+                name,
+                occupy=slots if exclusive else 1,
+                max_retries=0,  # refuse at once: never queue a replay behind writers
+                lease_duration=LEASE_S,
+                strict=True,
+                holder=holder,
+            )
+        )
+    except ConcurrencySlotAcquisitionError as refused:
+        cause = refused.__cause__
+        if not (isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423):
+            raise RuntimeError(f"{doing} on workspace {workspace!r}: {refused}") from None
+        active = active_runs(WRITERS if exclusive else (REPLAY,), profile, workspace)
+        if active:
+            raise _refusal(doing, workspace, active) from None
+        raise RuntimeError(
+            f"{doing} on workspace {workspace!r} refused: its lock {name!r} is held, but no"
+            " run on record is active on it (a run whose process died holds it until its"
+            f" lease of {LEASE_S} s expires and a Prefect server sees it; with the"
+            f" ephemeral API free it with `{release_command(profile, workspace)}`)"
+        ) from None
+    with hold:
+        refuse_while(WRITERS if exclusive else (REPLAY,), profile, workspace, doing)
+        yield
+
+
+def _ensure_limit(name: str) -> int:
+    """The limit's slots, creating it when missing (a racing creator's is as good)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_global_concurrency_limit_by_name(name).limit
+        except ObjectNotFound:
+            pass
+        with suppress(ObjectAlreadyExists):
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=SLOTS)
+            )
+        return client.read_global_concurrency_limit_by_name(name).limit
 
 
 def active_runs(flows: tuple[str, ...], profile: str, workspace: str) -> list[str]:
@@ -52,8 +141,12 @@ def refuse_while(flows: tuple[str, ...], profile: str, workspace: str, doing: st
     """Raise, naming them, when runs of ``flows`` are active on the workspace."""
     active = active_runs(flows, profile, workspace)
     if active:
-        raise RuntimeError(
-            f"{doing} on workspace {workspace!r} refused while {'; '.join(active)} is active on"
-            " it: wait for it or cancel it (a run whose process died stays Running; `prefect"
-            " flow-run delete <id>` removes its record)"
-        )
+        raise _refusal(doing, workspace, active)
+
+
+def _refusal(doing: str, workspace: str, active: list[str]) -> RuntimeError:
+    return RuntimeError(
+        f"{doing} on workspace {workspace!r} refused while {'; '.join(active)} is active on"
+        " it: wait for it or cancel it (a run whose process died stays Running; `prefect"
+        " flow-run delete <id>` removes its record)"
+    )

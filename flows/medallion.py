@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.guard import REPLAY, refuse_while
+from flows.guard import holding_workspace
 from local_stack.jvm import JvmArtifactsMissing
 from local_stack.services import StackSetupError
 from local_stack.settings import load_stack_settings
@@ -253,21 +253,21 @@ def medallion(
             f"trigger={trigger!r}: the medallion flow runs available-now and ends; for a"
             " continuous run use the streaming flow (prefect deployment run 'streaming/local')"
         )
-    refuse_while((REPLAY,), profile, workspace, doing="a medallion run")
-    settings = load_profile(profile, workspace)
-    run_id = str(flow_run.id or f"local-{int(time.time())}")
-    seed = seed if seed is not None else time.time_ns() % 2**31
-    check_stack(settings)
-    simulation = simulate_events(settings, events, fault_rate, seed) if simulate else None
-    rows: dict[str, int] = {}
-    for layer in wanted:  # in run order
-        rows.update(run_layer(settings, layer, trigger, run_id))
-    gates = gate_results(settings, run_id)
-    report_path = report(settings, run_id, rows, simulation, gates)
-    return {
-        "run_id": run_id,
-        "rows": rows,
-        "simulation": simulation,
-        "gates": gates,
-        "report": report_path,
-    }
+    with holding_workspace(profile, workspace, doing="a medallion run"):
+        settings = load_profile(profile, workspace)
+        run_id = str(flow_run.id or f"local-{int(time.time())}")
+        seed = seed if seed is not None else time.time_ns() % 2**31
+        check_stack(settings)
+        simulation = simulate_events(settings, events, fault_rate, seed) if simulate else None
+        rows: dict[str, int] = {}
+        for layer in wanted:  # in run order
+            rows.update(run_layer(settings, layer, trigger, run_id))
+        gates = gate_results(settings, run_id)
+        report_path = report(settings, run_id, rows, simulation, gates)
+        return {
+            "run_id": run_id,
+            "rows": rows,
+            "simulation": simulation,
+            "gates": gates,
+            "report": report_path,
+        }

@@ -7,7 +7,7 @@ import time
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.guard import REPLAY, WRITERS, refuse_while
+from flows.guard import holding_workspace
 from flows.medallion import _spark, run_layer
 from spark.settings import load_profile
 
@@ -39,16 +39,16 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
         )
     from prefect.runtime import flow_run
 
-    refuse_while(WRITERS, profile, workspace, doing="replay")
-    settings = load_profile(profile, workspace)
-    # One run id per replay: the quality report counts a batch per run, and every replay's
-    # batches start from 0.
-    run_id = f"replay-{workspace}-{flow_run.id or int(time.time())}"
-    removed = reset_downstream_tables(profile, workspace)
-    rows: dict[str, int] = {}
-    for layer in ("silver", "gold"):
-        rows.update(run_layer(settings, layer, "available-now", run_id))
-    return {"removed": removed, "rows": rows, "run_id": run_id}
+    with holding_workspace(profile, workspace, doing="replay", exclusive=True):
+        settings = load_profile(profile, workspace)
+        # One run id per replay: the quality report counts a batch per run, and every replay's
+        # batches start from 0.
+        run_id = f"replay-{workspace}-{flow_run.id or int(time.time())}"
+        removed = reset_downstream_tables(profile, workspace)
+        rows: dict[str, int] = {}
+        for layer in ("silver", "gold"):
+            rows.update(run_layer(settings, layer, "available-now", run_id))
+        return {"removed": removed, "rows": rows, "run_id": run_id}
 
 
 @task(cache_policy=NO_CACHE)
@@ -85,9 +85,9 @@ def maintenance(
     """OPTIMIZE (compaction), VACUUM with a retention floor of 168 h, Delta log checkpoints.
 
     Refused while a replay deletes the workspace's tables."""
-    refuse_while((REPLAY,), profile, workspace, doing="maintenance")
-    return {
-        "optimized": optimize(profile, workspace),
-        "vacuumed": vacuum(profile, workspace, retention_hours),
-        "checkpointed": checkpoint(profile, workspace),
-    }
+    with holding_workspace(profile, workspace, doing="maintenance"):
+        return {
+            "optimized": optimize(profile, workspace),
+            "vacuumed": vacuum(profile, workspace, retention_hours),
+            "checkpointed": checkpoint(profile, workspace),
+        }

@@ -19,7 +19,7 @@ import time
 
 from prefect import flow, get_run_logger
 
-from flows.guard import REPLAY, refuse_while
+from flows.guard import holding_workspace
 from flows.medallion import _spark, check_stack
 from spark.settings import load_profile
 
@@ -52,68 +52,70 @@ def streaming(
     from spark.run import LAYERS, summarize_error
 
     logger = get_run_logger()
-    refuse_while((REPLAY,), profile, workspace, doing="a streaming run")
-    settings = load_profile(profile, workspace)
-    check_stack(settings)
-    spark = _spark(profile, workspace)
-    gate = load_gate(settings, str(flow_run.id or "streaming"))
-    trigger = Trigger("continuous", interval)
-    wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
+    with holding_workspace(profile, workspace, doing="a streaming run"):
+        settings = load_profile(profile, workspace)
+        check_stack(settings)
+        spark = _spark(profile, workspace)
+        gate = load_gate(settings, str(flow_run.id or "streaming"))
+        trigger = Trigger("continuous", interval)
+        wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
 
-    stop = threading.Event()
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-        previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    queries = {layer: LAYERS[layer](spark, settings, trigger, gate) for layer in wanted}
-    restarts = {layer: 0 for layer in wanted}
-    started = time.monotonic()
-    last_report = started
-    try:
-        while not stop.is_set():
-            if max_runtime_s and time.monotonic() - started >= max_runtime_s:
-                break
-            for layer, query in list(queries.items()):
-                if query.isActive:
-                    continue
-                error = query.exception()
-                restarts[layer] += 1
-                if restarts[layer] > max_restarts:
-                    raise RuntimeError(
-                        f"layer {layer} failed {max_restarts} times in a row: "
-                        f"{summarize_error(error) if error else 'stopped'}"
-                    )
-                backoff = min(2 ** restarts[layer], 60)
-                logger.warning(
-                    "layer %s stopped (%s); restart %d in %ds",
-                    layer,
-                    summarize_error(error) if error else "no error",
-                    restarts[layer],
-                    backoff,
-                )
-                stop.wait(backoff)
-                queries[layer] = LAYERS[layer](spark, settings, trigger, gate)
-            if time.monotonic() - last_report >= progress_every_s:
-                last_report = time.monotonic()
-                for layer, query in queries.items():
-                    progress = query.lastProgress or {}
-                    if progress.get("numInputRows", 0) > 0:
-                        restarts[layer] = 0
-                    logger.info(
-                        "%s: batch %s, input %.0f rows/s, processed %.0f rows/s, lag %s",
+        stop = threading.Event()
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        queries = {layer: LAYERS[layer](spark, settings, trigger, gate) for layer in wanted}
+        restarts = {layer: 0 for layer in wanted}
+        started = time.monotonic()
+        last_report = started
+        try:
+            while not stop.is_set():
+                if max_runtime_s and time.monotonic() - started >= max_runtime_s:
+                    break
+                for layer, query in list(queries.items()):
+                    if query.isActive:
+                        continue
+                    error = query.exception()
+                    restarts[layer] += 1
+                    if restarts[layer] > max_restarts:
+                        raise RuntimeError(
+                            f"layer {layer} failed {max_restarts} times in a row: "
+                            f"{summarize_error(error) if error else 'stopped'}"
+                        )
+                    backoff = min(2 ** restarts[layer], 60)
+                    logger.warning(
+                        "layer %s stopped (%s); restart %d in %ds",
                         layer,
-                        progress.get("batchId", "-"),
-                        progress.get("inputRowsPerSecond", 0.0),
-                        progress.get("processedRowsPerSecond", 0.0),
-                        _lag(progress),
+                        summarize_error(error) if error else "no error",
+                        restarts[layer],
+                        backoff,
                     )
-            stop.wait(1.0)
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGTERM, previous_handler)
-        for query in queries.values():
-            if query.isActive:
-                query.stop()
-        logger.info(
-            "stopped all queries after %.0fs; checkpoints intact", time.monotonic() - started
-        )
-    return {layer: (query.lastProgress or {}).get("batchId") for layer, query in queries.items()}
+                    stop.wait(backoff)
+                    queries[layer] = LAYERS[layer](spark, settings, trigger, gate)
+                if time.monotonic() - last_report >= progress_every_s:
+                    last_report = time.monotonic()
+                    for layer, query in queries.items():
+                        progress = query.lastProgress or {}
+                        if progress.get("numInputRows", 0) > 0:
+                            restarts[layer] = 0
+                        logger.info(
+                            "%s: batch %s, input %.0f rows/s, processed %.0f rows/s, lag %s",
+                            layer,
+                            progress.get("batchId", "-"),
+                            progress.get("inputRowsPerSecond", 0.0),
+                            progress.get("processedRowsPerSecond", 0.0),
+                            _lag(progress),
+                        )
+                stop.wait(1.0)
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+            for query in queries.values():
+                if query.isActive:
+                    query.stop()
+            logger.info(
+                "stopped all queries after %.0fs; checkpoints intact", time.monotonic() - started
+            )
+        return {
+            layer: (query.lastProgress or {}).get("batchId") for layer, query in queries.items()
+        }

@@ -588,6 +588,8 @@ def prefect_environment(settings: StackSettings) -> dict[str, str]:
         PREFECT_HOME=str(settings.prefect.home),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        # flows.guard's leases on disk: they outlive a restarted server (the Makefile too).
+        PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE="prefect.server.concurrency.lease_storage.filesystem",
         REELHOUSE_PROJECT_DIR=str(PROJECT_ROOT),
     )
 

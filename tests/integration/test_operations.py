@@ -146,6 +146,57 @@ def test_streaming_restarts_a_failed_query_and_stops_cleanly(workspace, spark, m
     assert _count(spark, target, "silver.events") == manifest["events"]
 
 
+def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace, spark) -> None:
+    """No run on Prefect's record here: only the lock (a global concurrency limit) says
+    the workspace is taken, as when two runs start at once."""
+    from flows.guard import holding_workspace, limit_name, release_command
+    from flows.medallion import medallion
+    from flows.operations import replay
+
+    target, manifest = workspace
+    lock = limit_name("local", target.workspace)
+    with holding_workspace("local", target.workspace, doing="a writer of this test"):
+        busy = replay(workspace=target.workspace, confirm=target.workspace, return_state=True)
+        # Writers share the workspace.
+        with holding_workspace("local", target.workspace, doing="a second writer"):
+            pass
+    assert busy.is_failed()
+    assert (
+        f"replay on workspace {target.workspace!r} refused: its lock {lock!r} is held, but no"
+        " run on record is active on it" in busy.message
+    )
+    assert release_command("local", target.workspace) in busy.message
+    assert _count(spark, target, "silver.events") == manifest["events"]  # nothing deleted
+
+    with holding_workspace("local", target.workspace, doing="a test's replay", exclusive=True):
+        waiting = medallion(workspace=target.workspace, simulate=False, return_state=True)
+    assert waiting.is_failed()
+    assert f"a medallion run on workspace {target.workspace!r} refused: its lock" in (
+        waiting.message
+    )
+
+    # Two replays that start together: the server grants the workspace to one of them.
+    start, holding, outcomes = threading.Barrier(2), threading.Barrier(2, timeout=60), []
+
+    def replay_at_once() -> None:
+        start.wait()
+        try:
+            with holding_workspace("local", target.workspace, doing="replay", exclusive=True):
+                outcomes.append("held")
+                holding.wait()
+        except RuntimeError as refused:
+            outcomes.append(str(refused))
+            holding.wait()
+
+    threads = [threading.Thread(target=replay_at_once) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes)[0] == "held"
+    assert sorted(outcomes)[1].startswith(f"replay on workspace {target.workspace!r} refused")
+
+
 def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace, spark) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled, Running
