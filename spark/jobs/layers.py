@@ -15,6 +15,7 @@ from spark.io.delta import append_idempotent
 from spark.io.leftovers import clear_unfinished_first_offsets
 from spark.settings import Profile
 from spark.transforms.events import (
+    BROADCAST_ROWS_LIMIT,
     DUPLICATE,
     LATENESS_BOUND_S,
     MAX_FUTURE_S,
@@ -112,8 +113,10 @@ def start_silver(
         marked = None
         try:
             valid = parsed.filter(F.size("reasons") == 0)
-            seen = _silver_ids_near(spark, silver_location, valid)
-            marked = mark_duplicates(valid, seen, rejected_copies).persist()
+            seen, rows = _silver_ids_near(spark, silver_location, valid)
+            marked = mark_duplicates(
+                valid, seen, rejected_copies, broadcast=rows <= BROADCAST_ROWS_LIMIT
+            ).persist()
             duplicates = marked.filter("duplicate_of_earlier").withColumn(
                 "reasons", F.array(F.lit(DUPLICATE))
             )
@@ -149,8 +152,11 @@ def start_silver(
     return start_foreach_batch(source, write_batch, profile, "silver_events", name, trigger)
 
 
-def _silver_ids_near(spark: SparkSession, silver_location: str, valid: DataFrame) -> DataFrame:
-    """Event ids already in silver whose event time is within the dedup watermark of the batch."""
+def _silver_ids_near(
+    spark: SparkSession, silver_location: str, valid: DataFrame
+) -> tuple[DataFrame, int]:
+    """Event ids already in silver whose event time is within the dedup watermark of the
+    batch, and the batch's rows (counted in the same pass)."""
     # Rows outside [arrival - 30 days, arrival + 5 min] never reach silver (the silver
     # suite drops them): they must not widen the window to decades of silver.
     near = F.col("event_ts").between(
@@ -160,21 +166,20 @@ def _silver_ids_near(spark: SparkSession, silver_location: str, valid: DataFrame
     # As microseconds since the epoch, not Python datetimes: PySpark hands timestamps to
     # Python in the driver process's time zone, and their dates would then not be
     # event_date's (UTC) on a laptop east or west of UTC.
-    bounds = (
-        valid.filter(near)
-        .agg(
-            F.min(F.unix_micros("event_ts")).alias("low"),
-            F.max(F.unix_micros("event_ts")).alias("high"),
-        )
-        .first()
-    )
+    near_micros = F.when(near, F.unix_micros("event_ts"))
+    bounds = valid.agg(
+        F.min(near_micros).alias("low"),
+        F.max(near_micros).alias("high"),
+        F.count(F.lit(1)).alias("rows"),
+    ).first()
     ids = spark.read.format("delta").load(silver_location)
-    if bounds is None or bounds["low"] is None:
-        return ids.select("event_id").limit(0)
+    if bounds["low"] is None:
+        return ids.select("event_id").limit(0), bounds["rows"]
     margin_us = LATENESS_BOUND_S * 1_000_000
     low = F.timestamp_micros(F.lit(bounds["low"] - margin_us))
     high = F.timestamp_micros(F.lit(bounds["high"] + margin_us))
-    return ids.filter(
+    near_ids = ids.filter(
         F.col("event_date").between(F.to_date(low), F.to_date(high))
         & F.col("event_ts").between(low, high)
     ).select("event_id")
+    return near_ids, bounds["rows"]

@@ -42,6 +42,10 @@ FIELD_REASONS = (
 DUPLICATE = "duplicate"
 # The column ``mark_duplicates``' caller adds to copies a later step will reject.
 REJECTED = "_rejected"
+# Up to this many rows in a batch, ``mark_duplicates`` broadcasts Kafka coordinates. Each
+# broadcast holds at most every row's (384 MiB in the driver for 2M rows, measured, when
+# every row is a copy: a redelivered backlog); larger batches are joined by shuffle.
+BROADCAST_ROWS_LIMIT = 2_000_000
 
 _CORRUPT = "_corrupt_record"
 
@@ -192,6 +196,7 @@ def mark_duplicates(
     events: DataFrame,
     seen_event_ids: DataFrame,
     with_rejected: Callable[[DataFrame], DataFrame] | None = None,
+    broadcast: bool = True,
 ) -> DataFrame:
     """Add ``duplicate_of_earlier``: the event id was already seen, in ``seen_event_ids``
     (one column ``event_id``), or another copy in this frame is the one kept.
@@ -213,8 +218,11 @@ def mark_duplicates(
     coordinates), and the duplicates' coordinates are broadcast to mark the rows where they
     are, so the wide rows are never shuffled (1M events, marking alone: 7.0 s against
     4.1 s; choosing among copies this way cost nothing measurable, silver 52.1 s against
-    52.9 s without it). When most rows are copies, both broadcasts hold most coordinates.
+    52.9 s without it). When most rows are copies, both broadcasts hold most coordinates:
+    a caller passes ``broadcast=False`` for a batch above ``BROADCAST_ROWS_LIMIT`` rows, and
+    Spark then chooses its joins by their sizes.
     """
+    hint = F.broadcast if broadcast else (lambda frame: frame)
     coordinates = ["topic", "partition", "offset"]
     # An event without an id is no copy of another one (the silver suite drops it for
     # having none): only ids are compared.
@@ -224,7 +232,7 @@ def mark_duplicates(
         .filter(F.col("_copies") > 1)
         .select(*coordinates)
     )
-    copies = events.join(F.broadcast(copied), on=coordinates, how="left_semi")
+    copies = events.join(hint(copied), on=coordinates, how="left_semi")
     if with_rejected is None:
         copies = copies.withColumn(REJECTED, F.lit(False))
     else:
@@ -244,7 +252,7 @@ def mark_duplicates(
         .distinct()
         .withColumn("duplicate_of_earlier", F.lit(True))
     )
-    return events.join(F.broadcast(duplicates), on=coordinates, how="left").withColumn(
+    return events.join(hint(duplicates), on=coordinates, how="left").withColumn(
         "duplicate_of_earlier", F.coalesce(F.col("duplicate_of_earlier"), F.lit(False))
     )
 
