@@ -95,16 +95,20 @@ class CrashRun:
         except BaseException as error:  # handed to the test that joins
             self._error = error
 
-    def _run_to_the_end(self) -> subprocess.CompletedProcess:
-        """One more driver, not killed: its outcome (killed only by ``cancel``)."""
-        self._process = process = subprocess.Popen(
+    def _driver(self, **options) -> subprocess.Popen:
+        """A driver in a process group of its own, so a kill reaches its JVM too."""
+        return subprocess.Popen(
             self.command,
             env=self.environment,
-            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            **options,
         )
+
+    def _run_to_the_end(self) -> subprocess.CompletedProcess:
+        """One more driver, not killed: its outcome (killed only by ``cancel``)."""
+        self._process = process = self._driver(stdout=subprocess.PIPE)
         try:
             stdout, stderr = process.communicate(timeout=FINAL_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -120,13 +124,7 @@ class CrashRun:
             if phase == "gold merge":
                 self.produce_last()
             started = time.monotonic()
-            self._process = process = subprocess.Popen(
-                self.command,
-                env=self.environment,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
+            self._process = process = self._driver()
             seen = wait_for_line(process, line, LINE_TIMEOUT_S)
             if seen is True:
                 time.sleep(rng.uniform(low_s, high_s))
