@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 
 REPLAY = "replay"
 # The flows that write a workspace's silver and gold (maintenance rewrites their files).
@@ -52,14 +56,19 @@ def holding_workspace(
     from prefect.runtime import flow_run
 
     name = limit_name(profile, workspace)
-    slots = _ensure_limit(name)
+    limit = _ensure_limit(name)
+    if not limit.active:  # Prefect would grant nothing and refuse nothing
+        raise RuntimeError(
+            f"{doing} on workspace {workspace!r} refused: its lock {name!r} is disabled;"
+            f" enable it with `prefect global-concurrency-limit enable {name}`"
+        )
     holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
     hold = ExitStack()
     try:
         hold.enter_context(
             concurrency(
                 name,
-                occupy=slots if exclusive else 1,
+                occupy=limit.limit if exclusive else 1,
                 max_retries=0,  # refuse at once: never queue a replay behind writers
                 lease_duration=LEASE_S,
                 strict=True,
@@ -84,22 +93,22 @@ def holding_workspace(
         yield
 
 
-def _ensure_limit(name: str) -> int:
-    """The limit's slots, creating it when missing (a racing creator's is as good)."""
+def _ensure_limit(name: str) -> GlobalConcurrencyLimitResponse:
+    """The limit, created when missing (a racing creator's is as good)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
-            return client.read_global_concurrency_limit_by_name(name).limit
+            return client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
             pass
         with suppress(ObjectAlreadyExists):
             client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=name, limit=SLOTS)
             )
-        return client.read_global_concurrency_limit_by_name(name).limit
+        return client.read_global_concurrency_limit_by_name(name)
 
 
 def active_runs(flows: tuple[str, ...], profile: str, workspace: str) -> list[str]:

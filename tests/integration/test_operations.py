@@ -149,9 +149,12 @@ def test_streaming_restarts_a_failed_query_and_stops_cleanly(workspace, spark, m
 def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace, spark) -> None:
     """No run on Prefect's record here: only the lock (a global concurrency limit) says
     the workspace is taken, as when two runs start at once."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
     from flows.guard import holding_workspace, limit_name, release_command
     from flows.medallion import medallion
-    from flows.operations import replay
+    from flows.operations import maintenance, replay
 
     target, manifest = workspace
     lock = limit_name("local", target.workspace)
@@ -195,6 +198,16 @@ def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace
         thread.join()
     assert sorted(outcomes)[0] == "held"
     assert sorted(outcomes)[1].startswith(f"replay on workspace {target.workspace!r} refused")
+
+    # A lock someone disabled would let anything through: nothing runs until it is enabled.
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(lock, GlobalConcurrencyLimitUpdate(active=False))
+        try:
+            disabled = maintenance(workspace=target.workspace, return_state=True)
+        finally:
+            client.update_global_concurrency_limit(lock, GlobalConcurrencyLimitUpdate(active=True))
+    assert disabled.is_failed()
+    assert f"its lock {lock!r} is disabled; enable it with `prefect" in disabled.message
 
 
 def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace, spark) -> None:
