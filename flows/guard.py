@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 REPLAY = "replay"
 # The flows that write a workspace's silver and gold (maintenance rewrites their files).
 WRITERS = ("medallion", "streaming", "maintenance", REPLAY)
-# A writer holds one slot and a replay every one: more writers than this at once on one
-# workspace would wait for nothing, they are refused like a replay's.
+# A writer holds one slot and a replay all of them; a writer beyond this many running at
+# once on one workspace is refused as it would be during a replay.
 SLOTS = 100
 LEASE_S = 60  # Prefect's shortest lease; renewed while the run lives
 
