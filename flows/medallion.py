@@ -66,14 +66,20 @@ def _retry_if_transient(task, task_run, state) -> bool:
     cache_policy=NO_CACHE,
 )
 def check_stack(profile: Profile) -> str:
-    """Make sure the event source answers; on the local profile, start the stack if down.
+    """Make sure the event source and the lake's endpoint answer; on the local profile,
+    start the stack if down.
 
     A service still starting or briefly unreachable is retried for about a minute; a
     stack that cannot start until someone acts (``make setup`` not run, a port another
     program holds, a bootstrap host no DNS server knows) fails at once, with the one line
     that says what to do.
     """
-    from spark.io.preflight import PreflightError, UnknownHostError, check_source_reachable
+    from spark.io.preflight import (
+        PreflightError,
+        UnknownHostError,
+        check_lake_endpoint,
+        check_source_reachable,
+    )
 
     logger = get_run_logger()
     started = time.monotonic()
@@ -88,6 +94,7 @@ def check_stack(profile: Profile) -> str:
             raise TransientError(f"local stack not ready: {error}") from error
     try:
         check_source_reachable(profile.source)
+        check_lake_endpoint(profile)
     except UnknownHostError as error:
         raise RuntimeError(str(error)) from None
     except PreflightError as error:

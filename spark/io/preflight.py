@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import socket
 
-from spark.settings import EventSource, Profile
+from spark.settings import EventSource, Lake, Profile
 
 
 class PreflightError(RuntimeError):
@@ -40,6 +40,56 @@ def check_source_reachable(source: EventSource, timeout_s: float = 5.0) -> None:
     if unknown == len(errors):
         raise UnknownHostError(f"{message} (no such host: check the name)")
     raise PreflightError(message)
+
+
+# Ports of the Azure storage schemes when the profile names no endpoint: abfs keeps TLS
+# unless fs.azure.always.use.https is false; wasb is plain HTTP.
+_STORAGE_PORTS = {"abfs": 443, "abfss": 443, "wasb": 80, "wasbs": 443}
+
+
+def lake_endpoints(lake: Lake) -> list[tuple[str, int]]:
+    """The (host, port) pairs the lake's tables and checkpoints are reached at: the
+    profile's ``fs.azure.abfs.endpoint`` when it names one (Azurite), else each root's
+    account host. Empty for a filesystem this check does not know (a local path)."""
+    configured = lake.storage_conf.get("fs.azure.abfs.endpoint", "").strip()
+    endpoints = []
+    for root in (lake.root, lake.checkpoint_root):
+        scheme, _, rest = root.partition("://")
+        port = _STORAGE_PORTS.get(scheme.lower())
+        if port is None:
+            continue
+        if configured:
+            address = configured.split("://")[-1].rstrip("/")
+            host, colon, port_text = address.rpartition(":")
+            if not colon:
+                host, port_text = address, str(port)
+            if not port_text.isdigit():
+                raise PreflightError(
+                    f"setting fs.azure.abfs.endpoint is not host:port: {configured!r}"
+                )
+            endpoint = (host, int(port_text))
+        else:
+            endpoint = (rest.split("/")[0].rpartition("@")[2], port)
+        if endpoint not in endpoints:
+            endpoints.append(endpoint)
+    return endpoints
+
+
+def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
+    """Open a TCP connection to each storage endpoint of the lake, before any JVM starts:
+    a lake whose endpoint nothing answers at is named in seconds. (Whether the account
+    and its credentials work is ``check_lake_reachable``'s question.)"""
+    for host, port in lake_endpoints(profile.lake):
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                pass
+        except OSError as error:
+            unknown = isinstance(error, socket.gaierror) and error.errno in _NO_SUCH_NAME
+            raise (UnknownHostError if unknown else PreflightError)(
+                f"lake unreachable: lake.root={profile.lake.root}: {host}:{port} ({error})"
+                + (" (no such host: check the name)" if unknown else "")
+                + (" (is Azurite running? `make stack-up`)" if profile.name == "local" else "")
+            ) from None
 
 
 def check_lake_reachable(spark, profile: Profile) -> None:
@@ -78,6 +128,7 @@ def lake_session(profile: Profile, app_name: str):
     account), instead of a Java stack trace from the first table read."""
     from spark.session import build_spark_session
 
+    check_lake_endpoint(profile)  # seconds, before a JVM is started
     spark = build_spark_session(profile, app_name=app_name)
     check_lake_reachable(spark, profile)
     return spark

@@ -60,3 +60,63 @@ def test_a_host_no_dns_server_knows_is_told_apart_from_one_that_is_down(servers,
         check_source_reachable(source, timeout_s=1.0)
     assert isinstance(raised.value, UnknownHostError) is unknown
     assert ("no such host" in str(raised.value)) is unknown
+
+
+@pytest.mark.parametrize(
+    ("root", "checkpoint_root", "storage_conf", "endpoints"),
+    [
+        (
+            "abfs://lake@devstoreaccount1.dfs.core.windows.net/lake",
+            "abfs://lake@devstoreaccount1.dfs.core.windows.net/_checkpoints",
+            {"fs.azure.abfs.endpoint": "127.0.0.1:10000"},
+            [("127.0.0.1", 10000)],
+        ),
+        (
+            "abfss://lake@prod.dfs.core.windows.net/lake",
+            "abfss://checks@other.dfs.core.windows.net/_checkpoints",
+            {},
+            [("prod.dfs.core.windows.net", 443), ("other.dfs.core.windows.net", 443)],
+        ),
+        (
+            "wasb://lake@acct.blob.core.windows.net/x",
+            "/tmp/checkpoints",
+            {},
+            [("acct.blob.core.windows.net", 80)],
+        ),
+        ("file:/tmp/lake", "/tmp/checkpoints", {}, []),
+    ],
+)
+def test_the_lake_endpoints_come_from_the_roots_or_the_configured_endpoint(
+    root, checkpoint_root, storage_conf, endpoints
+):
+    from spark.io.preflight import lake_endpoints
+    from spark.settings import Lake
+
+    lake = Lake(root=root, checkpoint_root=checkpoint_root, catalog="x", storage_conf=storage_conf)
+    assert lake_endpoints(lake) == endpoints
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "error", "words"),
+    [
+        ("127.0.0.1:{free}", "PreflightError", "127.0.0.1:{free} ("),
+        ("reelhouse-nowhere.invalid:10000", "UnknownHostError", "no such host: check the name"),
+        ("127.0.0.1:blob", "PreflightError", "fs.azure.abfs.endpoint is not host:port"),
+    ],
+)
+def test_a_lake_endpoint_nothing_answers_at_is_named_before_a_jvm_starts(endpoint, error, words):
+    from dataclasses import replace
+
+    from spark.io import preflight
+    from spark.settings import load_profile
+    from tests.ports import free_port
+
+    port = str(free_port())
+    profile = load_profile("local", "preflight")
+    conf = {**profile.lake.storage_conf, "fs.azure.abfs.endpoint": endpoint.replace("{free}", port)}
+    profile = replace(profile, lake=replace(profile.lake, storage_conf=conf))
+    with pytest.raises(preflight.PreflightError) as raised:
+        preflight.check_lake_endpoint(profile, timeout_s=1.0)
+    assert type(raised.value).__name__ == error
+    assert words.replace("{free}", port) in str(raised.value)
+    assert str(raised.value).count("\n") == 0
