@@ -1,18 +1,23 @@
-"""The medallion run the layer tests read, and the kill -9 run compared with it."""
+"""The medallion run the layer tests read, the kill -9 run compared with it, and the gated
+run the quality and report tests read."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from local_stack.simulate.simulation import SimulationRequest, simulate
-from spark.settings import load_profile
+from spark.settings import Profile, load_profile
 from tests.conftest import produce_records
 from tests.integration.crash import STARTED, CrashRun
 
 EVENTS = 50_000
 LAST_RECORDS = 2_000  # the kill -9 run's gold batch 1
+GATED_EVENTS = 5_000
+GATED_RUN = "run-gated"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,6 +63,39 @@ def crash_run(stack, profile, simulation) -> Iterator[CrashRun]:
     run = CrashRun(crash.workspace, lambda: produce_records(crash, records[-LAST_RECORDS:]))
     yield run.start()
     run.cancel()
+
+
+def recent_simulation(events: int, **options):
+    """Simulated arrivals within the broker's 7-day retention, so none is deleted before read."""
+    start = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0).isoformat()
+    return simulate(SimulationRequest(events=events, start_time=start, days=1, **options))
+
+
+def workspace_of(profile: Profile, suffix: str, max_offsets: int | None = None) -> Profile:
+    """The local profile on a workspace of its own, ``<session workspace>-<suffix>``."""
+    workspace = load_profile("local", f"{profile.workspace}-{suffix}")
+    source = dataclasses.replace(workspace.source, max_offsets_per_trigger=max_offsets)
+    return dataclasses.replace(workspace, source=source)
+
+
+@pytest.fixture(scope="session")
+def gated_simulation():
+    return recent_simulation(GATED_EVENTS, seed=5, fault_rate=0.02)
+
+
+@pytest.fixture(scope="session")
+def gated(stack, spark, profile, gated_simulation) -> Profile:
+    """bronze, silver and gold over a simulated topic, every batch gated (run ``GATED_RUN``);
+    bronze in batches. The quality tests check its records, the report tests render them."""
+    from quality.gates import build_gate
+    from spark.jobs.layers import Trigger
+    from spark.run import run_layers
+
+    gated = workspace_of(profile, "quality", max_offsets=2_000)
+    produce_records(gated, gated_simulation.records, partitions=2)
+    gate = build_gate(gated, GATED_RUN)
+    run_layers(spark, gated, ["bronze", "silver", "gold"], Trigger(), gate=gate)
+    return gated
 
 
 @pytest.fixture

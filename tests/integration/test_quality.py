@@ -5,43 +5,24 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 
 import great_expectations as gx
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from local_stack.simulate.simulation import SimulationRequest, simulate
 from quality.gates import build_gate
 from quality.suites import Check, Suite, default_suites
 from spark.catalog import TABLES
 from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
-from spark.settings import load_profile
 from spark.transforms.gold import KEYS
 from tests.conftest import expected_quarantine_reasons, produce_records
+from tests.integration.conftest import GATED_RUN, recent_simulation, workspace_of
 
 pytestmark = pytest.mark.integration
 
-EVENTS = 5_000
 STRICT_CHECK = "strict_no_play_events"
-
-
-def _recent_simulation(events: int, **options):
-    """Simulated arrivals within the broker's 7-day retention, so none is deleted before read."""
-    start = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0).isoformat()
-    return simulate(SimulationRequest(events=events, start_time=start, days=1, **options))
-
-
-def _workspace(profile, suffix: str, max_offsets: int | None = None):
-    workspace = load_profile("local", f"{profile.workspace}-{suffix}")
-    source = dataclasses.replace(workspace.source, max_offsets_per_trigger=max_offsets)
-    return dataclasses.replace(workspace, source=source)
-
-
-def _produce(profile, simulation) -> None:
-    produce_records(profile, simulation.records, partitions=2)
 
 
 def _table(spark, profile, name):
@@ -55,21 +36,6 @@ def _committed_batches(spark, profile, query: str) -> set[int]:
     filesystem = commits.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     names = [status.getPath().getName() for status in filesystem.listStatus(commits)]
     return {int(name) for name in names if name.isdigit()}
-
-
-@pytest.fixture(scope="module")
-def gated_simulation():
-    return _recent_simulation(EVENTS, seed=5, fault_rate=0.02)
-
-
-@pytest.fixture(scope="module")
-def gated(stack, spark, profile, gated_simulation):
-    """bronze, silver and gold over a simulated topic, every batch gated; bronze in batches."""
-    gated = _workspace(profile, "quality", max_offsets=2_000)
-    _produce(gated, gated_simulation)
-    gate = build_gate(gated, "run-gated")
-    run_layers(spark, gated, ["bronze", "silver", "gold"], Trigger(), gate=gate)
-    return gated
 
 
 def test_every_batch_of_every_gated_table_is_recorded(spark, gated):
@@ -93,7 +59,7 @@ def test_every_batch_of_every_gated_table_is_recorded(spark, gated):
     # Only silver's drop checks met faults (they quarantine them); nothing warned or failed.
     failed = events.filter(~F.col("success")).select("table", "action").distinct().collect()
     assert {(row.table, row.action) for row in failed} == {("silver.events", "drop")}
-    assert events.select("run_id").distinct().collect()[0].run_id == "run-gated"
+    assert events.select("run_id").distinct().collect()[0].run_id == GATED_RUN
 
 
 def test_quarantine_per_expectation_equals_the_injected_faults(spark, gated, gated_simulation):
@@ -183,10 +149,10 @@ def _count(spark, location: str) -> int:
 
 
 def test_a_failed_batch_promotes_nothing_until_the_suite_is_relaxed(stack, spark, profile):
-    strict = _workspace(profile, f"strict-{uuid.uuid4().hex[:6]}")
+    strict = workspace_of(profile, f"strict-{uuid.uuid4().hex[:6]}")
     _forget_table_names(spark)
-    simulation = _recent_simulation(1_000, seed=9)
-    _produce(strict, simulation)
+    simulation = recent_simulation(1_000, seed=9)
+    produce_records(strict, simulation.records, partitions=2)
 
     with pytest.raises(RunError) as stopped:
         run_layers(

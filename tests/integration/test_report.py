@@ -11,12 +11,8 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.simulate.world import SCRIPT_TITLE
-from spark.jobs.layers import Trigger
-from spark.run import run_layers
-from spark.settings import load_profile
-from tests.conftest import produce_records
+from tests.integration.conftest import GATED_RUN
 
 pytestmark = pytest.mark.integration
 
@@ -25,14 +21,11 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
-def report(stack, spark, profile):
+def report(spark, gated):
+    """The report of the session's gated run (``gated``: every layer, faults injected)."""
     from quality.report import build_report
 
-    target = load_profile("local", f"{profile.workspace}-report")
-    simulation = simulate(SimulationRequest(events=8000, seed=5, fault_rate=0.03, with_truth=False))
-    produce_records(target, simulation.records, partitions=2)
-    run_layers(spark, target, ["bronze", "silver", "gold"], Trigger(), run_id="report-test")
-    return build_report(spark, target, "report-test")
+    return build_report(spark, gated, GATED_RUN)
 
 
 @pytest.fixture(scope="module")
