@@ -6,6 +6,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from local_stack import class_archive
 from local_stack.jvm import spark_jars
 from local_stack.settings import EMULATOR_KEY, PACKAGE_DIR, load_stack_settings
 
@@ -29,10 +30,13 @@ class LocalProfileProvider:
         }
         with PROFILE_FILE.open("rb") as handle:
             raw = _fill(tomllib.load(handle), values)
-        raw["spark"]["conf"] = {
-            **raw["spark"].get("conf", {}),
-            "spark.jars": ",".join(spark_jars()),
-        }
+        conf = {**raw["spark"].get("conf", {}), "spark.jars": ",".join(spark_jars())}
+        # The classes a driver loads, mapped from make setup's archive when there is one.
+        archive = class_archive.driver_options()
+        if archive:
+            options = conf.get("spark.driver.extraJavaOptions", "")
+            conf["spark.driver.extraJavaOptions"] = f"{options} {archive}".strip()
+        raw["spark"]["conf"] = conf
         return raw
 
 
