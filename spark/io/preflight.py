@@ -78,7 +78,13 @@ def lake_endpoints(lake: Lake) -> list[tuple[str, int]]:
 def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
     """Open a TCP connection to each storage endpoint of the lake, before any JVM starts:
     a lake whose endpoint nothing answers at is named in seconds. (Whether the account
-    and its credentials work is ``check_lake_reachable``'s question.)"""
+    and its credentials work is ``check_lake_reachable``'s question.)
+
+    A driver told to reach the internet through a proxy (``-Dhttps.proxyHost`` in its
+    Java options) may have no direct route to the endpoint: the JVM's check alone applies.
+    """
+    if "proxyHost=" in profile.spark_conf.get("spark.driver.extraJavaOptions", ""):
+        return
     for host, port in lake_endpoints(profile.lake):
         try:
             with socket.create_connection((host, port), timeout=timeout_s):

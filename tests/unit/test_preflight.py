@@ -120,3 +120,26 @@ def test_a_lake_endpoint_nothing_answers_at_is_named_before_a_jvm_starts(endpoin
     assert type(raised.value).__name__ == error
     assert words.replace("{free}", port) in str(raised.value)
     assert str(raised.value).count("\n") == 0
+
+
+def test_a_driver_behind_a_proxy_leaves_the_lake_check_to_its_jvm():
+    from dataclasses import replace
+
+    from spark.io import preflight
+    from spark.settings import load_profile
+    from tests.ports import free_port
+
+    profile = load_profile("local", "preflight")
+    conf = {**profile.lake.storage_conf, "fs.azure.abfs.endpoint": f"127.0.0.1:{free_port()}"}
+    options = "-XX:+UseParallelGC -Dhttps.proxyHost=proxy.example -Dhttps.proxyPort=3128"
+    profile = replace(
+        profile,
+        lake=replace(profile.lake, storage_conf=conf),
+        spark_conf={**profile.spark_conf, "spark.driver.extraJavaOptions": options},
+    )
+    preflight.check_lake_endpoint(profile, timeout_s=1.0)  # no direct route is needed
+    with pytest.raises(preflight.PreflightError):
+        preflight.check_lake_endpoint(
+            replace(profile, spark_conf={"spark.driver.extraJavaOptions": "-XX:+UseParallelGC"}),
+            timeout_s=1.0,
+        )
