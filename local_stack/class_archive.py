@@ -5,8 +5,8 @@ from one file instead of read and verified from jars at every start.
 (Delta create, append, MERGE, a streaming ``foreachBatch`` query, silver's parse) in a JVM
 started with ``-XX:ArchiveClassesAtExit`` (JDK 13+ dynamic archive). The local profile
 then starts its drivers with ``-XX:SharedArchiveFile`` when the archive exists. Measured
-on 2 cores: a session and a first Delta write and read, 27.5-31.4 s without the archive,
-20.8-22.4 s with it.
+on 2 cores: a session alone, 10.5 s without the archive, 6.0-7.3 s with it; a session and
+a first Delta write and read, 27.5-31.4 s against 19.6-22.4 s.
 
 The archive is named after what it depends on (the java binary, the pyspark version and
 its jars), so a changed JDK or Spark gets a new one. A JVM that cannot use an archive (a

@@ -69,6 +69,8 @@ def lake_endpoints(lake: Lake) -> list[tuple[str, int]]:
                 )
             endpoint = (host, int(port_text))
         else:
+            plain = lake.storage_conf.get("fs.azure.always.use.https", "").lower() == "false"
+            port = 80 if scheme.lower() == "abfs" and plain else port
             endpoint = (rest.split("/")[0].rpartition("@")[2], port)
         if endpoint not in endpoints:
             endpoints.append(endpoint)

@@ -84,6 +84,12 @@ def test_a_host_no_dns_server_knows_is_told_apart_from_one_that_is_down(servers,
             [("acct.blob.core.windows.net", 80)],
         ),
         ("file:/tmp/lake", "/tmp/checkpoints", {}, []),
+        (
+            "abfs://lake@acct.dfs.core.windows.net/lake",
+            "abfs://lake@acct.dfs.core.windows.net/_checkpoints",
+            {"fs.azure.always.use.https": "false"},
+            [("acct.dfs.core.windows.net", 80)],
+        ),
     ],
 )
 def test_the_lake_endpoints_come_from_the_roots_or_the_configured_endpoint(
