@@ -43,8 +43,9 @@ $(JVM_STAMP): local_stack/jvm/pom.xml $(VENV_STAMP)
 	$(PY) -m local_stack.jvm resolve
 	touch $@
 
-# The Spark driver's class-data-sharing archive (about 80 s once; drivers start about 8 s
-# sooner). Never fails setup: without it drivers start as before.
+# The Spark driver's class-data-sharing archive (about 100 s once; a session starts 3-4 s
+# sooner, and with its first Delta write and read about 8 s). Never fails setup: without
+# it drivers start as before.
 $(CLASS_ARCHIVE_STAMP): $(JVM_STAMP) $(VENV_STAMP)
 	$(PY) -m local_stack.class_archive
 	touch $@

@@ -71,8 +71,8 @@ def check_stack(profile: Profile) -> str:
 
     A service still starting or briefly unreachable is retried for about a minute; a
     stack that cannot start until someone acts (``make setup`` not run, a port another
-    program holds, a bootstrap host no DNS server knows) fails at once, with the one line
-    that says what to do.
+    program holds, a bootstrap or storage host no DNS server knows) fails at once, with the
+    one line that says what to do.
     """
     from spark.io.preflight import (
         PreflightError,
