@@ -41,6 +41,10 @@ def test_kill_9_of_the_driver_loses_and_doubles_nothing(spark, reference, crash_
         assert actual.count() == expected.count(), name
         assert actual.exceptAll(expected).count() == 0, name
         assert expected.exceptAll(actual).count() == 0, name
+    # The last driver's summary counts the rows its tables hold, each record once (the
+    # query's own progress counts gated bronze's two reads of a batch).
+    bronze_rows = _table(spark, reference, "bronze.events").count()
+    assert f"bronze.events {bronze_rows:,} rows" in final.stdout, final.stdout
     for name in gold.KEYS:  # created in one commit with its properties, kill or not
         expected, actual = _detail(spark, reference, name), _detail(spark, crash, name)
         assert actual["description"] == expected["description"], name
