@@ -33,6 +33,8 @@ help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 setup: $(VENV_STAMP) $(JVM_STAMP) $(CLASS_ARCHIVE_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) ## install Python deps, JVM jars, the driver's class archive, Azurite, Chromium (idempotent)
+	@# Prefect creates its home without parents: on a fresh clone it warned on every import.
+	@mkdir -p $(PREFECT_HOME)
 
 $(VENV_STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
