@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
-from spark.catalog import TABLES
 from spark.gates import Gate, GateFailure, load_gate
 from spark.io.preflight import PreflightError, check_source_reachable, lake_session
 from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.settings import Profile, SettingsError, load_profile
+from spark.tables import describe_tables
 
 log = logging.getLogger("spark.run")
 
@@ -169,20 +169,18 @@ def main(argv: list[str] | None = None) -> int:
 def summary_lines(spark: SparkSession, profile: Profile, progress: dict[str, dict]) -> list[str]:
     """Per layer: its last micro-batch and the rows its tables hold now.
 
-    Rows are counted in the tables, not taken from the query's progress: Spark's
-    ``numInputRows`` counts every read of a micro-batch, and gated bronze reads its Kafka
-    records twice (the gate's four numbers, then the write), so 200 records read as 400.
+    Rows are counted in the tables (``spark.tables``), not taken from the query's progress:
+    Spark's ``numInputRows`` counts every read of a micro-batch, and gated bronze reads its
+    Kafka records twice (the gate's four numbers, then the write), so 200 records read as 400.
     """
-    from delta.tables import DeltaTable
-
+    tables = describe_tables(spark, profile)
     lines = []
     for layer, last in progress.items():
-        counts = []
-        for spec in TABLES:
-            location = profile.lake.table_location(spec.name)
-            if spec.layer == layer and DeltaTable.isDeltaTable(spark, location):
-                rows = spark.read.format("delta").load(location).count()
-                counts.append(f"{spec.name} {rows:,} rows")
+        counts = [
+            f"{table['name']} {table['rows']:,} rows"
+            for table in tables
+            if table["name"].split(".")[0] == layer
+        ]
         held = "; ".join(counts) or "no table yet"
         lines.append(f"{layer}: last batch {last.get('batchId', '-')}; {held}")
     return lines
