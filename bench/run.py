@@ -4,7 +4,9 @@ Writes ``bench/results/latest.json`` and prints a table. After a warm-up on a to
 its own, a tenth of the backlog (so no measured query pays the JVM's compilation and
 Great Expectations' first-call costs), each layer runs alone over the
 whole backlog (available-now), then all layers together on a second workspace reading
-the same topic (end to end), then each layer alone again without its gate on a third
+the same topic (end to end), then one new event at a time through all layers of that
+workspace, its tables holding the backlog (freshness: what a micro-batch costs at the
+least, whatever its size), then each layer alone again without its gate on a third
 workspace (what gating costs in all), then a minimal hand-written Kafka -> Delta copy
 (the floor a user would write). ``gate_overhead_pct`` is the share of the gated layers'
 time spent validating (from ``quality.validation_events``); ``gated_vs_ungated_pct`` the
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import threading
 import time
 from dataclasses import replace
@@ -43,6 +46,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # still ran its hot loops partly interpreted (1M events: bronze 21.6 s, then 17.5 s on a
 # third run; a first Delta write of the backlog 16.8 s, then 8.5 s).
 MIN_WARM_UP_EVENTS = 5_000
+LAYERS = ("bronze", "silver", "gold")
+# One new event at a time, this many times: the median round is reported.
+FRESHNESS_ROUNDS = 3
 
 
 class PeakMemory:
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark_session(profile, app_name="reelhouse-bench")
         _warm_up(spark, stack, stamp, warm_up_events)
         layer_s = {}
-        for layer in ("bronze", "silver", "gold"):
+        for layer in LAYERS:
             layer_s[layer] = _timed(
                 lambda layer=layer: run_layers(
                     spark, profile, [layer], Trigger(), run_id=f"bench-{stamp}"
@@ -159,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         results["end_to_end_eps"] = records / end_to_end_s
+        freshness = _freshness(spark, together, f"bench-{stamp}-e2e")
+        results["freshness_s"] = freshness["total"]
+        results["freshness_layer_s"] = {layer: freshness[layer] for layer in LAYERS}
         # The same layers without their gates: what gating costs, all of it (caching the
         # batch, validating, recording, splitting out dropped rows).
         ungated_s = {
@@ -231,6 +240,32 @@ def _warm_up(spark, stack: LocalStack, stamp: str, events: int) -> None:
     _baseline_copy(spark, warm, stamp)
 
 
+def _freshness(spark, profile, run_id: str) -> dict[str, float]:
+    """Seconds from one new event sent to its rows in every gold table, through warm layers
+    whose tables already hold the backlog, per layer and in all (``total``, the send
+    included): the median of ``FRESHNESS_ROUNDS`` rounds, one event each. Fixed costs,
+    not throughput: a continuous run's micro-batch costs at least this much, whatever
+    its size. The events are clean and of the backlog's days (another seed)."""
+    records = simulate(SimulationRequest(events=50, seed=99, with_truth=False)).records
+    options = profile.source.client_options()
+    rounds = []
+    for record in records[:FRESHNESS_ROUNDS]:
+        send_s = send_to_kafka(
+            [record], profile.source.topic, options, rate=0, progress=False, producers=1
+        )
+        seconds = {"send": send_s}
+        for layer in LAYERS:
+            seconds[layer] = _timed(
+                lambda layer=layer: run_layers(spark, profile, [layer], Trigger(), run_id=run_id)
+            )
+        seconds["total"] = sum(seconds.values())
+        rounds.append(seconds)
+    return {
+        key: round(statistics.median(seconds[key] for seconds in rounds), 1)
+        for key in ("total", *LAYERS)
+    }
+
+
 def _stack_contents(stack: LocalStack) -> dict[str, int]:
     workspaces = list_workspaces(stack.settings)
     return {
@@ -301,6 +336,8 @@ def _print_table(results: dict) -> None:
         "baseline_copy_eps",
     ):
         print(f"  {key:<20} {results[key]:>12,.0f} events/s")
+    layers = ", ".join(f"{layer} {s}" for layer, s in results["freshness_layer_s"].items())
+    print(f"  {'freshness_s':<20} {results['freshness_s']:>12} ({layers})")
     print(f"  {'peak_rss_mb':<20} {results['peak_rss_mb']:>12,.0f}")
     print(f"  {'gate_overhead_pct':<20} {str(results['gate_overhead_pct']):>12}")
     print(f"  {'gated_vs_ungated_pct':<20} {results['gated_vs_ungated_pct']:>12}")
