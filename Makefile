@@ -10,6 +10,7 @@ EVENTS ?= 100000
 FAULT_RATE ?= 0.01
 BENCH_EVENTS ?= 1000000
 BENCH_KEEP ?=
+BENCH_ROUNDS ?=
 
 # Prefect keeps its database and settings inside the project (git-ignored).
 export PREFECT_HOME := $(CURDIR)/.stack/prefect
@@ -94,7 +95,7 @@ azure-preflight: $(VENV_STAMP) ## check an Azure deployment (config, Key Vault, 
 	$(PY) -m azure_profile.preflight
 
 bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json
-	$(PY) -m bench.run --events $(BENCH_EVENTS) $(if $(BENCH_KEEP),--keep)
+	$(PY) -m bench.run --events $(BENCH_EVENTS) $(if $(BENCH_KEEP),--keep) $(if $(BENCH_ROUNDS),--bronze-rounds $(BENCH_ROUNDS))
 
 workspaces: setup ## list the local stack's workspaces: blobs, size, topics
 	$(PY) -m local_stack workspaces
