@@ -1,4 +1,5 @@
-"""Can these Kafka client options log in? A fast, one-line answer for the preflight.
+"""Can these Kafka client options log in, and read the event hub? Fast, one-line answers
+for the preflight.
 
 Each bootstrap address is checked in the order a client meets its failures: TCP connect,
 TLS handshake (is the certificate trusted?), then the Kafka handshake with SASL. Every
@@ -34,6 +35,19 @@ class KafkaAuthError(KafkaCheckError):
     """The endpoint rejected the SASL credentials."""
 
 
+class EventHubMissing(KafkaCheckError):
+    """The namespace has no event hub of that name."""
+
+
+class EventHubForbidden(KafkaCheckError):
+    """The credentials log in, but may not read the event hub."""
+
+
+# Kafka's error codes for a topic in a metadata answer.
+UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
 def check_kafka_sasl(
     client_options: Mapping[str, str], namespace: str, timeout_s: float = 10
 ) -> None:
@@ -57,6 +71,52 @@ def check_kafka_sasl(
         host, _, port = address.strip().rpartition(":")
         _connect(host, int(port), namespace, deadline, config["ssl_context"] if uses_tls else None)
         _log_in(config, address.strip(), namespace, deadline)
+
+
+def event_hub_partitions(
+    client_options: Mapping[str, str], event_hub: str, namespace: str, timeout_s: float = 10
+) -> int:
+    """How many partitions ``event_hub`` has, as the credentials in ``client_options`` see
+    it; raise EventHubMissing or EventHubForbidden (one line each) if they cannot read it.
+
+    For after ``check_kafka_sasl`` passed: the login is known to work, so the Kafka client's
+    own retries end fast. A metadata request names the event hub, as Spark's source does;
+    Event Hubs answers it with an authorization error when the identity holds no data role
+    on it (or the connection string's policy has no Listen claim).
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    config = {
+        **kafka_python_config(client_options),
+        "client_id": "reelhouse-preflight",
+        "request_timeout_ms": int(timeout_s * 1000),
+    }
+    try:
+        admin = KafkaAdminClient(**config)
+        try:
+            described = admin.describe_topics([event_hub])
+        finally:
+            admin.close()
+    except KafkaError as error:
+        raise KafkaCheckError(
+            f"cannot describe event hub {event_hub} in namespace {namespace}:"
+            f" {type(error).__name__} {error}"
+        ) from None
+    answer = next((topic for topic in described if topic.get("name") == event_hub), {})
+    code = answer.get("error_code", UNKNOWN_TOPIC_OR_PARTITION)
+    if code == UNKNOWN_TOPIC_OR_PARTITION:
+        raise EventHubMissing(f"namespace {namespace} has no event hub {event_hub}")
+    if code == TOPIC_AUTHORIZATION_FAILED:
+        raise EventHubForbidden(
+            f"namespace {namespace} does not let these credentials read event hub {event_hub}"
+            " (TOPIC_AUTHORIZATION_FAILED)"
+        )
+    if code:
+        raise KafkaCheckError(
+            f"namespace {namespace} answered for event hub {event_hub} with Kafka error {code}"
+        )
+    return len(answer.get("partitions") or [])
 
 
 def _ssl_context(config: dict) -> ssl.SSLContext:

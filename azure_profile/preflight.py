@@ -19,7 +19,12 @@ from urllib.parse import urlparse
 from azure_profile.deployment import Deployment, load_deployment
 from azure_profile.eventhubs import kafka_options
 from azure_profile.profile import PROFILE_FILE, secret_source
-from spark.settings import SettingsError, resolve_placeholders
+from spark.settings import (
+    DEFAULT_WORKSPACE,
+    SettingsError,
+    resolve_placeholders,
+    selected_workspace,
+)
 
 CONNECT_TIMEOUT_S = 5.0
 SECRET_ACCESS_HINTS = {
@@ -55,6 +60,7 @@ class Preflight:
     """The checks, run in order; a check's prerequisites must have passed."""
 
     debug: bool = False
+    workspace: str = DEFAULT_WORKSPACE
     results: list[CheckResult] = field(default_factory=list)
     deployment: Deployment | None = None
     secret_names: dict[str, str] = field(default_factory=dict)
@@ -69,6 +75,7 @@ class Preflight:
         self._check(
             "event hubs sasl handshake", ["event hubs reachable", "secrets"], self._kafka_handshake
         )
+        self._check("event hub", ["event hubs sasl handshake"], self._event_hub)
         self._check("storage reachable", ["configuration"], self._storage_reachable)
         self._check("lake container", ["storage reachable", "secrets"], self._container)
         return self.results
@@ -201,6 +208,42 @@ class Preflight:
         mechanism = "PLAIN" if hubs.auth == "connection_string" else "OAUTHBEARER"
         return f"SASL {mechanism} accepted by namespace {hubs.namespace}"
 
+    def _event_hub(self) -> str:
+        from azure_profile.kafka_check import (
+            EventHubForbidden,
+            EventHubMissing,
+            KafkaCheckError,
+            event_hub_partitions,
+        )
+        from spark.settings import load_profile
+
+        hubs = self.deployment.eventhubs
+        # The workspace's event hub and Kafka options exactly as the jobs get them.
+        try:
+            source = load_profile("azure", self.workspace).source
+        except SettingsError as error:
+            raise CheckFailed(str(error), "see README 'Running on Azure'") from None
+        try:
+            partitions = event_hub_partitions(source.client_options(), source.topic, hubs.namespace)
+        except EventHubMissing as error:
+            raise CheckFailed(
+                str(error),
+                "create it: az eventhubs eventhub create --resource-group <group>"
+                f" --namespace-name {hubs.namespace} --name {source.topic} --partition-count 4;"
+                " or check --workspace and REELHOUSE_EVENTHUB",
+            ) from None
+        except EventHubForbidden as error:
+            raise CheckFailed(
+                str(error),
+                "use a connection string of a policy with Listen and Send"
+                if hubs.auth == "connection_string"
+                else "give the identity the Azure Event Hubs Data Receiver and Sender roles"
+                " on the namespace or the event hub",
+            ) from None
+        except KafkaCheckError as error:
+            raise CheckFailed(str(error), "rerun with --debug") from None
+        return f"{source.topic}: {partitions} partitions, readable"
+
     def _storage_reachable(self) -> str:
         storage = self.deployment.storage
         host, port = _storage_address(self.deployment)
@@ -311,14 +354,21 @@ def _first_line(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m azure_profile.preflight", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    parser.add_argument(
+        "--workspace", help="whose event hub to check (default: REELHOUSE_WORKSPACE, or main)"
+    )
     args = parser.parse_args(argv)
+    try:
+        workspace = selected_workspace(args.workspace)
+    except SettingsError as error:
+        parser.error(str(error))
     # The Azure and Kafka clients log each failed attempt over many lines; the checks'
     # one-line results say it all (--debug shows everything).
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.CRITICAL)
     # kafka-python logs every request it sends at DEBUG, the SASL login's connection string
     # (and its key) among them: never below INFO, --debug or not.
     logging.getLogger("kafka").setLevel(max(logging.getLogger().level, logging.INFO))
-    preflight = Preflight(debug=args.debug)
+    preflight = Preflight(debug=args.debug, workspace=workspace)
     for result in preflight.run():
         print(result.line())
     failed = sum(result.status == "FAIL" for result in preflight.results)

@@ -214,6 +214,14 @@ class KafkaBroker(Service):
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
             "EVENTHUBS:SASL_SSL",
             **self._eventhubs_listener_properties(),
+            # Event Hubs' data roles as Kafka ACLs: an event hub (topic) without ACLs is open
+            # to every login, as a role on the namespace opens all of them; one with ACLs
+            # only to the principals they name (the preflight's tests deny one that way).
+            # The local listeners' clients (the broker itself, the local profile) are
+            # anonymous and super users: ACLs never apply to them.
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "true",
+            "super.users": "User:ANONYMOUS",
             "log.dirs": str(self.data_dir),
             "num.partitions": str(kafka.default_partitions),
             # Topics are created explicitly by the project, never by a typo.

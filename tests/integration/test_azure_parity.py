@@ -28,11 +28,14 @@ from local_stack import eventhubs
 from local_stack.jvm import spark_jars
 from local_stack.parity import secret_client
 from local_stack.settings import EMULATOR_KEY, PROJECT_ROOT
+from local_stack.topics import ensure_topic
+from spark.settings import load_profile
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
 
 EVENTS = 3000
+PARTITIONS = 4
 
 
 @dataclass(frozen=True)
@@ -65,18 +68,25 @@ def parity(stack, profile) -> Iterator[Parity]:
     container = f"parity-{uuid.uuid4().hex[:8]}"
     stack.ensure_lake_container(container)
     environment = stack.azure_environment(container)
+    workspace = f"{profile.workspace}-azure"
     with pytest.MonkeyPatch.context() as patch:
         for key, value in environment.items():
             patch.setenv(key, value)
         for variable in ("AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_CLIENT_ID"):
             patch.delenv(variable, raising=False)
         _key_vault.cache_clear()
+        # The workspace's event hub, created as a user creates one before the first run.
+        ensure_topic(
+            stack.settings.kafka.bootstrap_servers,
+            load_profile("azure", workspace).source.topic,
+            PARTITIONS,
+        )
         yield Parity(
             environment=environment,
             connection_string=eventhubs.ensure_connection_string(stack.settings),
             account_key=EMULATOR_KEY,
             container=container,
-            workspace=f"{profile.workspace}-azure",
+            workspace=workspace,
         )
         _key_vault.cache_clear()
     BlobServiceClient.from_connection_string(
@@ -87,8 +97,6 @@ def parity(stack, profile) -> Iterator[Parity]:
 
 
 def test_the_azure_profile_reads_its_secrets_from_key_vault(parity):
-    from spark.settings import load_profile
-
     azure = load_profile("azure", parity.workspace)
 
     jaas = azure.source.kafka_options["sasl.jaas.config"]
@@ -104,18 +112,20 @@ def test_the_azure_profile_reads_its_secrets_from_key_vault(parity):
 def test_preflight_passes_against_the_local_services(parity, capsys):
     from azure_profile.preflight import main
 
-    assert main([]) == 0
+    assert main(["--workspace", parity.workspace]) == 0
     lines = capsys.readouterr().out.splitlines()
     checks = [line.split(":")[0] for line in lines if line[:4] in ("ok  ", "FAIL", "skip")]
-    assert len(checks) == 7
+    assert len(checks) == 8
+    event_hub = f"ok   event hub: {parity.workspace}.viewing-events: {PARTITIONS} partitions"
+    assert any(line.startswith(event_hub) for line in lines), lines
     assert all(line.startswith("ok") for line in lines if line[:4] in ("ok  ", "FAIL", "skip"))
     assert not any(value in "\n".join(lines) for value in parity.secret_values())
 
 
-def _preflight_lines(environment: dict[str, str]) -> list[str]:
+def _preflight_lines(environment: dict[str, str], workspace: str) -> list[str]:
     """Run the preflight as a user would; return its check lines (and check it exits 1)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "azure_profile.preflight"],
+        [sys.executable, "-m", "azure_profile.preflight", "--workspace", workspace],
         capture_output=True,
         text=True,
         env={**os.environ, **environment},
@@ -165,6 +175,12 @@ MISCONFIGURATIONS = {
         {},
         "event hubs reachable",
         ["reelhouse-nowhere.invalid"],
+    ),
+    "missing event hub": (
+        {"REELHOUSE_EVENTHUB": "no-such-hub"},
+        {},
+        "event hub",
+        ["has no event hub", "no-such-hub", "az eventhubs eventhub create"],
     ),
     "missing container": (
         {"REELHOUSE_ADLS_CONTAINER": "no-such-container"},
@@ -223,7 +239,7 @@ def test_preflight_names_each_misconfiguration(stack, parity, case):
         **{key: value.replace("{free_port}", port) for key, value in overrides.items()},
     }
 
-    lines = _preflight_lines(environment)
+    lines = _preflight_lines(environment, parity.workspace)
 
     failed = [line for line in lines if line.startswith("FAIL")]
     assert len(failed) == 1, lines
@@ -235,6 +251,39 @@ def test_preflight_names_each_misconfiguration(stack, parity, case):
     assert all(line[:4] in ("ok  ", "FAIL", "skip") for line in lines[:-1]), lines
     text = "\n".join(lines)
     assert not any(value in text for value in [*parity.secret_values(), *stored.values()])
+
+
+def test_preflight_names_an_event_hub_the_credentials_may_not_read(stack, parity):
+    """An event hub whose only role holder is another identity: Event Hubs answers the
+    metadata request with TOPIC_AUTHORIZATION_FAILED (the local broker by its ACLs)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+
+    environment = {**parity.environment, "REELHOUSE_EVENTHUB": "locked"}
+    locked = f"{parity.workspace}.locked"
+    ensure_topic(stack.settings.kafka.bootstrap_servers, locked, PARTITIONS)
+    admin = KafkaAdminClient(bootstrap_servers=stack.settings.kafka.bootstrap_servers)
+    others_only = ACL(
+        principal="User:another-identity",
+        host="*",
+        operation=ACLOperation.READ,
+        permission_type=ACLPermissionType.ALLOW,
+        resource_pattern=ResourcePattern(ResourceType.TOPIC, locked),
+    )
+    try:
+        created = admin.create_acls([others_only])
+        assert not created["failed"], created
+        lines = _preflight_lines(environment, parity.workspace)
+    finally:
+        admin.delete_acls([others_only])
+        admin.close()
+
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert failed == [
+        f"FAIL event hub: namespace reelhouse-local does not let these credentials read event"
+        f" hub {locked} (TOPIC_AUTHORIZATION_FAILED) (fix: use a connection string of a policy"
+        " with Listen and Send)"
+    ], lines
 
 
 @pytest.fixture(scope="module")
@@ -284,8 +333,6 @@ def azure_run(parity, tmp_path_factory) -> dict:
 def test_the_medallion_flow_runs_on_the_azure_profile_through_every_parity_service(
     spark, parity, azure_run
 ):
-    from spark.settings import load_profile
-
     result = azure_run["result"]
     simulation = result["simulation"]
     assert simulation["events"] == EVENTS
