@@ -43,6 +43,7 @@ class ProducerError(RuntimeError):
 # Java client options with a kafka-python argument of the same meaning and unit.
 _SAME_MEANING = {
     "request.timeout.ms": "request_timeout_ms",
+    "max.block.ms": "max_block_ms",
     "metadata.max.age.ms": "metadata_max_age_ms",
     "connections.max.idle.ms": "connections_max_idle_ms",
 }
@@ -136,6 +137,9 @@ class ClientCredentialsToken(AbstractTokenProvider):
         self.scope = scope
         self._token: str | None = None
         self._refresh_at = 0.0
+        # Why the last fetch failed (None after a success): kafka-python fetches on its
+        # network thread and only reports the timeout it ends in, so the producer names it.
+        self.last_failure: str | None = None
 
     def __repr__(self) -> str:  # never the secret, nor the token
         return f"ClientCredentialsToken({self.endpoint!r}, client_id={self.client_id!r})"
@@ -143,7 +147,12 @@ class ClientCredentialsToken(AbstractTokenProvider):
     def token(self) -> str:
         if self._token is None or time.time() >= self._refresh_at:
             fetched_at = time.time()
-            self._token, lifetime_s = self._fetch()
+            try:
+                self._token, lifetime_s = self._fetch()
+            except ProducerError as error:
+                self.last_failure = str(error)
+                raise
+            self.last_failure = None
             # The Java client's default (sasl.login.refresh.window.factor): at 80 % of the
             # lifetime, and never later than a minute before it ends.
             self._refresh_at = fetched_at + min(
@@ -170,6 +179,8 @@ class ClientCredentialsToken(AbstractTokenProvider):
                 answer = json.loads(response.read())
             token, lifetime_s = str(answer["access_token"]), float(answer.get("expires_in", 3600))
         except urllib.error.HTTPError as error:
+            if error.code >= 500:
+                raise ProducerError(f"{where} failed: {_oauth_error(error)}") from None
             message = f"{where} refused the client credentials: {_oauth_error(error)}"
             raise ProducerError(message) from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
@@ -246,17 +257,20 @@ def _send_share(job: tuple) -> str | None:
     records, sent = _SHARED["records"], _SHARED["sent"]
     bootstrap = ",".join(config.get("bootstrap_servers", []))
     try:
-        defaults = {"max_block_ms": 30000, "request_timeout_ms": 30000}
+        settings = {"max_block_ms": 30000, "request_timeout_ms": 30000, **config}
+        # The Java client's max.block.ms bounds the wait for the first metadata too;
+        # kafka-python has a timeout of its own for it.
+        settings["bootstrap_timeout_ms"] = settings["max_block_ms"]
         producer = KafkaProducer(
             acks="all",
             linger_ms=50,
             batch_size=1024 * 1024,
             max_request_size=4 * 1024 * 1024,
             compression_type=_best_compression(),
-            **{**defaults, **config},  # the profile's timeouts win
+            **settings,  # the profile's timeouts win
         )
     except KafkaError as error:
-        return f"cannot reach Kafka at {bootstrap}: {error}"
+        return _with_token_failure(f"cannot reach Kafka at {bootstrap}: {error}", config)
     errors: list[Exception] = []
     started = time.monotonic()
     mine = 0
@@ -278,14 +292,27 @@ def _send_share(job: tuple) -> str | None:
                     sent.value += 2000
         producer.flush()
     except KafkaError as error:
-        return f"delivery to topic {topic} at {bootstrap} failed: {error}"
+        return _with_token_failure(
+            f"delivery to topic {topic} at {bootstrap} failed: {error}", config
+        )
     finally:
         producer.close(timeout=10)
     with sent.get_lock():
         sent.value += mine % 2000
     if errors:
-        return f"{len(errors)} records to topic {topic} were not acknowledged: {errors[0]}"
+        return _with_token_failure(
+            f"{len(errors)} records to topic {topic} were not acknowledged: {errors[0]}", config
+        )
     return None
+
+
+def _with_token_failure(message: str, config: dict) -> str:
+    """``message``, and why this process's OAUTHBEARER token could not be refreshed if that
+    is what the producer timed out on."""
+    failure = getattr(config.get("sasl_oauth_token_provider"), "last_failure", None)
+    if failure is None:
+        return message
+    return f"{message}; its OAUTHBEARER token could not be refreshed: {failure}"
 
 
 def _show_progress(pending, sent, total: int, progress: bool) -> None:

@@ -226,3 +226,36 @@ def test_refused_client_credentials_stop_the_simulator_in_one_line(stack, token_
         f"token endpoint {token_endpoint} (client app) refused the client credentials:"
         " HTTP 401 invalid_client"
     )
+
+
+def test_a_token_refresh_that_fails_is_named_when_the_producer_gives_up(
+    stack, profile, unique_name
+):
+    """The first token is due for refresh at once (60 s: the refresh margin), and the token
+    endpoint fails every request after it: the producer process's login fetches on
+    kafka-python's network thread, which reports only its timeout; the error names why."""
+    issued = []
+
+    def once_then_down(form: dict[str, str]) -> tuple[int, dict]:
+        if issued:
+            return 503, {"error": "temporarily_unavailable"}
+        audience = form.get("scope", "").removesuffix("/.default")
+        issued.append(eventhubs.issue_token(stack.settings, "app", audience, lifetime_s=60))
+        return 200, {"token_type": "Bearer", "expires_in": 60, "access_token": issued[0]}
+
+    topic = f"{profile.workspace}.refresh-{unique_name}"
+    ensure_topic(stack.settings.kafka.bootstrap_servers, topic, partitions=1)
+    records = [Record(b"k", b"{}", 1_700_000_000_000)]
+    try:
+        with serve_tokens(once_then_down) as url:
+            options = {**_entra_options(stack, url), "max.block.ms": "3000"}
+            with pytest.raises(ProducerError) as raised:
+                send_to_kafka(records, topic, options, rate=0, progress=False, producers=1)
+    finally:
+        delete_topic(stack.settings.kafka.bootstrap_servers, topic)
+
+    assert len(issued) == 1
+    assert str(raised.value).endswith(
+        f"; its OAUTHBEARER token could not be refreshed: token endpoint {url} (client app)"
+        " failed: HTTP 503 temporarily_unavailable"
+    ), raised.value
