@@ -10,9 +10,10 @@ the real one, never logged or printed.
 
 Entra ID's part in OAUTHBEARER is played by a signing key made once per machine
 (``<state_dir>/eventhubs/token-signing-key.pem``, mode 0600): ``issue_token`` signs RS256
-JWTs with it as Entra ID signs its access tokens, and the listener verifies their
-signature, expiry and audience against its public half (``jwks.json``), as Event Hubs
-does against Entra ID's published keys.
+JWTs with it as Entra ID signs its access tokens, for one tenant (``LOCAL_TENANT_ID``), and
+the listener verifies their signature, expiry, audience and issuer (the tenant) against its
+public half (``jwks.json``), as Event Hubs does against Entra ID's published keys and its own
+tenant.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ USER_NAME = "$ConnectionString"
 KEY_NAME = "RootManageSharedAccessKey"
 KEY_BYTES = 32  # Event Hubs' shared access keys are 256-bit, base64-encoded
 SIGNING_KEY_ID = "reelhouse-local-entra"  # the ``kid`` of the tokens and of the JWKS entry
+# The Entra ID tenant the local namespace belongs to (a fixed, made-up directory id).
+LOCAL_TENANT_ID = "5e1f7a3c-0000-4000-8000-00000000feed"
 
 
 def local_namespace(settings: StackSettings) -> str:
@@ -50,6 +53,12 @@ def oauth_audience(settings: StackSettings) -> str:
     """The ``aud`` of a token for the namespace: the resource of its scope, as Entra ID
     issues a ``<resource>/.default`` token for ``<resource>``."""
     return oauth_scope(settings).removesuffix("/.default")
+
+
+def oauth_issuer(tenant_id: str) -> str:
+    """The ``iss`` of a tenant's access tokens for Event Hubs (Entra ID's v1.0 token issuer,
+    which it uses for resources that accept v1.0 tokens, as Event Hubs does)."""
+    return f"https://sts.windows.net/{tenant_id}/"
 
 
 def bootstrap_servers(settings: StackSettings) -> str:
@@ -124,14 +133,29 @@ def ensure_signing_key(settings: StackSettings) -> Path:
     return jwks_path
 
 
-def issue_token(settings: StackSettings, subject: str, audience: str, lifetime_s: int) -> str:
-    """An RS256 access token for ``subject`` and ``audience``, signed with the local key
-    (Entra ID's part: what its token endpoint returns for a client-credentials grant)."""
+def issue_token(
+    settings: StackSettings,
+    subject: str,
+    audience: str,
+    lifetime_s: int,
+    tenant_id: str = LOCAL_TENANT_ID,
+) -> str:
+    """An RS256 access token of ``tenant_id`` for ``subject`` and ``audience``, signed with
+    the local key (Entra ID's part: what its token endpoint returns for a client-credentials
+    grant)."""
     ensure_signing_key(settings)
     key = serialization.load_pem_private_key(signing_key_file(settings).read_bytes(), password=None)
     now = int(time.time())
     header = {"alg": "RS256", "typ": "JWT", "kid": SIGNING_KEY_ID}
-    claims = {"sub": subject, "aud": audience, "iat": now, "nbf": now, "exp": now + lifetime_s}
+    claims = {
+        "iss": oauth_issuer(tenant_id),
+        "tid": tenant_id,
+        "sub": subject,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime_s,
+    }
     signed = f"{_b64_json(header)}.{_b64_json(claims)}"
     signature = key.sign(signed.encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{signed}.{_b64(signature)}"

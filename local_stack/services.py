@@ -251,9 +251,10 @@ class KafkaBroker(Service):
             f' user_{eventhubs.USER_NAME}="{connection_string}";'
         )
         # OAUTHBEARER as Event Hubs takes it from Entra ID (the azure profile's entra_id):
-        # a signed JWT whose signature, expiry and audience (the namespace) the listener
-        # verifies with Kafka's JWT validator against the local issuer's public key
-        # (``eventhubs.ensure_signing_key``), as Event Hubs does against Entra ID's keys.
+        # a signed JWT whose signature, expiry, audience (the namespace) and issuer (the
+        # tenant) the listener verifies with Kafka's JWT validator against the local
+        # issuer's public key (``eventhubs.ensure_signing_key``), as Event Hubs does against
+        # Entra ID's keys.
         # The tests get their tokens from a token endpoint of their own, signed with it.
         oauth_jaas = (
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
@@ -268,6 +269,8 @@ class KafkaBroker(Service):
             ),
             "sasl.oauthbearer.jwks.endpoint.url": self.jwks_url,
             "sasl.oauthbearer.expected.audience": eventhubs.oauth_audience(self.settings),
+            # Event Hubs takes tokens of its own tenant only ("Invalid tenant name").
+            "sasl.oauthbearer.expected.issuer": eventhubs.oauth_issuer(eventhubs.LOCAL_TENANT_ID),
             # A PEM key store: an unencrypted PKCS#8 key needs no ssl.key.password.
             "listener.name.eventhubs.ssl.keystore.type": "PEM",
             "listener.name.eventhubs.ssl.keystore.location": str(self.eventhubs_keystore),

@@ -135,15 +135,16 @@ def test_the_connection_string_appears_in_no_log(stack, connection_string):
 # --- OAUTHBEARER (auth = entra_id) -----------------------------------------------------
 
 
-def _grant(settings):
-    """Entra ID's part: client ``app`` with secret ``app-secret`` gets a token for the
-    resource of the scope it asks for, signed with the local issuer's key."""
+def _grant(settings, tenant_id: str = eventhubs.LOCAL_TENANT_ID):
+    """Entra ID's part: client ``app`` with secret ``app-secret`` gets a token of
+    ``tenant_id`` for the resource of the scope it asks for, signed with the local issuer's
+    key."""
 
     def tokens(form: dict[str, str]) -> tuple[int, dict]:
         if (form.get("client_id"), form.get("client_secret")) != ("app", "app-secret"):
             return 401, {"error": "invalid_client"}
         audience = form.get("scope", "").removesuffix("/.default")
-        token = eventhubs.issue_token(settings, "app", audience, lifetime_s=3600)
+        token = eventhubs.issue_token(settings, "app", audience, 3600, tenant_id=tenant_id)
         return 200, {"token_type": "Bearer", "expires_in": 3600, "access_token": token}
 
     return tokens
@@ -158,7 +159,9 @@ def token_endpoint(stack):
 def _entra_options(stack, token_endpoint: str, secret: str = "app-secret", scope=None):
     """The azure profile's entra_id options, with the token endpoint on this machine."""
     hubs = _hubs(stack, "entra_id")
-    options = kafka_options(hubs, client_secret=secret, tenant_id="tenant", client_id="app")
+    options = kafka_options(
+        hubs, client_secret=secret, tenant_id=eventhubs.LOCAL_TENANT_ID, client_id="app"
+    )
     options["sasl.oauthbearer.token.endpoint.url"] = token_endpoint
     if scope is not None:
         options["sasl.jaas.config"] = options["sasl.jaas.config"].replace(
@@ -215,6 +218,20 @@ def test_a_token_for_another_scope_is_rejected_naming_the_service_principal(stac
     assert message.endswith(
         "check the service principal's token (does it hold an Azure Event Hubs Data role?)"
     )
+
+
+def test_a_token_of_another_tenant_is_rejected(stack):
+    """Signed by the same key, for the right namespace, but issued for another directory:
+    Event Hubs answers "Invalid tenant name"; the listener checks the issuer likewise."""
+    other_tenant = "0ddba11-0000-4000-8000-000000000000"
+    namespace = eventhubs.local_namespace(stack.settings)
+    with serve_tokens(_grant(stack.settings, tenant_id=other_tenant)) as url:
+        options = _entra_options(stack, url)
+        with pytest.raises(KafkaAuthError) as raised:
+            check_kafka_sasl(options, namespace, timeout_s=10)
+    assert str(raised.value).startswith(
+        f"Event Hubs namespace {namespace} rejected the credentials"
+    ), raised.value
 
 
 def test_refused_client_credentials_stop_the_simulator_in_one_line(stack, token_endpoint):

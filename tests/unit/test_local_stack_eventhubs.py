@@ -155,6 +155,8 @@ def test_issued_tokens_verify_against_the_key_set_the_listener_reads(settings):
     assert json.loads(header) == {"alg": "RS256", "typ": "JWT", "kid": jwk["kid"]}
     decoded = json.loads(claims)
     assert (decoded["sub"], decoded["aud"]) == ("app", "https://ns.example")
+    tenant = eventhubs.LOCAL_TENANT_ID
+    assert (decoded["iss"], decoded["tid"]) == (f"https://sts.windows.net/{tenant}/", tenant)
     assert decoded["exp"] - decoded["iat"] == 60
 
     def number(name: str) -> int:
