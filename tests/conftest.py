@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -110,3 +111,14 @@ def expected_quarantine_reasons(simulation) -> dict[tuple[str, ...], int]:
             reason = kind
         reasons[(reason,)] += 1
     return dict(reasons)
+
+
+def grant(admin, acls, timeout_s: float = 10.0) -> None:
+    """Create Kafka ``acls`` and return once the broker's authorizer applies them (KRaft
+    applies them from its metadata log, a moment after the request returns)."""
+    created = admin.create_acls(acls)
+    assert not created["failed"], created
+    deadline = time.monotonic() + timeout_s
+    while not all(admin.describe_acls(acl)[0] for acl in acls):
+        assert time.monotonic() < deadline, f"ACLs not applied within {timeout_s} s: {acls}"
+        time.sleep(0.05)

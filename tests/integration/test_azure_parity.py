@@ -30,6 +30,7 @@ from local_stack.parity import secret_client
 from local_stack.settings import EMULATOR_KEY, PROJECT_ROOT
 from local_stack.topics import ensure_topic
 from spark.settings import load_profile
+from tests.conftest import grant
 from tests.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
@@ -271,8 +272,7 @@ def test_preflight_names_an_event_hub_the_credentials_may_not_read(stack, parity
         resource_pattern=ResourcePattern(ResourceType.TOPIC, locked),
     )
     try:
-        created = admin.create_acls([others_only])
-        assert not created["failed"], created
+        grant(admin, [others_only])
         lines = _preflight_lines(environment, parity.workspace)
     finally:
         admin.delete_acls([others_only])

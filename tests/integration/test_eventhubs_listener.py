@@ -17,6 +17,7 @@ from local_stack.simulate.simulation import Record
 from local_stack.tls import tls_material
 from local_stack.topics import delete_topic, ensure_topic
 from spark.settings import EventSource
+from tests.conftest import grant
 from tests.oauth import token_endpoint as serve_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
@@ -276,3 +277,36 @@ def test_a_token_refresh_that_fails_is_named_when_the_producer_gives_up(
         f"; its OAUTHBEARER token could not be refreshed: token endpoint {url} (client app)"
         " failed: HTTP 503 temporarily_unavailable"
     ), raised.value
+
+
+def test_an_event_hub_is_readable_only_by_the_principals_its_acls_name(
+    stack, profile, token_endpoint, unique_name
+):
+    """The preflight's event hub check with an Entra ID token: the token's subject is the
+    Kafka principal, and an ACL that names another identity is a missing data role."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ACL, ACLOperation, ACLPermissionType, ResourcePattern, ResourceType
+
+    from azure_profile.kafka_check import EventHubForbidden, event_hub_partitions
+
+    options = _entra_options(stack, token_endpoint)
+    namespace = eventhubs.local_namespace(stack.settings)
+    topic = f"{profile.workspace}.acl-{unique_name}"
+    ensure_topic(stack.settings.kafka.bootstrap_servers, topic, partitions=2)
+    admin = KafkaAdminClient(bootstrap_servers=stack.settings.kafka.bootstrap_servers)
+
+    def allow(principal: str) -> ACL:
+        pattern = ResourcePattern(ResourceType.TOPIC, topic)
+        return ACL(principal, "*", ACLOperation.READ, ACLPermissionType.ALLOW, pattern)
+
+    try:
+        assert event_hub_partitions(options, topic, namespace) == 2  # no ACL: open
+        grant(admin, [allow("User:another-identity")])
+        with pytest.raises(EventHubForbidden, match="TOPIC_AUTHORIZATION_FAILED"):
+            event_hub_partitions(options, topic, namespace)
+        grant(admin, [allow("User:app")])  # the token's subject
+        assert event_hub_partitions(options, topic, namespace) == 2
+    finally:
+        admin.delete_acls([allow("User:another-identity"), allow("User:app")])
+        admin.close()
+        delete_topic(stack.settings.kafka.bootstrap_servers, topic)
