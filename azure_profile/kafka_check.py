@@ -53,7 +53,7 @@ def check_kafka_sasl(
 ) -> None:
     """Connect and log in once to every bootstrap address; raise KafkaCheckError if one fails."""
     try:
-        config = kafka_python_config(client_options)
+        config = kafka_python_config(client_options, client="admin")
     except ProducerError as error:
         raise KafkaCheckError(f"Kafka client options for {namespace}: {error}") from None
     if not config.get("bootstrap_servers"):
@@ -88,7 +88,7 @@ def event_hub_partitions(
     from kafka.errors import KafkaError
 
     config = {
-        **kafka_python_config(client_options),
+        **kafka_python_config(client_options, client="admin"),
         "client_id": "reelhouse-preflight",
         "request_timeout_ms": int(timeout_s * 1000),
     }

@@ -66,7 +66,7 @@ def _admin_client(
     config = {
         "client_id": "reelhouse-topics",
         "request_timeout_ms": 15000,
-        **kafka_python_config(client_options or {}),
+        **kafka_python_config(client_options or {}, client="admin"),
         "bootstrap_servers": bootstrap_servers.split(","),
     }
     return KafkaAdminClient(**config)

@@ -43,21 +43,30 @@ class ProducerError(RuntimeError):
 # Java client options with a kafka-python argument of the same meaning and unit.
 _SAME_MEANING = {
     "request.timeout.ms": "request_timeout_ms",
-    "max.block.ms": "max_block_ms",
     "metadata.max.age.ms": "metadata_max_age_ms",
     "connections.max.idle.ms": "connections_max_idle_ms",
 }
+# The same, for the producer alone: kafka-python's admin client and consumer refuse them
+# ("Unrecognized configs"), as the Java ones ignore them.
+_PRODUCER_ONLY = {"max.block.ms": "max_block_ms"}
+KAFKA_CLIENTS = ("producer", "consumer", "admin")
 # Consumer-group options that the Spark source needs and a producer has no use for.
 _CONSUMER_ONLY = {"session.timeout.ms"}
 
 
-def kafka_python_config(client_options: Mapping[str, str]) -> dict:
-    """Translate Java-client options (as Spark uses them) into kafka-python arguments."""
+def kafka_python_config(client_options: Mapping[str, str], client: str = "producer") -> dict:
+    """Translate Java-client options (as Spark uses them) into the arguments of one
+    kafka-python ``client`` (producer, consumer or admin)."""
+    if client not in KAFKA_CLIENTS:
+        raise ValueError(f"client must be one of {', '.join(KAFKA_CLIENTS)}, not {client!r}")
     config: dict = {}
     truststore_type = client_options.get("ssl.truststore.type", "JKS")
     for key, value in client_options.items():
         if key in _SAME_MEANING:
             config[_SAME_MEANING[key]] = int(value)
+        elif key in _PRODUCER_ONLY:
+            if client == "producer":
+                config[_PRODUCER_ONLY[key]] = int(value)
         elif key in _CONSUMER_ONLY:
             continue
         elif key == "ssl.truststore.location" and truststore_type.upper() == "PEM":

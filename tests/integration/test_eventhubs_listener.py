@@ -83,7 +83,9 @@ def _records() -> list[Record]:
 
 def _read_everything(topic: str, options: dict[str, str]) -> list[tuple]:
     """Every record of ``topic`` up to its end offsets, read through the same listener."""
-    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_python_config(options))
+    consumer = KafkaConsumer(
+        enable_auto_commit=False, **kafka_python_config(options, client="consumer")
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         consumer.assign(partitions)

@@ -57,3 +57,34 @@ def test_a_jvm_trust_store_is_not_a_ca_file(store_type):
 def test_an_option_the_simulator_cannot_honour_is_named():
     with pytest.raises(ProducerError, match="unsupported .*: sasl.login.callback.handler.class"):
         kafka_python_config({"sasl.login.callback.handler.class": "x"})
+
+
+EVERY_TIMEOUT = {
+    "bootstrap.servers": "127.0.0.1:9094",
+    "request.timeout.ms": "60000",
+    "max.block.ms": "5000",
+    "metadata.max.age.ms": "180000",
+    "connections.max.idle.ms": "180000",
+}
+
+
+@pytest.mark.parametrize("client", ["producer", "consumer", "admin"])
+def test_each_client_gets_only_arguments_it_accepts(client):
+    import kafka
+
+    cls = {
+        "producer": kafka.KafkaProducer,
+        "consumer": kafka.KafkaConsumer,
+        "admin": kafka.KafkaAdminClient,
+    }[client]
+
+    config = kafka_python_config(EVERY_TIMEOUT, client=client)
+
+    assert set(config) - set(cls.DEFAULT_CONFIG) == set()
+    assert config["request_timeout_ms"] == 60000
+    assert ("max_block_ms" in config) == (client == "producer")
+
+
+def test_an_unknown_client_is_named():
+    with pytest.raises(ValueError, match="client must be one of producer, consumer, admin"):
+        kafka_python_config({}, client="streams")
