@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import threading
 import time
 from dataclasses import replace
@@ -232,10 +233,32 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
     _print_table(results)
     if not args.keep:
+        # Spark's Kafka consumer pool outlives the session and warns, once a minute per
+        # consumer, about the topics dropped below for as long as its JVM lives.
+        _stop_jvm(spark)
         dropped = drop_workspaces(stack.settings, [f"bench-{stamp}", f"bench-{stamp}-*"])
         freed = format_bytes(sum(usage.bytes for usage in dropped))
         print(f"dropped the run's {len(dropped)} workspaces ({freed}); --keep keeps them")
     return 0
+
+
+def _stop_jvm(spark) -> None:
+    """Stop the session and the JVM behind it (nothing of Spark is used after this)."""
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    process = getattr(gateway, "proc", None)  # the JVM PySpark launched, if it did
+    gateway.shutdown()
+    SparkContext._gateway = SparkContext._jvm = None
+    if process is not None:
+        process.stdin.close()  # the JVM exits when its parent's pipe closes
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _bronze_rounds(spark, profile, ungated, stamp: str, count: int) -> dict[str, list[float]]:
