@@ -75,7 +75,7 @@ stack-status: ## show each service, pid, ports and health
 test: setup ## run every test (unit, integration, e2e); starts the stack itself
 	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-test-unit: setup ## run the unit tests only (no services; about 2.5 min, mostly the gate tests' local Spark)
+test-unit: setup ## run the unit tests only (no services; about 2 min, more than half of it the gate tests' local Spark)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: setup ## ruff: lint and import order
