@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spark.settings import SettingsError, resolve_placeholders
@@ -14,10 +14,15 @@ DEPLOYMENT_FILE = Path(__file__).resolve().parent / "azure.toml"
 EVENTHUBS_AUTH = ("connection_string", "entra_id")
 LOGIN_MODULES = ("open_source", "databricks")
 STORAGE_AUTH = ("service_principal", "managed_identity", "account_key")
+# Who reads Key Vault (REELHOUSE_KEYVAULT_IDENTITY): the host's system-assigned managed
+# identity, the Azure SDK's own choice from the environment, or a client id.
+VAULT_SYSTEM = "system"
+VAULT_SDK = "sdk"
 
 _NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{4,48}[A-Za-z0-9]$")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+_CLIENT_ID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,17 @@ class StorageSettings:
 class KeyVaultSettings:
     url: str
     ca_file: str
+    # VAULT_SYSTEM, VAULT_SDK or a user-assigned (managed or workload) identity's client id.
+    identity: str = VAULT_SDK
+
+
+def vault_reader(identity: str) -> str:
+    """Who reads the vault, in words (for messages)."""
+    if identity == VAULT_SYSTEM:
+        return "the host's system-assigned managed identity (or `az login`)"
+    if identity == VAULT_SDK:
+        return "the Azure SDK's default identity (AZURE_CLIENT_ID names a user-assigned one)"
+    return f"the user-assigned identity {identity}"
 
 
 @dataclass(frozen=True)
@@ -107,7 +123,31 @@ def load_deployment(path: Path = DEPLOYMENT_FILE) -> Deployment:
         keyvault=KeyVaultSettings(url=vault["url"].rstrip("/"), ca_file=vault["ca_file"]),
     )
     _check_identities(settings)
-    return settings
+    return replace(
+        settings,
+        keyvault=replace(settings.keyvault, identity=_vault_identity(vault["identity"], settings)),
+    )
+
+
+def signs_in_as_service_principal(settings: Deployment) -> bool:
+    """AZURE_CLIENT_ID names a service principal (an app registration whose secret is in
+    the vault), not a managed identity."""
+    return settings.storage.auth == "service_principal" or settings.eventhubs.auth == "entra_id"
+
+
+def _vault_identity(value: str, settings: Deployment) -> str:
+    """Who reads Key Vault: REELHOUSE_KEYVAULT_IDENTITY, else the system-assigned identity
+    when AZURE_CLIENT_ID names the service principal (the Azure SDK would ask the host for
+    a managed identity of that id, which no host has), else the SDK's own choice."""
+    value = value.strip()
+    if not value:
+        return VAULT_SYSTEM if signs_in_as_service_principal(settings) else VAULT_SDK
+    if value in (VAULT_SYSTEM, VAULT_SDK) or _CLIENT_ID.match(value):
+        return value
+    raise SettingsError(
+        f"REELHOUSE_KEYVAULT_IDENTITY must be {VAULT_SYSTEM!r}, {VAULT_SDK!r} or a"
+        f" user-assigned identity's client id (a GUID); got {value!r}"
+    )
 
 
 def _check_identities(settings: Deployment) -> None:
@@ -118,6 +158,15 @@ def _check_identities(settings: Deployment) -> None:
     if settings.eventhubs.auth == "entra_id":
         _required(storage.tenant_id, "tenant id for Entra ID (OAUTHBEARER)", "AZURE_TENANT_ID")
         _required(storage.client_id, "client id for Entra ID (OAUTHBEARER)", "AZURE_CLIENT_ID")
+        if storage.auth == "managed_identity":
+            # One AZURE_CLIENT_ID cannot name both: OAUTHBEARER signs in with a secret,
+            # which a managed identity does not have.
+            raise SettingsError(
+                "REELHOUSE_EVENTHUBS_AUTH=entra_id signs in as the service principal"
+                " AZURE_CLIENT_ID, which REELHOUSE_ADLS_AUTH=managed_identity would take for a"
+                " managed identity: use REELHOUSE_ADLS_AUTH=service_principal (the same"
+                " principal) or account_key"
+            )
 
 
 def _required(value: str, what: str, variable: str) -> str:

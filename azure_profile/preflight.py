@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from azure_profile.deployment import Deployment, load_deployment
+from azure_profile.deployment import Deployment, load_deployment, vault_reader
 from azure_profile.eventhubs import kafka_options
 from azure_profile.profile import PROFILE_FILE, secret_source
 from spark.settings import (
@@ -28,8 +28,9 @@ from spark.settings import (
 
 CONNECT_TIMEOUT_S = 5.0
 SECRET_ACCESS_HINTS = {
-    "authentication": "run with an identity: a managed identity in Azure, AZURE_TENANT_ID,"
-    " AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a service principal, or `az login`",
+    "authentication": "run with an identity: a managed identity in Azure (a user-assigned one"
+    " named by REELHOUSE_KEYVAULT_IDENTITY), AZURE_TENANT_ID, AZURE_CLIENT_ID and"
+    " AZURE_CLIENT_SECRET for a service principal, or `az login`",
     "forbidden": "grant the identity the role 'Key Vault Secrets User' on the vault",
     "unreachable": "check REELHOUSE_KEYVAULT_URL and the vault's network access rules",
 }
@@ -145,7 +146,7 @@ class Preflight:
                 f"Key Vault URL {url!r} is not an https URL", "use https://<vault>.vault.azure.net"
             )
         _reach(parsed.hostname, parsed.port or 443, "Key Vault")
-        return f"{url} reachable"
+        return f"{url} reachable; read as {vault_reader(self.deployment.keyvault.identity)}"
 
     def _secrets(self) -> str:
         try:

@@ -69,7 +69,7 @@ def secret_source(provider: str, deployment: Deployment):
             raise SettingsError(
                 "azure profile: Key Vault URL is not set (set REELHOUSE_KEYVAULT_URL)"
             )
-        return _key_vault(vault.url, vault.ca_file or None).get
+        return _key_vault(vault.url, vault.ca_file or None, vault.identity).get
     if provider == "environment":
         return _environment_secret
     raise SettingsError(
@@ -88,10 +88,10 @@ def _environment_secret(name: str) -> str:
 
 
 @cache
-def _key_vault(url: str, ca_file: str | None):
+def _key_vault(url: str, ca_file: str | None, identity: str):
     from azure_profile.secrets import KeyVaultSecrets
 
-    return KeyVaultSecrets(url, ca_file=ca_file)
+    return KeyVaultSecrets(url, ca_file=ca_file, identity=identity)
 
 
 PROVIDER = AzureProfileProvider()

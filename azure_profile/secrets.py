@@ -2,15 +2,20 @@
 
 ``DefaultAzureCredential`` finds the identity the code runs as (a managed identity in
 Azure, a service principal from ``AZURE_*`` variables, or a developer's ``az login``);
-``azure-keyvault-secrets`` reads the secrets. Values live only in this process's memory:
-never written to disk, never logged (errors name the secret, never its value).
+``azure-keyvault-secrets`` reads the secrets. Which managed identity reads the vault is
+the deployment's ``keyvault.identity`` (``credential_options``), not necessarily
+AZURE_CLIENT_ID: that can name the service principal whose secret the vault holds.
+Values live only in this process's memory: never written to disk, never logged (errors
+name the secret, never its value).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from urllib.parse import urlparse
 
+from azure_profile.deployment import VAULT_SDK, VAULT_SYSTEM, vault_reader
 from spark.settings import SettingsError
 
 # Key Vault answers in milliseconds; a vault that does not answer in seconds is down.
@@ -34,10 +39,17 @@ class SecretResolutionError(SettingsError):
 class KeyVaultSecrets:
     """Read secrets by name from one vault; each is fetched once per process."""
 
-    def __init__(self, url: str, credential=None, ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        credential=None,
+        ca_file: str | None = None,
+        identity: str = VAULT_SDK,
+    ) -> None:
         self.url = url.rstrip("/")
         self._credential = credential
         self._ca_file = ca_file
+        self._identity = identity
         self._client = None
         self._values: dict[str, str] = {}
 
@@ -63,8 +75,8 @@ class KeyVaultSecrets:
             ) from None
         except ClientAuthenticationError as error:
             raise SecretResolutionError(
-                f"cannot authenticate to Key Vault {self.url} to read secret {name!r}:"
-                f" {_first_line(error)}",
+                f"cannot authenticate to Key Vault {self.url} to read secret {name!r}"
+                f" as {vault_reader(self._identity)}: {_first_line(error)}",
                 "authentication",
             ) from None
         except ServiceRequestError as error:
@@ -105,10 +117,28 @@ class KeyVaultSecrets:
             }
             if self._ca_file:
                 options["connection_verify"] = self._ca_file
-            self._client = SecretClient(
-                self.url, self._credential or DefaultAzureCredential(), **options
+            credential = self._credential or DefaultAzureCredential(
+                **credential_options(self._identity)
             )
+            self._client = SecretClient(self.url, credential, **options)
         return self._client
+
+
+def credential_options(identity: str) -> dict:
+    """``DefaultAzureCredential``'s arguments for the identity that reads the vault.
+
+    The SDK takes AZURE_CLIENT_ID for the managed identity's client id unless told
+    otherwise; ``None`` means the system-assigned identity. A workload identity (AKS)
+    keeps the environment's client id unless one is named.
+    """
+    if identity == VAULT_SDK:
+        return {}
+    if identity == VAULT_SYSTEM:
+        return {
+            "managed_identity_client_id": None,
+            "workload_identity_client_id": os.environ.get("AZURE_CLIENT_ID"),
+        }
+    return {"managed_identity_client_id": identity, "workload_identity_client_id": identity}
 
 
 def is_loopback(url: str) -> bool:

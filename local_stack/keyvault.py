@@ -14,7 +14,10 @@ protocol that reelhouse uses, so the azure profile's unchanged SDK code path
   form (``SecretNotFound``, ``Unauthorized``, ``BadParameter``).
 - **An App Service managed-identity endpoint** (``IDENTITY_ENDPOINT`` /
   ``IDENTITY_HEADER``, over http on loopback as in App Service): it issues the bearer
-  tokens the vault accepts. A token from anywhere else is refused.
+  tokens the vault accepts. A token from anywhere else is refused. Like an app with a
+  system-assigned identity and one user-assigned identity (``USER_ASSIGNED_CLIENT_ID``),
+  it answers a request naming no identity or that one; any other ``client_id`` gets App
+  Service's ``400`` ("Unable to load the proper Managed Identity.").
 
 Secrets live in this process's memory only (as in Lowkey Vault's default): a restart
 empties the vault. Requests are logged without bodies, so values never reach the log.
@@ -44,6 +47,10 @@ from urllib.parse import parse_qs, urlparse
 VAULT_RESOURCE = "https://vault.azure.net"
 # The tenant the challenge names; a managed identity ignores it.
 TENANT_ID = "00000000-0000-0000-0000-000000000000"
+# The client id of the one user-assigned identity the local host has (not a secret: a
+# client id names an identity, it grants nothing).
+USER_ASSIGNED_CLIENT_ID = "5e1f0c1d-7a3b-4c2e-9d4f-0a1b2c3d4e5f"
+SYSTEM_ASSIGNED_CLIENT_ID = "0c5a9f6e-2b8d-4e71-a3c4-6f7e8d9a0b1c"
 TOKEN_LIFETIME_S = 3600
 RECOVERABLE_DAYS = 7
 _NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
@@ -332,6 +339,18 @@ class IdentityHandler(BaseHTTPRequestHandler):
                 {"error": "invalid_resource", "error_description": f"unknown resource {resource}"},
             )
             return
+        client_id = (query.get("client_id") or [""])[0]
+        if client_id not in ("", USER_ASSIGNED_CLIENT_ID):
+            # App Service's answer for an identity the app does not have.
+            self._reply(
+                HTTPStatus.BAD_REQUEST,
+                {
+                    "statusCode": 400,
+                    "message": "Unable to load the proper Managed Identity.",
+                    "correlationId": str(uuid.uuid4()),
+                },
+            )
+            return
         token, expires = self.vault.issue_token()
         self._reply(
             HTTPStatus.OK,
@@ -340,7 +359,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
                 "expires_on": str(expires),
                 "resource": VAULT_RESOURCE,
                 "token_type": "Bearer",
-                "client_id": (query.get("client_id") or [TENANT_ID])[0],
+                "client_id": client_id or SYSTEM_ASSIGNED_CLIENT_ID,
             },
         )
 

@@ -29,7 +29,7 @@ from local_stack.jvm import spark_jars
 from local_stack.parity import secret_client
 from local_stack.settings import EMULATOR_KEY, PROJECT_ROOT
 from local_stack.topics import ensure_topic
-from spark.settings import load_profile
+from spark.settings import SettingsError, load_profile
 from tests.conftest import grant
 from tests.ports import free_port
 
@@ -108,6 +108,40 @@ def test_the_azure_profile_reads_its_secrets_from_key_vault(parity):
     account_host = "devstoreaccount1.dfs.core.windows.net"
     assert azure.lake.storage_conf[f"fs.azure.account.key.{account_host}"] == parity.account_key
     assert azure.lake.root == f"abfs://{parity.container}@{account_host}/lake/{parity.workspace}"
+
+
+def test_a_service_principal_secret_is_read_from_the_vault_as_the_hosts_identity(
+    stack, parity, monkeypatch
+):
+    """AZURE_CLIENT_ID names the service principal; the vault that holds its secret is read
+    as the host's own managed identity. (The Azure SDK, left to itself, would ask the host
+    for a managed identity of the principal's id, and App Service answers 400.)"""
+    from azure_profile.profile import _key_vault
+    from local_stack.keyvault import USER_ASSIGNED_CLIENT_ID
+
+    client = _secret_client(stack)
+    client.set_secret("reelhouse-client-secret", "parity-client-secret")
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "service_principal")
+    monkeypatch.setenv("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000001")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000002")
+    try:
+        for identity in ("", USER_ASSIGNED_CLIENT_ID, "sdk"):
+            monkeypatch.setenv("REELHOUSE_KEYVAULT_IDENTITY", identity)
+            _key_vault.cache_clear()
+            if identity == "sdk":
+                with pytest.raises(SettingsError, match="as the Azure SDK's default identity"):
+                    load_profile("azure", parity.workspace)
+                continue
+            conf = load_profile("azure", parity.workspace).lake.storage_conf
+            host = "devstoreaccount1.dfs.core.windows.net"
+            assert conf[f"fs.azure.account.oauth2.client.secret.{host}"] == "parity-client-secret"
+            assert conf[f"fs.azure.account.oauth2.client.id.{host}"] == (
+                "00000000-0000-0000-0000-000000000002"
+            )
+    finally:
+        _key_vault.cache_clear()
+        client.begin_delete_secret("reelhouse-client-secret").wait()
+        client.purge_deleted_secret("reelhouse-client-secret")
 
 
 def test_preflight_passes_against_the_local_services(parity, capsys):

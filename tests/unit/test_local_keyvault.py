@@ -1,4 +1,6 @@
-"""The local Key Vault stand-in answers while another client sits idle on its port."""
+"""The local Key Vault stand-in: it answers while another client sits idle on its port, and
+its identity endpoint hands tokens only to the identities its host has, as App Service
+does, so the vault reader the azure profile picks is checked through the Azure SDK."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from local_stack.keyvault import serve
+from azure_profile.secrets import KeyVaultSecrets, SecretResolutionError
+from local_stack.keyvault import USER_ASSIGNED_CLIENT_ID, serve
 from local_stack.settings import load_stack_settings
 from local_stack.tls import ensure_tls_material
 from tests.ports import free_port
@@ -35,3 +38,63 @@ def test_an_idle_connection_holds_no_other_request(tmp_path):
     finally:
         for server in servers:
             server.shutdown()
+
+
+SERVICE_PRINCIPAL_ID = "00000000-0000-0000-0000-000000000002"
+
+
+@pytest.fixture
+def vault(tmp_path, monkeypatch):
+    """The local vault and identity endpoint in this process, holding one secret, with
+    AZURE_CLIENT_ID naming a service principal as the azure profile's defaults do."""
+    from azure.keyvault.secrets import SecretClient
+
+    from local_stack.parity import LocalIdentity
+
+    material = ensure_tls_material(replace(load_stack_settings(), state_dir=tmp_path))
+    port, identity_port = free_port(), free_port()
+    servers = serve(
+        "127.0.0.1", port, identity_port, material.certificate, material.private_key, "header"
+    )
+    url, endpoint = f"https://127.0.0.1:{port}", f"http://127.0.0.1:{identity_port}/msi/token"
+    SecretClient(
+        url,
+        LocalIdentity(endpoint, "header"),
+        connection_verify=str(material.certificate),
+        verify_challenge_resource=False,
+    ).set_secret("reelhouse-client-secret", "the-value")
+    for variable in ("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", "header")
+    monkeypatch.setenv("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000001")
+    monkeypatch.setenv("AZURE_CLIENT_ID", SERVICE_PRINCIPAL_ID)
+    yield url, str(material.certificate)
+    for server in servers:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("identity", ["system", USER_ASSIGNED_CLIENT_ID])
+def test_the_vault_is_read_as_an_identity_the_host_has(vault, identity):
+    url, certificate = vault
+    secrets = KeyVaultSecrets(url, ca_file=certificate, identity=identity)
+    assert secrets.get("reelhouse-client-secret") == "the-value"
+
+
+@pytest.mark.parametrize(
+    ("identity", "reader"),
+    [
+        # The Azure SDK's default asks the host for a managed identity named by
+        # AZURE_CLIENT_ID, here the service principal: App Service answers 400.
+        ("sdk", "the Azure SDK's default identity"),
+        ("0c5a9f6e-0000-4e71-a3c4-6f7e8d9a0b1c", "the user-assigned identity 0c5a9f6e-0000"),
+    ],
+)
+def test_an_identity_the_host_lacks_is_named_in_one_line(vault, identity, reader):
+    url, certificate = vault
+    with pytest.raises(SecretResolutionError) as refused:
+        KeyVaultSecrets(url, ca_file=certificate, identity=identity).get("reelhouse-client-secret")
+    message = str(refused.value)
+    assert refused.value.reason == "authentication"
+    assert f"to read secret 'reelhouse-client-secret' as {reader}" in message
+    assert "\n" not in message and "the-value" not in message

@@ -96,6 +96,44 @@ def test_managed_identity_needs_no_secret(azure_environment, monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    ("storage_auth", "eventhubs_auth", "identity"),
+    [
+        # AZURE_CLIENT_ID is the service principal whose secret the vault holds: no host
+        # has a managed identity of that id, so the vault is read as the host's own.
+        ("service_principal", "connection_string", "system"),
+        ("account_key", "entra_id", "system"),
+        # AZURE_CLIENT_ID names the managed identity itself: the SDK takes it, as ABFS does.
+        ("managed_identity", "connection_string", "sdk"),
+        ("account_key", "connection_string", "sdk"),
+    ],
+)
+def test_the_vault_reader_defaults_to_an_identity_the_host_has(
+    azure_environment, monkeypatch, storage_auth, eventhubs_auth, identity
+):
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", storage_auth)
+    monkeypatch.setenv("REELHOUSE_EVENTHUBS_AUTH", eventhubs_auth)
+    assert load_deployment().keyvault.identity == identity
+
+
+@pytest.mark.parametrize("identity", ["system", "sdk", "5E1F0C1D-7A3B-4C2E-9D4F-0A1B2C3D4E5F"])
+def test_the_vault_reader_can_be_named(azure_environment, monkeypatch, identity):
+    monkeypatch.setenv("REELHOUSE_KEYVAULT_IDENTITY", identity)
+    assert load_deployment().keyvault.identity == identity
+
+
+def test_entra_id_with_a_managed_identity_for_storage_is_refused_in_one_line(
+    azure_environment, monkeypatch
+):
+    monkeypatch.setenv("REELHOUSE_EVENTHUBS_AUTH", "entra_id")
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "managed_identity")
+    with pytest.raises(SettingsError) as refused:
+        load_deployment()
+    message = str(refused.value)
+    assert "entra_id signs in as the service principal AZURE_CLIENT_ID" in message
+    assert "REELHOUSE_ADLS_AUTH=service_principal" in message and "\n" not in message
+
+
 def test_account_key_is_a_fallback(azure_environment, monkeypatch):
     monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "account_key")
     conf = load_profile("azure").lake.storage_conf
@@ -131,6 +169,12 @@ def test_an_emulator_endpoint_switches_to_the_blob_api_over_http(azure_environme
         ("REELHOUSE_ADLS_AUTH", "sas", "REELHOUSE_ADLS_AUTH must be one of"),
         ("AZURE_TENANT_ID", "", "tenant id for the service principal is not set"),
         ("REELHOUSE_SECRETS_PROVIDER", "vault", "secrets provider 'vault' is unknown"),
+        (
+            "REELHOUSE_KEYVAULT_IDENTITY",
+            "my-identity",
+            "REELHOUSE_KEYVAULT_IDENTITY must be 'system', 'sdk' or a user-assigned"
+            " identity's client id (a GUID); got 'my-identity'",
+        ),
         ("REELHOUSE_SECRETS_PROVIDER", "keyvault", "Key Vault URL is not set"),
         (
             "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from azure_profile.secrets import KeyVaultSecrets, SecretResolutionError, is_loopback
+from azure_profile.secrets import (
+    KeyVaultSecrets,
+    SecretResolutionError,
+    credential_options,
+    is_loopback,
+)
 from spark.settings import SettingsError
 
 pytestmark = pytest.mark.unit
@@ -42,3 +47,18 @@ def test_an_unreachable_vault_fails_in_seconds_with_one_line_naming_it():
     assert raised.value.reason == "unreachable"
     assert "https://127.0.0.1:9" in message and "\n" not in message
     assert isinstance(raised.value, SettingsError)  # the runners' one-line error path
+
+
+def test_the_vault_reader_is_handed_to_the_azure_sdk(monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000002")
+    assert credential_options("sdk") == {}  # the SDK's default: AZURE_CLIENT_ID
+    # None, not absent: the SDK would otherwise take AZURE_CLIENT_ID for the identity.
+    assert credential_options("system") == {
+        "managed_identity_client_id": None,
+        "workload_identity_client_id": "00000000-0000-0000-0000-000000000002",
+    }
+    named = "5e1f0c1d-7a3b-4c2e-9d4f-0a1b2c3d4e5f"
+    assert credential_options(named) == {
+        "managed_identity_client_id": named,
+        "workload_identity_client_id": named,
+    }
