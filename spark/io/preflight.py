@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 
@@ -16,6 +17,13 @@ class UnknownHostError(PreflightError):
     """No DNS server knows any host the profile names: a typo, not an outage; waiting and
     retrying cannot help (a resolver that cannot be reached is a ``PreflightError``)."""
 
+
+# A JVM told to reach the internet through a proxy, in any of the places its options come
+# from: Spark's settings for the driver, and the variables every JVM (JAVA_TOOL_OPTIONS)
+# or the java launcher Spark starts it with (JDK_JAVA_OPTIONS) reads.
+_PROXY_OPTION = re.compile(r"-D(?:https?\.proxyHost|socksProxyHost)=\S")
+_DRIVER_OPTIONS = ("spark.driver.defaultJavaOptions", "spark.driver.extraJavaOptions")
+_JVM_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS")
 
 # getaddrinfo's "no such name" answers; EAI_AGAIN (no answer yet) is not one of them.
 _NO_SUCH_NAME = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
@@ -83,9 +91,10 @@ def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
     and its credentials work is ``check_lake_reachable``'s question.)
 
     A driver told to reach the internet through a proxy (``-Dhttps.proxyHost`` in its
-    Java options) may have no direct route to the endpoint: the JVM's check alone applies.
+    Java options, or in JAVA_TOOL_OPTIONS or JDK_JAVA_OPTIONS) may have no direct route to
+    the endpoint: the JVM's check alone applies.
     """
-    if "proxyHost=" in profile.spark_conf.get("spark.driver.extraJavaOptions", ""):
+    if driver_proxy(profile):
         return
     for host, port in lake_endpoints(profile.lake):
         try:
@@ -98,6 +107,13 @@ def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
                 + (" (no such host: check the name)" if unknown else "")
                 + (" (is Azurite running? `make stack-up`)" if profile.name == "local" else "")
             ) from None
+
+
+def driver_proxy(profile: Profile) -> str | None:
+    """Where the driver JVM is told to use a proxy (a setting or variable name), if it is."""
+    places = [(key, profile.spark_conf.get(key, "")) for key in _DRIVER_OPTIONS]
+    places += [(name, os.environ.get(name, "")) for name in _JVM_VARIABLES]
+    return next((place for place, options in places if _PROXY_OPTION.search(options)), None)
 
 
 def check_lake_reachable(spark, profile: Profile) -> None:

@@ -128,24 +128,37 @@ def test_a_lake_endpoint_nothing_answers_at_is_named_before_a_jvm_starts(endpoin
     assert str(raised.value).count("\n") == 0
 
 
-def test_a_driver_behind_a_proxy_leaves_the_lake_check_to_its_jvm():
+@pytest.mark.parametrize(
+    ("place", "options"),
+    [
+        ("spark.driver.extraJavaOptions", "-XX:+UseParallelGC -Dhttps.proxyHost=proxy.example"),
+        ("spark.driver.defaultJavaOptions", "-Dhttp.proxyHost=proxy.example"),
+        ("JAVA_TOOL_OPTIONS", "-Dhttps.proxyHost=proxy.example -Dhttps.proxyPort=3128"),
+        ("JDK_JAVA_OPTIONS", "-DsocksProxyHost=socks.example"),
+    ],
+)
+def test_a_driver_behind_a_proxy_leaves_the_lake_check_to_its_jvm(monkeypatch, place, options):
     from dataclasses import replace
 
     from spark.io import preflight
     from spark.settings import load_profile
     from tests.ports import free_port
 
+    for variable in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS"):
+        monkeypatch.delenv(variable, raising=False)
     profile = load_profile("local", "preflight")
     conf = {**profile.lake.storage_conf, "fs.azure.abfs.endpoint": f"127.0.0.1:{free_port()}"}
-    options = "-XX:+UseParallelGC -Dhttps.proxyHost=proxy.example -Dhttps.proxyPort=3128"
-    profile = replace(
+    direct = replace(
         profile,
         lake=replace(profile.lake, storage_conf=conf),
-        spark_conf={**profile.spark_conf, "spark.driver.extraJavaOptions": options},
+        spark_conf={"spark.driver.extraJavaOptions": "-XX:+UseParallelGC"},
     )
-    preflight.check_lake_endpoint(profile, timeout_s=1.0)  # no direct route is needed
-    with pytest.raises(preflight.PreflightError):
-        preflight.check_lake_endpoint(
-            replace(profile, spark_conf={"spark.driver.extraJavaOptions": "-XX:+UseParallelGC"}),
-            timeout_s=1.0,
-        )
+    with pytest.raises(preflight.PreflightError):  # nothing listens: a direct check fails
+        preflight.check_lake_endpoint(direct, timeout_s=1.0)
+    proxied = direct
+    if place.startswith("spark."):
+        proxied = replace(direct, spark_conf={**direct.spark_conf, place: options})
+    else:
+        monkeypatch.setenv(place, options)
+    assert preflight.driver_proxy(proxied) == place
+    preflight.check_lake_endpoint(proxied, timeout_s=1.0)  # no direct route is needed
