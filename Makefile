@@ -25,7 +25,6 @@ VENV_STAMP := $(VENV)/.installed
 JVM_STAMP := .cache/jvm/.resolved
 NODE_STAMP := local_stack/node/node_modules/.installed
 BROWSER_STAMP := .cache/browser.installed
-CLASS_ARCHIVE_STAMP := .cache/jvm/.class-archive
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench workspaces quality-report azure-preflight clean
@@ -33,7 +32,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-setup: $(VENV_STAMP) $(JVM_STAMP) $(CLASS_ARCHIVE_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) ## install Python deps, JVM jars, the driver's class archive, Azurite, Chromium (idempotent)
+setup: $(VENV_STAMP) $(JVM_STAMP) $(NODE_STAMP) $(BROWSER_STAMP) ## install Python deps, JVM jars, the driver's class archive, Azurite, Chromium (idempotent)
+	@# The Spark driver's class-data-sharing archive (about 70-100 s to build; a session
+	@# starts 3-4 s sooner, and with its first Delta write and read about 8 s). Checked at
+	@# every setup (0.3 s): one missing, or no longer the size it was built with, is built
+	@# again. Never fails setup: without it drivers start as before.
+	@$(PY) -m local_stack.class_archive
 	@# Prefect creates its home without parents: on a fresh clone it warned on every import.
 	@mkdir -p $(PREFECT_HOME)
 
@@ -44,13 +48,6 @@ $(VENV_STAMP): pyproject.toml constraints.txt
 
 $(JVM_STAMP): local_stack/jvm/pom.xml $(VENV_STAMP)
 	$(PY) -m local_stack.jvm resolve
-	touch $@
-
-# The Spark driver's class-data-sharing archive (about 100 s once; a session starts 3-4 s
-# sooner, and with its first Delta write and read about 8 s). Never fails setup: without
-# it drivers start as before.
-$(CLASS_ARCHIVE_STAMP): $(JVM_STAMP) $(VENV_STAMP)
-	$(PY) -m local_stack.class_archive
 	touch $@
 
 $(NODE_STAMP): local_stack/node/package.json local_stack/node/package-lock.json

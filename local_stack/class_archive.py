@@ -11,12 +11,15 @@ a first Delta write and read, 27.5-31.4 s against 19.6-22.4 s.
 The archive is named after what it depends on (the java binary, the pyspark version and
 its jars), so a changed JDK or Spark gets a new one. A JVM that cannot use an archive (a
 different classpath) starts without it, as it would without the option; its warning is
-turned off so that no JVM line reaches a command's output.
+turned off so that no JVM line reaches a command's output. A JVM maps a truncated archive
+to its death (SIGBUS), so setup records the archive's size beside it and a driver maps it
+only while it still has that size; ``make setup`` rebuilds one that does not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import subprocess
 import sys
@@ -25,9 +28,12 @@ from pathlib import Path
 
 from local_stack.settings import JVM_CACHE
 
+log = logging.getLogger(__name__)
+
 ARCHIVE_DIR = JVM_CACHE / "class-archive"
 QUIET = "-Xlog:cds=off,cds+dynamic=off"
 DUMP_TIMEOUT_S = 600
+_WARNED: set[Path] = set()
 
 
 def archive_path() -> Path | None:
@@ -46,11 +52,38 @@ def archive_path() -> Path | None:
 
 
 def driver_options() -> str:
-    """The driver's JVM options that map the archive, or "" when there is none."""
+    """The driver's JVM options that map the archive, or "" when there is none (or it is
+    no longer the size it was built with: warned about once per process)."""
     path = archive_path()
     if path is None or not path.is_file():
         return ""
+    damage = _damage(path)
+    if damage:
+        if path not in _WARNED:
+            _WARNED.add(path)
+            log.warning(
+                "class archive %s %s: Spark drivers start without it (slower);"
+                " `make setup` rebuilds it",
+                path,
+                damage,
+            )
+        return ""
     return f"-XX:SharedArchiveFile={path} {QUIET}"
+
+
+def size_record(path: Path) -> Path:
+    """Where the size ``path`` was built with is kept."""
+    return path.with_name(path.name + ".bytes")
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with the archive at ``path``, or None when it is as built."""
+    try:
+        built = int(size_record(path).read_text().strip())
+    except (OSError, ValueError):
+        return "has no record of its size (built before sizes were recorded, or damaged)"
+    size = path.stat().st_size
+    return None if size == built else f"is {size} bytes, built with {built}"
 
 
 def build() -> Path | None:
@@ -59,9 +92,11 @@ def build() -> Path | None:
     if path is None:
         print("class archive skipped: no java on PATH")
         return None
-    if path.is_file():
+    if path.is_file() and _damage(path) is None:
         print(f"class archive ready: {path}")
         return path
+    if path.is_file():
+        print(f"class archive {path} {_damage(path)}: building it again")
     ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)
@@ -73,8 +108,10 @@ def build() -> Path | None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    for stale in ARCHIVE_DIR.glob("driver-*.jsa"):
+    for stale in [*ARCHIVE_DIR.glob("driver-*.jsa"), *ARCHIVE_DIR.glob("driver-*.jsa.bytes")]:
         stale.unlink()
+    # The size first: an archive without its record is never mapped.
+    size_record(path).write_text(f"{partial.stat().st_size}\n")
     partial.rename(path)
     print(f"class archive built: {path} ({path.stat().st_size // 2**20} MiB)")
     return path
