@@ -130,12 +130,16 @@ def start_silver(
             promoted = outcome.promote.select(*silver_columns())
             # Quarantine first, silver last: on a replay, silver (the dedup reference)
             # is as it was when the batch first ran, so every record is classified alike.
-            append_idempotent(
-                to_quarantine(rejected, "silver", batch_id),
-                quarantine_location,
-                f"{name}.quarantine",
-                batch_id,
-            )
+            # A batch with nothing to quarantine commits nothing there (a replay finds
+            # nothing again): an empty idempotent append still costs a commit and Delta's
+            # "was this batch committed?" job, 1.65 s warm, against 0.07 s to look.
+            if not rejected.isEmpty():
+                append_idempotent(
+                    to_quarantine(rejected, "silver", batch_id),
+                    quarantine_location,
+                    f"{name}.quarantine",
+                    batch_id,
+                )
             append_idempotent(promoted, silver_location, name, batch_id)
             outcome.settle()
         finally:

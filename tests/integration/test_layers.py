@@ -217,6 +217,12 @@ def test_newer_schema_version_flows_through_a_running_query(spark, profile):
     assert drifted.filter(F.col("extras")["hdr_format"] == "dolby_vision").count() == 100
     assert drifted.filter(F.col("audio_language") == "ja").count() == 100
     assert _table(spark, drift, "silver.quarantine").count() == 0
+    # Batches with nothing to quarantine commit nothing there: its only version is its
+    # creation.
+    from delta.tables import DeltaTable
+
+    quarantine = DeltaTable.forPath(spark, drift.lake.table_location("silver.quarantine"))
+    assert [row.operation for row in quarantine.history().collect()] == ["CREATE TABLE"]
 
 
 def _send(profile, payloads) -> None:
