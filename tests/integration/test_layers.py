@@ -454,13 +454,32 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
             (str(r.day), r.sessions, r.avg_duration_s, r.p90_duration_s) for r in rows.collect()
         ]
 
+    def versions() -> dict[str, int]:
+        from delta.tables import DeltaTable
+
+        return {
+            table: DeltaTable.forPath(spark, moved.lake.table_location(table))
+            .history(1)
+            .first()
+            .version
+            for table in ("gold.title_popularity", "gold.regional_trends", "gold.sessions")
+        }
+
     _send(moved, [later])
     run_layers(spark, moved, ["bronze", "silver", "gold"], Trigger())
     assert stats() == [("2026-11-02", 1, 0.0, 0.0)]
+    before = versions()
 
     _send(moved, [earlier])
     progress = run_layers(spark, moved, ["bronze", "silver", "gold"], Trigger())
     assert stats() == [("2026-11-01", 1, 180.0, 180.0)]
+    # Neither event has a title or a genre: the second batch has no title_popularity or
+    # regional_trends rows, and commits nothing to them; its session is merged.
+    after = versions()
+    assert after["gold.sessions"] == before["gold.sessions"] + 1
+    assert {table: after[table] for table in before if table != "gold.sessions"} == {
+        table: before[table] for table in before if table != "gold.sessions"
+    }
     # The streaming flow's log measures bronze's batch in offsets, as Spark's progress gives
     # them (the gate's read and the write are two reads of one record).
     assert batch_size(progress["bronze"]).startswith("1 offsets in "), progress["bronze"]
