@@ -130,8 +130,8 @@ def load_deployment(path: Path = DEPLOYMENT_FILE) -> Deployment:
 
 
 def signs_in_as_service_principal(settings: Deployment) -> bool:
-    """AZURE_CLIENT_ID names a service principal (an app registration whose secret is in
-    the vault), not a managed identity."""
+    """AZURE_CLIENT_ID names a service principal (an app registration whose secret,
+    ``client_secret``, the deployment needs), not a managed identity."""
     return settings.storage.auth == "service_principal" or settings.eventhubs.auth == "entra_id"
 
 

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from azure_profile.deployment import Deployment, load_deployment, vault_reader
+from azure_profile.deployment import (
+    Deployment,
+    load_deployment,
+    signs_in_as_service_principal,
+    vault_reader,
+)
 from azure_profile.eventhubs import kafka_options
 from azure_profile.profile import PROFILE_FILE, secret_source
 from spark.settings import (
@@ -128,7 +133,7 @@ class Preflight:
         needed = {}
         if hubs.auth == "connection_string":
             needed["eventhubs_connection_string"] = names["eventhubs_connection_string"]
-        if storage.auth == "service_principal" or hubs.auth == "entra_id":
+        if signs_in_as_service_principal(self.deployment):
             needed["client_secret"] = names["client_secret"]
         if storage.auth == "account_key":
             needed["storage_account_key"] = names["storage_account_key"]

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from azure_profile.deployment import Deployment, load_deployment
+from azure_profile.deployment import Deployment, load_deployment, signs_in_as_service_principal
 from azure_profile.eventhubs import kafka_options
 from azure_profile.storage import lake_url, storage_conf
 from spark.settings import SettingsError, resolve_placeholders
@@ -34,8 +34,9 @@ class AzureProfileProvider:
         secrets = secret_source(raw["secrets"]["provider"], deployment)
         names = raw["secrets"]["names"]
         hubs, storage = deployment.eventhubs, deployment.storage
-        needs_client_secret = storage.auth == "service_principal" or hubs.auth == "entra_id"
-        client_secret = secrets(names["client_secret"]) if needs_client_secret else None
+        client_secret = (
+            secrets(names["client_secret"]) if signs_in_as_service_principal(deployment) else None
+        )
         source, lake = raw["source"], raw["lake"]
         source["bootstrap_servers"] = hubs.bootstrap_servers
         source["kafka_options"] = kafka_options(

@@ -92,11 +92,12 @@ def build() -> Path | None:
     if path is None:
         print("class archive skipped: no java on PATH")
         return None
-    if path.is_file() and _damage(path) is None:
-        print(f"class archive ready: {path}")
-        return path
     if path.is_file():
-        print(f"class archive {path} {_damage(path)}: building it again")
+        damage = _damage(path)
+        if damage is None:
+            print(f"class archive ready: {path}")
+            return path
+        print(f"class archive {path} {damage}: building it again")
     ARCHIVE_DIR.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)
