@@ -1,24 +1,23 @@
 """``make bench``: throughput of every layer over one backlog, on an isolated workspace.
 
-Writes ``bench/results/latest.json`` and prints a table. After a warm-up on a topic of
-its own, a tenth of the backlog (so no measured query pays the JVM's compilation and
-Great Expectations' first-call costs), bronze with its gate, bronze without it and a
-minimal hand-written Kafka -> Delta copy (the floor a user would write) run over the
-whole backlog (available-now) in rounds, each on a workspace of its own, their order
-rotated from round to round, and the median of each is reported: one run of each
-differed by up to 1.7x from the next. Then silver and gold run alone over the backlog
-(on the first round's bronze), then a minimal hand-written Kafka -> parse -> Delta stream
-(silver's floor: one ``from_json`` with the contract's schema, no checks), then all layers
-together on another workspace reading the same topic (end to end), then one new event at
-a time through all layers of that
-workspace, its tables holding the backlog (freshness: what a micro-batch costs at the
-least, whatever its size), then silver and gold again without their gates (what gating
-costs in all). ``gate_overhead_pct`` is the share of the gated layers' time spent
-validating (from ``quality.validation_events``); ``gated_vs_ungated_pct`` the share of
-their time the ungated layers did not need. Peak RSS sums every process of the run: this
-driver (and its JVM), the broker and Azurite. The run's nine workspaces (about 1.6 GB of blobs
-and 0.15 GB of topics per million events) are dropped at the end unless ``--keep``: left
-behind, they fill the disk and slow Azurite down for every later run.
+Writes ``bench/results/latest.json`` and prints a table. After a warm-up on a topic of its
+own, a tenth of the backlog (so no measured query pays the JVM's compilation and Great
+Expectations' first-call costs), bronze with its gate, bronze without it and a minimal
+hand-written Kafka -> Delta copy (the floor a user would write) run over the whole backlog
+(available-now) in rounds, each on a workspace of its own, their order rotated from round to
+round, and the median of each is reported: one run of each differed by up to 1.7x from the
+next. Then silver and gold run alone over the backlog (on the first round's bronze), then a
+minimal hand-written Kafka -> parse -> Delta stream (silver's floor: one ``from_json`` with
+the contract's schema, no checks), then all layers together on another workspace reading the
+same topic (end to end), then one new event at a time through all layers of that workspace,
+its tables holding the backlog (freshness: what a micro-batch costs at the least, whatever
+its size), then silver and gold again without their gates (what gating costs in all).
+``gate_overhead_pct`` is the share of the gated layers' time spent validating (from
+``quality.validation_events``); ``gated_vs_ungated_pct`` the share of their time the ungated
+layers did not need. Peak RSS sums every process of the run: this driver (and its JVM), the
+broker and Azurite. The run's nine workspaces (about 1.6 GB of blobs and 0.15 GB of topics
+per million events) are dropped at the end unless ``--keep``: left behind, they fill the
+disk and slow Azurite down for every later run.
 """
 
 from __future__ import annotations

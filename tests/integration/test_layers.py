@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from flows.streaming import batch_size
@@ -153,12 +154,10 @@ def test_a_driver_killed_while_writing_its_first_offsets_restarts(spark, referen
 
 
 @pytest.mark.parametrize("leftover", [None, ".00000000000000000000.json.0a1b.tmp"])
-def test_a_driver_killed_while_creating_a_table_restarts(spark, profile, leftover):
+def test_a_driver_killed_while_creating_a_table_restarts(stack, spark, profile, leftover):
     # What a kill -9 during CREATE TABLE leaves (both seen in kill tests): an empty
     # _delta_log, or one holding only the first commit's temporary file. Delta alone
     # then neither reads nor creates the table.
-    from delta.tables import DeltaTable
-
     killed = load_profile("local", f"{profile.workspace}-created-{bool(leftover):d}")
     location = killed.lake.table_location(SILVER_EVENTS.name)
     delta_log = spark._jvm.org.apache.hadoop.fs.Path(f"{location}/_delta_log")
@@ -175,9 +174,7 @@ def test_a_driver_killed_while_creating_a_table_restarts(spark, profile, leftove
     assert spark.read.format("delta").load(location).columns == SILVER_EVENTS.schema.names
 
 
-def test_a_committed_delta_log_is_never_cleared(spark, profile):
-    from delta.tables import DeltaTable
-
+def test_a_committed_delta_log_is_never_cleared(stack, spark, profile):
     location = load_profile("local", f"{profile.workspace}-kept").lake.table_location("gold.kept")
     spark.range(3).write.format("delta").save(location)
 
@@ -186,7 +183,7 @@ def test_a_committed_delta_log_is_never_cleared(spark, profile):
     assert spark.read.format("delta").load(location).count() == 3
 
 
-def test_newer_schema_version_flows_through_a_running_query(spark, profile):
+def test_newer_schema_version_flows_through_a_running_query(stack, spark, profile):
     drift = load_profile("local", f"{profile.workspace}-drift")
     ensure_topic(drift.source.bootstrap_servers, drift.source.topic, partitions=2)
     base = simulate(SimulationRequest(events=600, seed=4, with_truth=True)).clean_payloads
@@ -219,8 +216,6 @@ def test_newer_schema_version_flows_through_a_running_query(spark, profile):
     assert _table(spark, drift, "silver.quarantine").count() == 0
     # Batches with nothing to quarantine commit nothing there: its only version is its
     # creation.
-    from delta.tables import DeltaTable
-
     quarantine = DeltaTable.forPath(spark, drift.lake.table_location("silver.quarantine"))
     assert [row.operation for row in quarantine.history().collect()] == ["CREATE TABLE"]
 
@@ -455,8 +450,6 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
         ]
 
     def versions() -> dict[str, int]:
-        from delta.tables import DeltaTable
-
         return {
             table: DeltaTable.forPath(spark, moved.lake.table_location(table))
             .history(1)
@@ -475,11 +468,7 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
     assert stats() == [("2026-11-01", 1, 180.0, 180.0)]
     # Neither event has a title or a genre: the second batch has no title_popularity or
     # regional_trends rows, and commits nothing to them; its session is merged.
-    after = versions()
-    assert after["gold.sessions"] == before["gold.sessions"] + 1
-    assert {table: after[table] for table in before if table != "gold.sessions"} == {
-        table: before[table] for table in before if table != "gold.sessions"
-    }
+    assert versions() == {**before, "gold.sessions": before["gold.sessions"] + 1}
     # The streaming flow's log measures bronze's batch in offsets, as Spark's progress gives
     # them (the gate's read and the write are two reads of one record).
     assert batch_size(progress["bronze"]).startswith("1 offsets in "), progress["bronze"]
