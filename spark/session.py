@@ -14,7 +14,6 @@ _DELTA_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     # Jars come from spark.jars (the project's Maven cache); never resolve at run time.
     "spark.jars.ivySettings": "",
-    "spark.sql.streaming.stopGracefullyOnShutdown": "true",
 }
 # A driver runs the same plans every micro-batch (three layers, their gates, Delta's
 # own queries): its generated classes must stay cached. With Spark's default of 100
@@ -72,7 +71,29 @@ def build_spark_session(profile: Profile, app_name: str = "reelhouse") -> SparkS
     for key in _RUNTIME_REDACTION:
         session.conf.set(key, REDACTION_CONF[key])
     session.sparkContext.setLogLevel("WARN")
+    _jvm_leaves_sigterm_to_python(session)
     return session
+
+
+def _jvm_leaves_sigterm_to_python(session: SparkSession) -> None:
+    """The Python driver stops the JVM it launched, not the other way round.
+
+    PySpark starts its JVM ignoring SIGINT, so Ctrl-C reaches the driver only. SIGTERM is
+    as often sent to a whole process group or service (systemd's default stop, ``timeout``,
+    ``kill -- -PGID``, a shell's ``kill %1``): the JVM's shutdown hooks then stopped the
+    SparkContext under the driver's own graceful stop of its queries, which ended in a
+    ``Cannot call methods on a stopped SparkContext`` traceback and exit code 1. The JVM
+    now ignores SIGTERM; it exits when the driver does (PySpark's gateway exits when its
+    stdin pipe closes), and SIGKILL still kills it. A JVM this process did not launch is
+    left as it is.
+    """
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None or getattr(gateway, "proc", None) is None:
+        return
+    jvm = session.sparkContext._jvm
+    jvm.sun.misc.Signal.handle(jvm.sun.misc.Signal("TERM"), jvm.sun.misc.SignalHandler.SIG_IGN)
 
 
 def _ensure_local_event_log_dir(conf: dict[str, str]) -> None:

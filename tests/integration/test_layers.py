@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,8 +12,10 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 
+import psutil
 import pytest
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
 from flows.streaming import batch_size
@@ -32,8 +35,8 @@ from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import run_layers
 from spark.settings import load_profile
 from spark.transforms import gold
-from tests.conftest import expected_quarantine_reasons
-from tests.integration.conftest import EVENTS
+from tests.conftest import expected_quarantine_reasons, produce_records
+from tests.integration.conftest import EVENTS, workspace_of
 
 pytestmark = pytest.mark.integration
 
@@ -288,6 +291,67 @@ def test_a_lake_that_does_not_answer_is_named_in_one_line(command, stack, profil
     environment = {"REELHOUSE_LAKE_STORAGE_CONF": _storage_conf_with_endpoint("127.0.0.1:1")}
     message = "lake unreachable: lake.root=abfs://"
     _assert_one_line_error(command, [], environment, message, profile)
+
+
+def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(
+    stack, spark, profile, tmp_path
+):
+    """systemd's default stop, ``timeout`` and ``kill -- -PGID`` send SIGTERM to the driver
+    and its JVM at once. The run stops its queries as on a SIGTERM to the driver alone:
+    its summary, exit code 0, no traceback; and its JVM leaves with it."""
+    workspace = workspace_of(profile, "group-sigterm")
+    records = simulate(SimulationRequest(events=40, seed=8)).records
+    produce_records(workspace, records, partitions=1)
+    command = [sys.executable, "-m", "spark.run", "--workspace", workspace.workspace]
+    command += ["--layers", "bronze", "--trigger", "continuous", "--interval", "1s"]
+    # Files, not pipes (nobody reads the run's output until it ends), appended to: the run
+    # writes at the end of the file whatever a look at it moved its offset to.
+    with (tmp_path / "out").open("a+") as out, (tmp_path / "err").open("a+") as err:
+        run = subprocess.Popen(command, stdout=out, stderr=err, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 180
+            while _rows_in(spark, workspace, "bronze.events") < len(records):
+                assert run.poll() is None and time.monotonic() < deadline, _tail(err)
+                time.sleep(1)
+            os.killpg(run.pid, signal.SIGTERM)
+            run.wait(timeout=120)
+            deadline = time.monotonic() + 30
+            while _living_in_group(run.pid) and time.monotonic() < deadline:
+                time.sleep(0.5)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+        stdout, stderr = _tail(out, 100_000), _tail(err, 100_000)
+    assert run.returncode == 0, stderr[-2000:]
+    assert f"bronze: last batch 0; bronze.events {len(records)} rows" in stdout, stdout
+    assert "Traceback" not in stderr and "stopped SparkContext" not in stderr, stderr[-2000:]
+    assert _living_in_group(run.pid) == []
+
+
+def _rows_in(spark, profile, table: str) -> int:
+    # Not DeltaTable.isDeltaTable: it answers from the session's cached Delta log, which
+    # stays "no table" for a table another process created since the first look.
+    try:
+        return spark.read.format("delta").load(profile.lake.table_location(table)).count()
+    except AnalysisException:
+        return 0
+
+
+def _tail(file, chars: int = 2000) -> str:
+    file.seek(0)
+    return file.read()[-chars:]
+
+
+def _living_in_group(group: int) -> list[str]:
+    """The processes of process group ``group`` that have not exited (zombies have)."""
+    living = []
+    for process in psutil.process_iter(["name", "status"]):
+        try:
+            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                living.append(f"{process.pid} {process.info['name']}")
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return living
 
 
 def _assert_one_line_error(command, arguments, environment, message, profile) -> None:
