@@ -3,9 +3,10 @@
     python -m spark.run --profile local --layers bronze,silver --trigger available-now
     python -m spark.run --layers bronze,silver --trigger continuous --interval 5s
 
-``available-now`` runs each layer over everything present, in order, and stops.
-``continuous`` runs the layers concurrently until SIGINT/SIGTERM, then stops them
-cleanly with their checkpoints intact.
+``available-now`` runs each layer over everything present, in order, and stops;
+SIGINT/SIGTERM interrupt it (exit code 130), and a later run goes on from the last
+committed batch. ``continuous`` runs the layers concurrently until SIGINT/SIGTERM, then
+stops them cleanly with their checkpoints intact.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from spark.tables import describe_tables
 
 log = logging.getLogger("spark.run")
 
+INTERRUPTED = 130  # the exit code of a run a signal stopped before it caught up
+
 LAYERS: dict[str, Callable[..., StreamingQuery]] = {
     "bronze": start_bronze,
     "silver": start_silver,
@@ -52,16 +55,26 @@ def run_layers(
     run_id: str | None = None,
     gate: Gate | None = None,
 ) -> dict[str, dict]:
-    """Run ``layers`` with ``trigger``, every micro-batch gated; return each last progress."""
+    """Run ``layers`` with ``trigger``, every micro-batch gated; return each last progress.
+
+    ``stop`` ends a continuous run (cleanly: the normal way to stop one) and interrupts an
+    available-now run (``Interrupted``); the checkpoints keep what was committed either way.
+    """
     if "bronze" in layers:
         check_source_reachable(profile.source)
     gate = gate or load_gate(profile, run_id or uuid.uuid4().hex)
     progress: dict[str, dict] = {}
     if trigger.mode == "available-now":
         for layer in layers:
+            if stop is not None and stop.is_set():
+                raise Interrupted(f"interrupted before layer {layer} started")
             log.info("layer %s: starting (%s)", layer, trigger.mode)
             query = LAYERS[layer](spark, profile, trigger, gate)
-            _await(query, layer)
+            if not _await(query, layer, stop):
+                raise Interrupted(
+                    f"interrupted: layer {layer} stopped before it caught up"
+                    " (a run goes on from its last committed batch)"
+                )
             progress[layer] = query.lastProgress or {}
             log.info("layer %s: done", layer)
         return progress
@@ -86,13 +99,23 @@ class LayerGateFailure(RunError, GateFailure):
     """A layer stopped because its quality gate refused a micro-batch (never retried)."""
 
 
-def _await(query: StreamingQuery, layer: str) -> None:
+class Interrupted(RunError):
+    """A signal stopped an available-now run before its layers caught up."""
+
+
+def _await(query: StreamingQuery, layer: str, stop: threading.Event | None = None) -> bool:
+    """Wait for ``query`` to end: True when it did, False when ``stop`` was set first (the
+    query is then stopped). Raise, naming the layer, when it failed."""
     try:
-        query.awaitTermination()
+        while not query.awaitTermination(1):
+            if stop is not None and stop.is_set():
+                query.stop()
+                return False
     except Exception as error:  # a StreamingQueryException carries the JVM cause
         summary = summarize_error(error)
         failure = LayerGateFailure if _gate_failed(error) else RunError
         raise failure(f"layer {layer} failed: {summary}") from None
+    return True
 
 
 def _gate_failed(error: BaseException) -> bool:
@@ -153,9 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         spark = lake_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
+            signal.signal(signum, lambda *_: _stopping(stop))
         started = time.monotonic()
         progress = run_layers(spark, profile, layers, trigger, stop)
+    except Interrupted as error:
+        print(f"error: {error}", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C before the layers started
+        print("error: interrupted", file=sys.stderr)
+        return INTERRUPTED
     except (SettingsError, PreflightError, RunError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -164,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     print(f"done in {seconds:.1f}s")
     return 0
+
+
+def _stopping(stop: threading.Event) -> None:
+    stop.set()
+    # A batch the stop interrupts fails in its Python callback, as it should: Py4J would
+    # log that as an error with its traceback.
+    logging.getLogger("py4j.clientserver").setLevel(logging.CRITICAL)
 
 
 def summary_lines(spark: SparkSession, profile: Profile, progress: dict[str, dict]) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -30,9 +31,10 @@ from spark.catalog import (
     ensure_table,
     gold_spec,
 )
+from spark.gates import load_gate
 from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, start_bronze, start_silver
-from spark.run import run_layers
+from spark.run import Interrupted, run_layers
 from spark.settings import load_profile
 from spark.transforms import gold
 from tests.conftest import expected_quarantine_reasons, produce_records
@@ -293,15 +295,13 @@ def test_a_lake_that_does_not_answer_is_named_in_one_line(command, stack, profil
     _assert_one_line_error(command, [], environment, message, profile)
 
 
-def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(
-    stack, spark, profile, tmp_path
-):
+def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(stack, profile, tmp_path):
     """systemd's default stop, ``timeout`` and ``kill -- -PGID`` send SIGTERM to the driver
-    and its JVM at once. The run stops its queries as on a SIGTERM to the driver alone:
-    its summary, exit code 0, no traceback; and its JVM leaves with it."""
+    and its JVM at once, here in the middle of the first batch. The run stops its queries as
+    on a SIGTERM to the driver alone: its summary, exit code 0, no traceback; and its JVM
+    leaves with it."""
     workspace = workspace_of(profile, "group-sigterm")
-    records = simulate(SimulationRequest(events=40, seed=8)).records
-    produce_records(workspace, records, partitions=1)
+    produce_records(workspace, simulate(SimulationRequest(events=40, seed=8)).records, 1)
     command = [sys.executable, "-m", "spark.run", "--workspace", workspace.workspace]
     command += ["--layers", "bronze", "--trigger", "continuous", "--interval", "1s"]
     # Files, not pipes (nobody reads the run's output until it ends), appended to: the run
@@ -310,9 +310,9 @@ def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(
         run = subprocess.Popen(command, stdout=out, stderr=err, text=True, start_new_session=True)
         try:
             deadline = time.monotonic() + 180
-            while _rows_in(spark, workspace, "bronze.events") < len(records):
+            while "gate bronze.events batch 0" not in _tail(err, 10**7):
                 assert run.poll() is None and time.monotonic() < deadline, _tail(err)
-                time.sleep(1)
+                time.sleep(0.5)
             os.killpg(run.pid, signal.SIGTERM)
             run.wait(timeout=120)
             deadline = time.monotonic() + 30
@@ -321,11 +321,39 @@ def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(
         finally:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
-        stdout, stderr = _tail(out, 100_000), _tail(err, 100_000)
+        stdout, stderr = _tail(out, 10**7), _tail(err, 10**7)
     assert run.returncode == 0, stderr[-2000:]
-    assert f"bronze: last batch 0; bronze.events {len(records)} rows" in stdout, stdout
-    assert "Traceback" not in stderr and "stopped SparkContext" not in stderr, stderr[-2000:]
+    assert "bronze: last batch " in stdout and "done in " in stdout, stdout
+    assert "Traceback" not in stderr and "stopped SparkContext" not in stderr, stderr[-3000:]
     assert _living_in_group(run.pid) == []
+
+
+def test_a_stop_interrupts_an_available_now_run_and_the_next_run_loses_nothing(
+    stack, spark, profile
+):
+    """SIGINT/SIGTERM set ``stop``: an available-now run stops the layer running (here in
+    the middle of bronze's first batch) and starts no other; the next run goes on from the
+    checkpoint, and every record is in bronze once."""
+    workspace = workspace_of(profile, "interrupted")
+    records = simulate(SimulationRequest(events=40, seed=9)).records
+    produce_records(workspace, records, partitions=1)
+    stop = threading.Event()
+    gate = load_gate(workspace, "interrupted")
+
+    def stopped_while_gating(table, batch, batch_id):
+        stop.set()
+        time.sleep(2.5)  # the run looks every second: it stops the query meanwhile
+        return gate(table, batch, batch_id)
+
+    with pytest.raises(Interrupted, match="layer bronze stopped before it caught up"):
+        run_layers(
+            spark, workspace, ["bronze", "silver"], Trigger(), stop, gate=stopped_while_gating
+        )
+    assert _rows_in(spark, workspace, "silver.events") == 0  # silver never started
+
+    run_layers(spark, workspace, ["bronze"], Trigger())
+    bronze = _table(spark, workspace, "bronze.events")
+    assert bronze.count() == bronze.select("partition", "offset").distinct().count() == 40
 
 
 def _rows_in(spark, profile, table: str) -> int:
