@@ -79,6 +79,12 @@ def run_layers(
             log.info("layer %s: done", layer)
         return progress
     queries = {layer: LAYERS[layer](spark, profile, trigger, gate) for layer in layers}
+    log.info(
+        "layers %s: running (%s, every %s) until stopped",
+        ", ".join(layers),
+        trigger.mode,
+        trigger.interval,
+    )
     stop = stop or threading.Event()
     try:
         while not stop.is_set():
@@ -238,8 +244,8 @@ def _interval(text: str) -> str:
     match = re.fullmatch(r"(\d+)\s*(s|m|ms)", text.strip())
     if not match:
         raise ValueError(f"--interval must look like 5s, 500ms or 1m, got {text!r}")
-    unit = {"s": "seconds", "m": "minutes", "ms": "milliseconds"}[match[2]]
-    return f"{match[1]} {unit}"
+    unit = {"s": "second", "m": "minute", "ms": "millisecond"}[match[2]]
+    return f"{match[1]} {unit}{'' if int(match[1]) == 1 else 's'}"
 
 
 if __name__ == "__main__":

@@ -297,9 +297,9 @@ def test_a_lake_that_does_not_answer_is_named_in_one_line(command, stack, profil
 
 def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(stack, profile, tmp_path):
     """systemd's default stop, ``timeout`` and ``kill -- -PGID`` send SIGTERM to the driver
-    and its JVM at once, here in the middle of the first batch. The run stops its queries as
-    on a SIGTERM to the driver alone: its summary, exit code 0, no traceback; and its JVM
-    leaves with it."""
+    and its JVM at once, here as soon as the run says its queries run (the first batch is
+    then planned or under way). The run stops its queries as on a SIGTERM to the driver
+    alone: its summary, exit code 0, no traceback; and its JVM leaves with it."""
     workspace = workspace_of(profile, "group-sigterm")
     produce_records(workspace, simulate(SimulationRequest(events=40, seed=8)).records, 1)
     command = [sys.executable, "-m", "spark.run", "--workspace", workspace.workspace]
@@ -310,7 +310,7 @@ def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(stack, pr
         run = subprocess.Popen(command, stdout=out, stderr=err, text=True, start_new_session=True)
         try:
             deadline = time.monotonic() + 180
-            while "gate bronze.events batch 0" not in _tail(err, 10**7):
+            while "layers bronze: running (continuous" not in _tail(err, 10**7):
                 assert run.poll() is None and time.monotonic() < deadline, _tail(err)
                 time.sleep(0.5)
             os.killpg(run.pid, signal.SIGTERM)

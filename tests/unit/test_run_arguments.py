@@ -1,0 +1,36 @@
+"""``python -m spark.run``'s arguments: the layers named and the micro-batch interval."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from spark.run import _interval, parse_layers
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("text", "interval"),
+    [
+        ("1s", "1 second"),
+        ("5s", "5 seconds"),
+        (" 10 s ", "10 seconds"),
+        ("500ms", "500 milliseconds"),
+        ("1m", "1 minute"),
+    ],
+)
+def test_an_interval_becomes_the_text_spark_and_the_log_read(text, interval):
+    assert _interval(text) == interval
+
+
+@pytest.mark.parametrize("text", ["", "5", "five seconds", "-1s", "1h", "1.5s"])
+def test_a_malformed_interval_is_named(text):
+    message = f"--interval must look like 5s, 500ms or 1m, got {text!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _interval(text)
+
+
+def test_layers_run_in_medallion_order_once_each():
+    assert parse_layers("gold, bronze,silver,bronze") == ["bronze", "silver", "gold"]
