@@ -6,13 +6,15 @@
 ``available-now`` runs each layer over everything present, in order, and stops;
 SIGINT/SIGTERM interrupt it (exit code 130), and a later run goes on from the last
 committed batch. ``continuous`` runs the layers concurrently until SIGINT/SIGTERM, then
-stops them cleanly with their checkpoints intact.
+stops them cleanly with their checkpoints intact. A second signal exits at once (130),
+without waiting for the running micro-batch; the next run replays it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import signal
 import sys
@@ -202,6 +204,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stopping(stop: threading.Event) -> None:
+    if stop.is_set():
+        # A second signal: the user will not wait for the running batch to end. Nothing
+        # committed is lost (the JVM exits with the driver; the next run replays the batch).
+        print(
+            "error: interrupted again: exiting without waiting for the running micro-batch"
+            " (the next run replays it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(INTERRUPTED)
     stop.set()
     # A batch the stop interrupts fails in its Python callback, as it should: Py4J would
     # log that as an error with its traceback.

@@ -1,11 +1,13 @@
-"""``python -m spark.run``'s arguments: the layers named and the micro-batch interval."""
+"""``python -m spark.run``'s arguments (the layers named, the micro-batch interval) and signals."""
 
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 
+from spark import run
 from spark.run import _interval, parse_layers
 
 pytestmark = pytest.mark.unit
@@ -34,3 +36,16 @@ def test_a_malformed_interval_is_named(text):
 
 def test_layers_run_in_medallion_order_once_each():
     assert parse_layers("gold, bronze,silver,bronze") == ["bronze", "silver", "gold"]
+
+
+def test_a_second_signal_exits_at_once_and_the_first_only_asks_to_stop(monkeypatch, capsys):
+    exits = []
+    monkeypatch.setattr(run.os, "_exit", exits.append)
+    stop = threading.Event()
+
+    run._stopping(stop)
+    assert stop.is_set() and exits == []
+
+    run._stopping(stop)
+    assert exits == [run.INTERRUPTED]
+    assert capsys.readouterr().err.startswith("error: interrupted again: ")
