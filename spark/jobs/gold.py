@@ -12,10 +12,8 @@ after a crash changes nothing twice.
 from __future__ import annotations
 
 import logging
-import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import timedelta
 
 from delta.tables import DeltaTable
@@ -49,7 +47,6 @@ def start_gold(
     gate = gate or PromoteEverything()
     silver_location = ensure_table(spark, profile, SILVER_EVENTS)
     name = query_name(profile, "gold")
-    clones = _SessionClones()
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         session = batch.sparkSession  # this query's own session: its conf is ours alone
@@ -92,7 +89,7 @@ def start_gold(
                     computed[table] = recompute().persist()
                     outcome = gate(table, computed[table], batch_id)  # gold gates warn or fail
                     outcomes.append((table, outcome))
-                _merge_all(session, clones, profile, outcomes, name, batch_id, days)
+                _merge_all(session, profile, outcomes, name, batch_id, days)
             for _, outcome in outcomes:
                 outcome.settle()
         finally:
@@ -167,37 +164,16 @@ def _recomputed(
     }
 
 
-class _SessionClones:
-    """Clones of a query's session for its concurrent MERGEs, each used by one MERGE at a
-    time (its ``txnAppId``/``txnVersion`` are set and unset around it) and reused batch
-    after batch: at most ``MERGE_THREADS`` per query, not a few per batch."""
-
-    def __init__(self) -> None:
-        self._idle: queue.SimpleQueue[SparkSession] = queue.SimpleQueue()
-
-    @contextmanager
-    def borrowed(self, session: SparkSession) -> Iterator[SparkSession]:
-        try:
-            clone = self._idle.get_nowait()
-        except queue.Empty:
-            clone = SparkSession(session.sparkContext, session._jsparkSession.cloneSession())
-        try:
-            yield clone
-        finally:
-            self._idle.put(clone)
-
-
 def _merge_all(
     session: SparkSession,
-    clones: _SessionClones,
     profile: Profile,
     outcomes: list[tuple[str, GateOutcome]],
     name: str,
     batch_id: int,
     days: list,
 ) -> None:
-    """MERGE every table's promoted rows, ``MERGE_THREADS`` tables at a time, each in a
-    clone of the batch's session: a MERGE's ``txnAppId``/``txnVersion`` are session settings.
+    """MERGE every table's promoted rows, the tables concurrently, each in a clone of the
+    batch's session: a MERGE's ``txnAppId``/``txnVersion`` are session settings.
 
     A small batch's MERGE waits more than it computes (Delta's snapshot, its "was this batch
     committed?" job, the commit to the lake): warm one-event gold batches, alternated in one
@@ -210,8 +186,8 @@ def _merge_all(
 
     @inheritable_thread_target(session)
     def merge(table: str, outcome: GateOutcome) -> None:
-        with clones.borrowed(session) as own:
-            _merge(own, profile, table, outcome.promote, f"{name}.{table}", batch_id, days)
+        own = SparkSession(session.sparkContext, session._jsparkSession.cloneSession())
+        _merge(own, profile, table, outcome.promote, f"{name}.{table}", batch_id, days)
 
     with ThreadPoolExecutor(MERGE_THREADS, thread_name_prefix="gold-merge") as pool:
         merges = [pool.submit(merge, table, outcome) for table, outcome in outcomes]
