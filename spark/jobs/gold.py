@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from delta.tables import DeltaTable
-from pyspark import inheritable_thread_target
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import SILVER_EVENTS, ensure_table, gold_spec
-from spark.gates import Gate, GateOutcome, PromoteEverything
+from spark.gates import Gate, PromoteEverything
 from spark.io.delta import append_idempotent
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.settings import Profile
@@ -37,7 +35,6 @@ _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 # deletes the rows of those days it did not recompute (a group no session starts in any
 # more).
 _WHOLE_DAYS = frozenset({"gold.session_stats"})
-MERGE_THREADS = 3  # gold tables merged at once (see _merge_all)
 
 
 def start_gold(
@@ -89,7 +86,16 @@ def start_gold(
                     computed[table] = recompute().persist()
                     outcome = gate(table, computed[table], batch_id)  # gold gates warn or fail
                     outcomes.append((table, outcome))
-                _merge_all(session, profile, outcomes, name, batch_id, days)
+                for table, outcome in outcomes:
+                    _merge(
+                        session,
+                        profile,
+                        table,
+                        outcome.promote,
+                        f"{name}.{table}",
+                        batch_id,
+                        days,
+                    )
             for _, outcome in outcomes:
                 outcome.settle()
         finally:
@@ -162,37 +168,6 @@ def _recomputed(
             genre_days, ["region", "genre", "day"], "left_semi"
         ),
     }
-
-
-def _merge_all(
-    session: SparkSession,
-    profile: Profile,
-    outcomes: list[tuple[str, GateOutcome]],
-    name: str,
-    batch_id: int,
-    days: list,
-) -> None:
-    """MERGE every table's promoted rows, the tables concurrently, each in a clone of the
-    batch's session: a MERGE's ``txnAppId``/``txnVersion`` are session settings.
-
-    A small batch's MERGE waits more than it computes (Delta's snapshot, its "was this batch
-    committed?" job, the commit to the lake): warm one-event gold batches, alternated in one
-    process, took a median 18.4 s merging one table after another and 16.8 s three at a
-    time (merging 9.0 against 6.2 s); six at a time was no faster than three. Each table's
-    MERGE is its own transaction either way: a replayed batch skips those Delta committed.
-    The batch's local properties (the query's job group) follow each thread, so stopping
-    the query cancels its MERGEs too.
-    """
-
-    @inheritable_thread_target(session)
-    def merge(table: str, outcome: GateOutcome) -> None:
-        own = SparkSession(session.sparkContext, session._jsparkSession.cloneSession())
-        _merge(own, profile, table, outcome.promote, f"{name}.{table}", batch_id, days)
-
-    with ThreadPoolExecutor(MERGE_THREADS, thread_name_prefix="gold-merge") as pool:
-        merges = [pool.submit(merge, table, outcome) for table, outcome in outcomes]
-    for done in merges:
-        done.result()  # the first failure, once every MERGE has ended
 
 
 def merge_condition(table: str, days: list) -> str:
