@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 import threading
 
@@ -38,9 +40,15 @@ def test_layers_run_in_medallion_order_once_each():
     assert parse_layers("gold, bronze,silver,bronze") == ["bronze", "silver", "gold"]
 
 
-def test_a_second_signal_exits_at_once_and_the_first_only_asks_to_stop(monkeypatch, capsys):
+def test_a_second_signal_exits_at_once_and_the_first_only_asks_to_stop(
+    monkeypatch, capsys, request
+):
     exits = []
     monkeypatch.setattr(run.os, "_exit", exits.append)
+    # The first signal quiets Py4J's logger for the rest of the process; the tests after
+    # this one keep its level.
+    py4j = logging.getLogger("py4j.clientserver")
+    request.addfinalizer(functools.partial(py4j.setLevel, py4j.level))
     stop = threading.Event()
 
     run._stopping(stop)
@@ -49,3 +57,4 @@ def test_a_second_signal_exits_at_once_and_the_first_only_asks_to_stop(monkeypat
     run._stopping(stop)
     assert exits == [run.INTERRUPTED]
     assert capsys.readouterr().err.startswith("error: interrupted again: ")
+    assert py4j.level == logging.CRITICAL
