@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from spark.catalog import (
     SILVER_QUARANTINE,
     ensure_table,
     gold_spec,
+    register_table,
+    registered_location,
 )
 from spark.gates import load_gate
 from spark.io.leftovers import clear_uncommitted_delta_log
@@ -129,6 +132,24 @@ def test_tables_are_registered_by_name_with_descriptions(spark, reference):
         assert detail["description"] == gold_spec(name).description, name
         assert GOLD_PROPERTIES.items() <= detail["properties"].items(), name
         assert detail["properties"]["reelhouse.layer"] == "gold", name
+
+
+def test_a_name_moves_to_another_table_even_when_the_one_it_held_is_gone(spark, tmp_path):
+    """A session moving a name to another workspace's table never opens the table the name
+    held: that workspace may have been dropped since."""
+    held, moved_to = tmp_path / "held", tmp_path / "moved-to"
+    spark.range(2).write.format("delta").save(str(held))
+    spark.range(3).write.format("delta").save(str(moved_to))
+    register_table(spark, "bronze.moving", held.as_uri())
+    assert registered_location(spark, "bronze.moving") == f"file:{held}"
+    shutil.rmtree(held)
+    try:
+        register_table(spark, "bronze.moving", moved_to.as_uri())
+        assert registered_location(spark, "bronze.moving") == f"file:{moved_to}"
+        assert spark.table("bronze.moving").count() == 3
+        assert registered_location(spark, "bronze.nothing_by_this_name") is None
+    finally:
+        spark.sql("DROP TABLE IF EXISTS bronze.moving")
 
 
 def _detail(spark, profile, name) -> dict:
