@@ -237,7 +237,10 @@ def ensure_table(
 def register_table(spark: SparkSession, name: str, location: str) -> None:
     """Point ``name`` at ``location`` in this session (the data is never touched)."""
     layer = name.split(".")[0]
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
+    if not spark.catalog.databaseExists(layer):
+        # Spark 4.2 runs a CREATE DATABASE IF NOT EXISTS of an existing database as a
+        # create, and warns "Namespace ... was created concurrently" (every table, every run).
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer}")
     current = registered_location(spark, name)
     if current is not None:
         if current.rstrip("/") == location.rstrip("/").replace("file:///", "file:/"):
