@@ -20,9 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark.catalog import SILVER_EVENTS, ensure_table, gold_spec
+from spark.catalog import SILVER_EVENTS, create_table_with_rows, ensure_table, gold_spec
 from spark.gates import Gate, PromoteEverything
-from spark.io.delta import append_idempotent
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.settings import Profile
 from spark.transforms import gold
@@ -197,18 +196,9 @@ def _merge(
     batch_id: int,
     days: list,
 ) -> None:
-    spec = gold_spec(table)
     location = profile.lake.table_location(table)
-    if not DeltaTable.isDeltaTable(session, location):
-        # Created empty with its properties in one commit (a driver killed before it leaves
-        # no table), and before the transaction's confs are set: the creation must not
-        # take the batch's txnVersion, or Delta would skip the write below as committed.
-        ensure_table(session, profile, spec, schema=rows.schema)
-        # Nothing to match in a table just created: an append does what the MERGE would,
-        # without its join. A replay finds the table and MERGEs (or skips, as committed).
-        append_idempotent(rows, location, app_id, batch_id)
-        return
-    if table not in _WHOLE_DAYS and rows.isEmpty():
+    created = DeltaTable.isDeltaTable(session, location)
+    if created and table not in _WHOLE_DAYS and rows.isEmpty():
         # Nothing to update or insert (a batch of events without a title has no
         # title_popularity rows, one without a genre no regional_trends rows): the MERGE
         # would change nothing and still cost a commit and Delta's "was this batch
@@ -216,10 +206,19 @@ def _merge(
         # merges them.
         log.info("gold batch %s: no rows for %s", batch_id, table)
         return
-    condition = merge_condition(table, days)
     session.conf.set(_TXN_APP, app_id)
     session.conf.set(_TXN_VERSION, str(batch_id))
     try:
+        if not created:
+            # Nothing to match in a table not there yet: the table, its properties and
+            # the rows are one commit with the batch's transaction (a driver killed
+            # before it leaves no table). A replay finds the table and skips the MERGE
+            # below as committed.
+            log.info("gold batch %s: creating %s", batch_id, table)
+            create_table_with_rows(session, profile, gold_spec(table), rows)
+            log.info("gold batch %s: created %s", batch_id, table)
+            return
+        condition = merge_condition(table, days)
         merge = (
             DeltaTable.forPath(session, location)
             .alias("target")

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 
 import psutil
 import pytest
@@ -28,12 +28,14 @@ from spark.catalog import (
     GOLD_PROPERTIES,
     SILVER_EVENTS,
     SILVER_QUARANTINE,
+    create_table_with_rows,
     ensure_table,
     gold_spec,
     register_table,
     registered_location,
 )
 from spark.gates import load_gate
+from spark.io.delta import append_idempotent
 from spark.io.leftovers import clear_uncommitted_delta_log
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.run import Interrupted, run_layers
@@ -132,6 +134,48 @@ def test_tables_are_registered_by_name_with_descriptions(spark, reference):
         assert detail["description"] == gold_spec(name).description, name
         assert GOLD_PROPERTIES.items() <= detail["properties"].items(), name
         assert detail["properties"]["reelhouse.layer"] == "gold", name
+
+
+def test_a_gold_table_is_created_with_its_first_rows_in_one_commit_over_a_killed_try(
+    stack, spark, profile
+):
+    """Gold's first batch creates each table with its rows and the batch's transaction in
+    one commit. A driver killed inside that commit leaves data files and an empty
+    _delta_log: the next try creates the table all the same, and a replay of the batch
+    adds nothing."""
+    killed = load_profile("local", f"{profile.workspace}-gold-created")
+    spec = gold_spec("gold.user_engagement")
+    location = killed.lake.table_location(spec.name)
+    rows = spark.createDataFrame(
+        [("u1", date(2026, 11, 1), 3.5), ("u2", date(2026, 11, 2), 1.0)],
+        "user_id string, day date, score double",
+    )
+    rows.limit(1).write.parquet(f"{location}/day=2026-11-01")  # the killed try's files
+    delta_log = spark._jvm.org.apache.hadoop.fs.Path(f"{location}/_delta_log")
+    delta_log.getFileSystem(spark._jsc.hadoopConfiguration()).mkdirs(delta_log)
+
+    spark.conf.set("spark.databricks.delta.write.txnAppId", "gold-created")
+    spark.conf.set("spark.databricks.delta.write.txnVersion", "0")
+    try:
+        assert create_table_with_rows(spark, killed, spec, rows) == location
+    finally:
+        spark.conf.unset("spark.databricks.delta.write.txnAppId")
+        spark.conf.unset("spark.databricks.delta.write.txnVersion")
+    append_idempotent(rows, location, "gold-created", 0)  # the batch, replayed
+
+    table = DeltaTable.forPath(spark, location)
+    assert [row.operation for row in table.history().collect()] == [
+        "CREATE OR REPLACE TABLE AS SELECT"
+    ]
+    assert sorted(tuple(row) for row in table.toDF().collect()) == sorted(
+        tuple(row) for row in rows.collect()
+    )
+    detail = _detail(spark, killed, spec.name)
+    assert detail["description"] == spec.description
+    assert detail["partitionColumns"] == ["day"]
+    assert GOLD_PROPERTIES.items() <= detail["properties"].items()
+    assert detail["properties"]["reelhouse.workspace"] == killed.workspace
+    assert registered_location(spark, spec.name) == location
 
 
 def test_a_name_moves_to_another_table_even_when_the_one_it_held_is_gone(spark, tmp_path):
