@@ -198,35 +198,22 @@ TABLES: tuple[TableSpec, ...] = (
 )
 
 
-def ensure_table(
-    spark: SparkSession, profile: Profile, spec: TableSpec, schema: T.StructType | None = None
-) -> str:
-    """Create the Delta table at its location if needed and register it by name.
+def ensure_table(spark: SparkSession, profile: Profile, spec: TableSpec) -> str:
+    """Create the empty Delta table at its location if needed and register it by name.
 
-    The table, its partitioning, description and properties are one commit. ``schema``
-    is for specs without one (gold's, known from the first batch's rows).
+    The table, its columns, partitioning, description and properties are one commit. For
+    specs with a schema; gold's tables are created by their first batch
+    (``create_table_with_rows``).
     """
-    from delta.tables import DeltaTable
-
+    if spec.schema is None:
+        raise ValueError(f"{spec.name} is created with its first batch's rows")
     location = profile.lake.table_location(spec.name)
-    schema = schema or spec.schema
-    if schema is None:
-        raise ValueError(f"{spec.name} is created with its first batch's schema")
-    if DeltaTable.isDeltaTable(spark, location):
-        register_table(spark, spec.name, location)
-        return location
-    clear_uncommitted_delta_log(spark, location)
-    builder = (
-        DeltaTable.createIfNotExists(spark)
-        .location(location)
-        .addColumns(schema)
-        .comment(spec.description)
-    )
-    for key, value in {**_identity(spec, profile), **spec.properties}.items():
-        builder = builder.property(key, value)
-    if spec.partition_by:
-        builder = builder.partitionedBy(*spec.partition_by)
-    builder.execute()
+    if not _delta_table_exists(spark, location):
+        clear_uncommitted_delta_log(spark, location)
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS delta.`{location}` ({spec.schema.toDDL()})"
+            f" {_definition(spec, profile)}"
+        )
     register_table(spark, spec.name, location)
     return location
 
@@ -249,23 +236,30 @@ def create_table_with_rows(
     """
     location = profile.lake.table_location(spec.name)
     clear_uncommitted_delta_log(spark, location)
-    properties = {**_identity(spec, profile), **spec.properties}
-    listed = ", ".join(
-        f"{_sql_text(key)} = {_sql_text(value)}" for key, value in properties.items()
-    )
-    partitioned = f"PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
     view = "_reelhouse_rows_of_" + spec.name.replace(".", "_")
     rows.createOrReplaceTempView(view)
     try:
         spark.sql(
-            f"CREATE OR REPLACE TABLE delta.`{location}` USING DELTA {partitioned}"
-            f" COMMENT {_sql_text(spec.description)} TBLPROPERTIES ({listed})"
+            f"CREATE OR REPLACE TABLE delta.`{location}` {_definition(spec, profile)}"
             f" AS SELECT * FROM {view}"
         )
     finally:
         spark.catalog.dropTempView(view)
     register_table(spark, spec.name, location)
     return location
+
+
+def _definition(spec: TableSpec, profile: Profile) -> str:
+    """What a CREATE TABLE states after the table's name and columns: the format,
+    partitioning, description and properties (the workspace's identity, then the spec's)."""
+    properties = {**_identity(spec, profile), **spec.properties}
+    listed = ", ".join(
+        f"{_sql_text(key)} = {_sql_text(value)}" for key, value in properties.items()
+    )
+    partitioned = f" PARTITIONED BY ({', '.join(spec.partition_by)})" if spec.partition_by else ""
+    return (
+        f"USING DELTA{partitioned} COMMENT {_sql_text(spec.description)} TBLPROPERTIES ({listed})"
+    )
 
 
 def _identity(spec: TableSpec, profile: Profile) -> dict[str, str]:
