@@ -192,23 +192,19 @@ def test_a_gate_failure_fails_the_flow_run_naming_the_expectation(
     import spark.run as runner
     from flows.medallion import medallion
     from quality.gates import build_gate
-    from tests.integration.test_quality import STRICT_CHECK, _forget_table_names, _strict_suites
+    from tests.integration.test_quality import STRICT_CHECK, _strict_suites
 
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     monkeypatch.setattr(
         runner, "load_gate", lambda target, run_id: build_gate(target, run_id, _strict_suites())
     )
-    _forget_table_names(spark)
-    try:
-        state = medallion(
-            workspace=f"{profile.workspace}-gate",
-            events=600,
-            fault_rate=0.0,
-            layers="bronze,silver",
-            return_state=True,
-        )
-    finally:
-        _forget_table_names(spark)
+    state = medallion(
+        workspace=f"{profile.workspace}-gate",
+        events=600,
+        fault_rate=0.0,
+        layers="bronze,silver",
+        return_state=True,
+    )
 
     assert state.is_failed()
     assert f"quality gate failed for silver.events batch 0: {STRICT_CHECK}" in state.message

@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 from local_stack.settings import load_stack_settings
 from spark.settings import load_profile
 from spark.transforms.gold import KEYS
-from tests.integration.test_quality import _forget_table_names
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +30,6 @@ def workspace(stack, spark, profile):
     from flows.medallion import medallion
 
     name = f"{profile.workspace}-ops"
-    _forget_table_names(spark)
     state = medallion(
         workspace=name, events=3000, fault_rate=0.02, seed=11, layers="bronze", return_state=True
     )
@@ -41,7 +39,6 @@ def workspace(stack, spark, profile):
         load_stack_settings().state_dir / "simulations" / f"{target.source.topic}.manifest.json"
     )
     yield target, json.loads(manifest_path.read_text())
-    _forget_table_names(spark)
 
 
 def _count(spark, target, table: str) -> int:
@@ -259,7 +256,6 @@ def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace
     )
     assert _count(spark, target, "silver.events") == manifest["events"]
 
-    _forget_table_names(spark)
     state = replay(workspace=target.workspace, confirm=target.workspace, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()

@@ -13,7 +13,6 @@ from pyspark.sql import functions as F
 
 from quality.gates import build_gate
 from quality.suites import Check, Suite, default_suites
-from spark.catalog import TABLES
 from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
 from spark.transforms.gold import KEYS
@@ -86,16 +85,6 @@ def test_quarantine_per_expectation_equals_the_injected_faults(spark, gated, gat
     assert {row.event_id for row in _table(spark, gated, "silver.events").collect()} == clean
 
 
-def _forget_table_names(spark) -> None:
-    """Unregister the names another workspace of this session registered (data untouched).
-
-    ``ensure_table`` creates a table only if its name is not registered yet, so a second
-    workspace in the same Spark session would otherwise find no silver table at its location.
-    """
-    for spec in TABLES:
-        spark.sql(f"DROP TABLE IF EXISTS {spec.name}")
-
-
 def _with_check(table: str, check: Check) -> dict[str, Suite]:
     """The default suites, ``table``'s with one more check."""
     suites = dict(default_suites())
@@ -150,7 +139,6 @@ def _count(spark, location: str) -> int:
 
 def test_a_failed_batch_promotes_nothing_until_the_suite_is_relaxed(stack, spark, profile):
     strict = workspace_of(profile, f"strict-{uuid.uuid4().hex[:6]}")
-    _forget_table_names(spark)
     simulation = recent_simulation(1_000, seed=9)
     produce_records(strict, simulation.records, partitions=2)
 
