@@ -197,8 +197,8 @@ def _merge(
     days: list,
 ) -> None:
     location = profile.lake.table_location(table)
-    created = DeltaTable.isDeltaTable(session, location)
-    if created and table not in _WHOLE_DAYS and rows.isEmpty():
+    exists = DeltaTable.isDeltaTable(session, location)
+    if exists and table not in _WHOLE_DAYS and rows.isEmpty():
         # Nothing to update or insert (a batch of events without a title has no
         # title_popularity rows, one without a genre no regional_trends rows): the MERGE
         # would change nothing and still cost a commit and Delta's "was this batch
@@ -209,7 +209,7 @@ def _merge(
     session.conf.set(_TXN_APP, app_id)
     session.conf.set(_TXN_VERSION, str(batch_id))
     try:
-        if not created:
+        if not exists:
             # Nothing to match in a table not there yet: the table, its properties and
             # the rows are one commit with the batch's transaction (a driver killed
             # before it leaves no table). A replay finds the table and skips the MERGE
