@@ -2,8 +2,9 @@
 
 Why this exists: the issue asks for Lowkey Vault, a Java implementation of Key Vault's
 REST API, but Maven Central serves no ``lowkey-vault-app`` artifact to this machine (see
-README "Key Vault locally"). This process implements the part of the same public
-protocol that reelhouse uses, so the azure profile's unchanged SDK code path
+README "Parity tests (no subscription needed)", its Key Vault item). This process
+implements the part of the same public protocol that reelhouse uses, so the azure
+profile's unchanged SDK code path
 (``DefaultAzureCredential`` -> ``SecretClient``) runs against it:
 
 - **Key Vault secrets**, over HTTPS with the stack's self-signed certificate: an
