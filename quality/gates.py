@@ -26,6 +26,7 @@ from quality.rows import failing_rows, supports_rows, unexpected_values
 from quality.suites import Check, Suite, default_suites
 from quality.validation_log import ValidationEvent, ensure_validation_log, record_validation
 from spark.gates import GateFailure, GateOutcome
+from spark.jobs.steps import step
 from spark.settings import Profile
 from spark.transforms.events import reason_codes
 
@@ -96,8 +97,9 @@ class QualityGate:
         try:
             # Counting computes the batch (and fills the caches the write then reads): the
             # work of the layer itself, done before the validation's clock starts.
-            rows = validated.count()
-            with self._lock:
+            with step(batch.sparkSession, "count"):
+                rows = validated.count()
+            with self._lock, step(batch.sparkSession, "validate"):
                 validation_started = time.monotonic()
                 results = self._validate(suite, validated, rows)
                 duration_s = time.monotonic() - validation_started

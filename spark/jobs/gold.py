@@ -23,6 +23,7 @@ from pyspark.sql.streaming import StreamingQuery
 from spark.catalog import SILVER_EVENTS, create_table_with_rows, ensure_table, gold_spec
 from spark.gates import Gate, PromoteEverything
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
+from spark.jobs.steps import step
 from spark.settings import Profile
 from spark.transforms import gold
 
@@ -59,9 +60,10 @@ def start_gold(
         ).persist()
         outcomes, window, computed = [], None, {}
         try:
-            if touched.isEmpty():
-                return
-            days = _near_days(touched)
+            with step(session, "gold: days touched"):
+                if touched.isEmpty():
+                    return
+                days = _near_days(touched)
             # Read once: every table but session_stats recomputes from it.
             window = silver.filter(F.col("event_date").isin(days)).select(*gold.INPUT_COLUMNS)
             window = window.persist()
@@ -83,18 +85,20 @@ def start_gold(
             with gate.recorded_together("gold", batch_id):
                 for table, recompute in _recomputed(window, touched, merged_sessions, days).items():
                     computed[table] = recompute().persist()
-                    outcome = gate(table, computed[table], batch_id)  # gold gates warn or fail
+                    with step(session, f"gold: {table}: gate"):  # its first job computes it
+                        outcome = gate(table, computed[table], batch_id)  # warn or fail only
                     outcomes.append((table, outcome))
                 for table, outcome in outcomes:
-                    _merge(
-                        session,
-                        profile,
-                        table,
-                        outcome.promote,
-                        f"{name}.{table}",
-                        batch_id,
-                        days,
-                    )
+                    with step(session, f"gold: {table}: merge"):
+                        _merge(
+                            session,
+                            profile,
+                            table,
+                            outcome.promote,
+                            f"{name}.{table}",
+                            batch_id,
+                            days,
+                        )
             for _, outcome in outcomes:
                 outcome.settle()
         finally:

@@ -13,6 +13,7 @@ from spark.catalog import BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, ensur
 from spark.gates import Gate, PromoteEverything
 from spark.io.delta import append_idempotent
 from spark.io.leftovers import clear_unfinished_first_offsets
+from spark.jobs.steps import step
 from spark.settings import Profile
 from spark.transforms.events import (
     BROADCAST_ROWS_LIMIT,
@@ -82,8 +83,10 @@ def start_bronze(
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         # Bronze keeps every record: its gate may warn or fail, never drop.
-        outcome = gate(BRONZE_EVENTS.name, batch, batch_id)
-        append_idempotent(outcome.promote, location, name, batch_id)
+        with step(spark, "bronze: gate"):
+            outcome = gate(BRONZE_EVENTS.name, batch, batch_id)
+        with step(spark, "bronze: write"):
+            append_idempotent(outcome.promote, location, name, batch_id)
         outcome.settle()
 
     return start_foreach_batch(
@@ -113,7 +116,8 @@ def start_silver(
         marked = None
         try:
             valid = parsed.filter(F.size("reasons") == 0)
-            seen, rows = _silver_ids_near(spark, silver_location, valid)
+            with step(spark, "silver: parse"):  # the first job computes the cache
+                seen, rows = _silver_ids_near(spark, silver_location, valid)
             marked = mark_duplicates(
                 valid, seen, rejected_copies, broadcast=rows <= BROADCAST_ROWS_LIMIT
             ).persist()
@@ -124,7 +128,8 @@ def start_silver(
                 duplicates.drop("duplicate_of_earlier")
             )
             candidates = marked.filter(~F.col("duplicate_of_earlier")).drop("duplicate_of_earlier")
-            outcome = gate(SILVER_EVENTS.name, candidates, batch_id)
+            with step(spark, "silver: gate"):  # its first job marks the duplicates
+                outcome = gate(SILVER_EVENTS.name, candidates, batch_id)
             if outcome.rejected is not None:
                 rejected = rejected.unionByName(outcome.rejected.select(*rejected.columns))
             promoted = outcome.promote.select(*silver_columns())
@@ -133,14 +138,16 @@ def start_silver(
             # A batch with nothing to quarantine commits nothing there (a replay finds
             # nothing again): an empty idempotent append still costs a commit and Delta's
             # "was this batch committed?" job, 1.65 s warm, against 0.07 s to look.
-            if not rejected.isEmpty():
-                append_idempotent(
-                    to_quarantine(rejected, "silver", batch_id),
-                    quarantine_location,
-                    f"{name}.quarantine",
-                    batch_id,
-                )
-            append_idempotent(promoted, silver_location, name, batch_id)
+            with step(spark, "silver: quarantine"):
+                if not rejected.isEmpty():
+                    append_idempotent(
+                        to_quarantine(rejected, "silver", batch_id),
+                        quarantine_location,
+                        f"{name}.quarantine",
+                        batch_id,
+                    )
+            with step(spark, "silver: write"):
+                append_idempotent(promoted, silver_location, name, batch_id)
             outcome.settle()
         finally:
             # Also when the gate stops the batch: a cache left behind slows every later plan.
