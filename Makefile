@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 EVENTS ?= 100000
 FAULT_RATE ?= 0.01
 BENCH_EVENTS ?= 1000000
+LAYER ?= silver
 BENCH_KEEP ?=
 BENCH_ROUNDS ?=
 
@@ -27,7 +28,7 @@ NODE_STAMP := local_stack/node/node_modules/.installed
 BROWSER_STAMP := .cache/browser.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench workspaces quality-report azure-preflight clean
+.PHONY: prefect-up prefect-down help setup stack-up stack-down stack-status test test-unit lint local-run bench profile workspaces quality-report azure-preflight clean
 
 help: ## list the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -93,6 +94,9 @@ azure-preflight: $(VENV_STAMP) ## check an Azure deployment (config, Key Vault, 
 
 bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json
 	$(PY) -m bench.run --events $(BENCH_EVENTS) $(if $(BENCH_KEEP),--keep) $(if $(BENCH_ROUNDS),--bronze-rounds $(BENCH_ROUNDS))
+
+profile: setup ## where one layer's time goes, Spark job by job (LAYER=silver; BENCH_EVENTS)
+	$(PY) -m bench.profile --layer $(LAYER) --events $(BENCH_EVENTS)
 
 workspaces: setup ## list the local stack's workspaces: blobs, size, topics
 	$(PY) -m local_stack workspaces

@@ -1,0 +1,90 @@
+"""How ``python -m bench.profile`` reads Spark's job list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bench.profile import Job, busy_seconds, jobs_since, seconds_per_step
+
+pytestmark = pytest.mark.unit
+
+SINCE = datetime(2026, 12, 4, 1, 50, 0, tzinfo=UTC).timestamp()
+
+
+BATCH = "main.silver.events id = 5d0c runId = 9e1a batch = 0"
+
+
+def _job(
+    job_id: int, submitted: str, completed: str | None, tasks: int = 2, description: str = BATCH
+) -> dict:
+    # As the UI's REST API writes a job (/api/v1/applications/<id>/jobs).
+    job = {
+        "jobId": job_id,
+        "name": f"save at NativeMethodAccessorImpl.java:{job_id}",
+        "submissionTime": f"2026-12-04T{submitted}GMT",
+        "numTasks": tasks,
+        "description": description,
+        "status": "SUCCEEDED" if completed else "RUNNING",
+    }
+    if completed:
+        job["completionTime"] = f"2026-12-04T{completed}GMT"
+    return job
+
+
+def test_only_jobs_finished_since_the_start_are_kept_in_the_order_they_started():
+    jobs = [
+        _job(9, "01:50:04.250", "01:50:05.000"),
+        _job(7, "01:49:59.999", "01:50:03.000"),  # the run before
+        _job(8, "01:50:01.500", "01:50:04.000", tasks=4),
+        _job(10, "01:50:06.000", None),  # still running
+    ]
+
+    found = jobs_since(jobs, SINCE)
+
+    assert [job.job_id for job in found] == [8, 9]
+    assert found[0] == Job(
+        job_id=8,
+        started_s=pytest.approx(1.5),
+        seconds=pytest.approx(2.5),
+        tasks=4,
+        called_at="save at NativeMethodAccessorImpl.java:8",
+    )
+    assert found[1].started_s == pytest.approx(4.25)
+    assert found[1].seconds == pytest.approx(0.75)
+
+
+def test_overlapping_jobs_count_once_toward_busy_seconds():
+    jobs = [
+        Job(1, started_s=0.0, seconds=2.0, tasks=1, called_at=""),
+        Job(2, started_s=1.0, seconds=2.0, tasks=1, called_at=""),  # 1-3: one more second
+        Job(3, started_s=1.5, seconds=0.5, tasks=1, called_at=""),  # inside the others
+        Job(4, started_s=5.0, seconds=1.0, tasks=1, called_at=""),  # after a gap
+    ]
+
+    assert busy_seconds(jobs) == pytest.approx(4.0)
+    assert busy_seconds([]) == 0.0
+
+
+def test_each_job_is_named_by_its_step_and_the_steps_are_summed():
+    jobs = jobs_since(
+        [
+            _job(1, "01:50:01.000", "01:50:04.000", description=f"{BATCH} | silver: parse"),
+            _job(2, "01:50:04.000", "01:50:05.000", description=f"{BATCH} | silver: gate | count"),
+            _job(3, "01:50:05.000", "01:50:05.500"),  # the stream's own: no step
+            _job(4, "01:50:06.000", "01:50:08.000", description=f"{BATCH} | silver: parse"),
+        ],
+        SINCE,
+    )
+
+    assert [job.step for job in jobs] == [
+        "silver: parse",
+        "silver: gate | count",
+        "",
+        "silver: parse",
+    ]
+    assert seconds_per_step(jobs) == pytest.approx(
+        {"silver: parse": 5.0, "silver: gate | count": 1.0, "": 0.5}
+    )
+    assert list(seconds_per_step(jobs)) == ["silver: parse", "silver: gate | count", ""]
