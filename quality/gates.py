@@ -288,10 +288,12 @@ class QualityGate:
     def _record(
         self, spark, writer: str, batch_id: int, events: list[ValidationEvent], once: bool = True
     ) -> None:
-        if not self._log_ready:
-            ensure_validation_log(spark, self.profile)
-            self._log_ready = True
-        record_validation(spark, self.profile, writer, batch_id, events, once=once)
+        # On the recorder's thread, beside the layer's write: a step of no query's batch.
+        with step(spark, "quality: record validation events"):
+            if not self._log_ready:
+                ensure_validation_log(spark, self.profile)
+                self._log_ready = True
+            record_validation(spark, self.profile, writer, batch_id, events, once=once)
 
     def _decide(self, suite, batch, validated, batch_id, results) -> GateOutcome:
         violated = [result for result in results if result.violated]
