@@ -17,24 +17,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import socket
 import time
 import urllib.request
 from datetime import datetime
-from pathlib import Path
 
-from local_stack.simulate.producer import send_to_kafka
-from local_stack.simulate.simulation import SimulationRequest, simulate
+from bench.run import RESULTS, add_backlog_arguments, produce_backlog, warm_up_size
 from local_stack.stack import LocalStack
-from local_stack.topics import ensure_topic
 from local_stack.workspaces import drop_workspaces
 from spark.jobs.layers import Trigger
 from spark.run import LAYERS, run_layers
 from spark.session import build_spark_session
 from spark.settings import Profile, load_profile
 
-RESULTS = Path(__file__).resolve().parent / "results"
-MIN_WARM_UP_EVENTS = 5_000
+# How a streaming query describes a micro-batch's jobs (StreamExecution: its name, then
+# id, run id and batch on lines of their own); Delta may put "Delta: " before it.
+_BATCH = re.compile(r"\sid = \S+\s+runId = \S+\s+batch = \S+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +91,13 @@ def busy_seconds(jobs: list[Job]) -> float:
 
 
 def _step(description: str) -> str:
-    """``<query> id = .. batch = 0 | silver: gate | count`` -> ``silver: gate | count``."""
-    _, separator, step = description.partition(" | ")
-    return step if separator else ""
+    """``<query> id = .. batch = 0 | silver: gate | count`` -> ``silver: gate | count`` (and
+    what Delta adds after it); a streaming query's own description alone -> ``""``; a step
+    outside a query as it is."""
+    batch, separator, step = description.partition(" | ")
+    if separator:
+        return step if _BATCH.search(batch) else description
+    return "" if _BATCH.search(description) else description
 
 
 def _epoch_seconds(text: str) -> float:
@@ -106,11 +109,7 @@ def _epoch_seconds(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--layer", choices=list(LAYERS), required=True)
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--fault-rate", type=float, default=0.01)
-    parser.add_argument(
-        "--warm-up-events", type=int, help="default: a tenth of --events, at least 5,000"
-    )
+    add_backlog_arguments(parser)
     parser.add_argument(
         "--min-seconds",
         type=float,
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's workspaces")
     args = parser.parse_args(argv)
-    warm_up_events = args.warm_up_events or max(MIN_WARM_UP_EVENTS, args.events // 10)
+    warm_up_events = warm_up_size(args)
     layers = list(LAYERS)[: list(LAYERS).index(args.layer) + 1]
 
     stack = LocalStack()
@@ -128,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     warm = _with_ui(load_profile("local", f"profile-{stamp}-warm"), port)
     measured = _with_ui(load_profile("local", f"profile-{stamp}"), port)
-    _produce(stack, warm, warm_up_events, args.fault_rate)
-    records = _produce(stack, measured, args.events, args.fault_rate)
+    produce_backlog(stack, warm, warm_up_events, args.fault_rate)
+    records, _ = produce_backlog(stack, measured, args.events, args.fault_rate)
     spark = build_spark_session(measured, app_name=f"reelhouse-profile-{args.layer}")
     try:
         run_layers(spark, warm, layers, Trigger(), run_id=f"profile-{stamp}-warm")
@@ -182,23 +181,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _produce(stack: LocalStack, profile: Profile, events: int, fault_rate: float) -> int:
-    simulation = simulate(SimulationRequest(events=events, fault_rate=fault_rate, with_truth=False))
-    ensure_topic(
-        profile.source.bootstrap_servers,
-        profile.source.topic,
-        stack.settings.kafka.default_partitions,
-    )
-    send_to_kafka(
-        simulation.records,
-        profile.source.topic,
-        profile.source.client_options(),
-        rate=0,
-        progress=False,
-    )
-    return len(simulation.records)
 
 
 def _print_jobs(results: dict, jobs: list[Job], min_seconds: float) -> None:

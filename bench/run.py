@@ -100,13 +100,46 @@ def _timed(action) -> float:
     return time.monotonic() - started
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+def add_backlog_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--events``, ``--fault-rate`` and ``--warm-up-events``, as the bench's commands read
+    them (``warm_up_size``)."""
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--fault-rate", type=float, default=0.01)
     parser.add_argument(
         "--warm-up-events", type=int, help="default: a tenth of --events, at least 5,000"
     )
+
+
+def warm_up_size(args: argparse.Namespace) -> int:
+    return args.warm_up_events or max(MIN_WARM_UP_EVENTS, args.events // 10)
+
+
+def produce_backlog(
+    stack: LocalStack, profile, events: int, fault_rate: float | None = None
+) -> tuple[int, float]:
+    """Simulate ``events`` (with ``fault_rate``, or the simulator's default) into the
+    profile's topic, created with the stack's partitions: the records sent, and the seconds
+    sending them took."""
+    options = {} if fault_rate is None else {"fault_rate": fault_rate}
+    simulation = simulate(SimulationRequest(events=events, with_truth=False, **options))
+    ensure_topic(
+        profile.source.bootstrap_servers,
+        profile.source.topic,
+        stack.settings.kafka.default_partitions,
+    )
+    seconds = send_to_kafka(
+        simulation.records,
+        profile.source.topic,
+        profile.source.client_options(),
+        rate=0,
+        progress=False,
+    )
+    return len(simulation.records), seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    add_backlog_arguments(parser)
     parser.add_argument(
         "--keep",
         action="store_true",
@@ -119,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         help="runs of bronze, bronze ungated and the baseline copy, each (median reported)",
     )
     args = parser.parse_args(argv)
-    warm_up_events = args.warm_up_events or max(MIN_WARM_UP_EVENTS, args.events // 10)
+    warm_up_events = warm_up_size(args)
 
     stack = LocalStack()
     stack.up()
@@ -138,23 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "stack_before": _stack_contents(stack),
     }
     with PeakMemory(pids) as memory:
-        simulation = simulate(
-            SimulationRequest(events=args.events, fault_rate=args.fault_rate, with_truth=False)
-        )
-        records = len(simulation.records)
-        ensure_topic(
-            profile.source.bootstrap_servers,
-            profile.source.topic,
-            stack.settings.kafka.default_partitions,
-        )
-        send_s = send_to_kafka(
-            simulation.records,
-            profile.source.topic,
-            profile.source.client_options(),
-            rate=0,
-            progress=False,
-        )
-        del simulation
+        records, send_s = produce_backlog(stack, profile, args.events, args.fault_rate)
         results["records"] = records
         results["produce_eps"] = records / send_s
 
@@ -311,13 +328,7 @@ def _warm_up(spark, stack: LocalStack, stamp: str, events: int) -> None:
     Expectations' first validation (about 8 s) are paid here, on a topic of its own, not
     by whichever query happens to run first."""
     warm = load_profile("local", f"bench-{stamp}-warm")
-    simulation = simulate(SimulationRequest(events=events, with_truth=False))
-    ensure_topic(
-        warm.source.bootstrap_servers, warm.source.topic, stack.settings.kafka.default_partitions
-    )
-    send_to_kafka(
-        simulation.records, warm.source.topic, warm.source.client_options(), rate=0, progress=False
-    )
+    produce_backlog(stack, warm, events)
     run_layers(spark, warm, ["bronze", "silver", "gold"], Trigger(), run_id=f"bench-{stamp}-warm")
     _baseline_copy(spark, warm, stamp)
     _baseline_parse(spark, warm)

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.unit
 SINCE = datetime(2026, 12, 4, 1, 50, 0, tzinfo=UTC).timestamp()
 
 
-BATCH = "main.silver.events id = 5d0c runId = 9e1a batch = 0"
+# As StreamExecution describes a micro-batch's jobs.
+BATCH = "main.silver.events\nid = 5d0c-41\nrunId = 9e1a-07\nbatch = 0"
 
 
 def _job(
@@ -73,7 +74,15 @@ def test_each_job_is_named_by_its_step_and_the_steps_are_summed():
             _job(1, "01:50:01.000", "01:50:04.000", description=f"{BATCH} | silver: parse"),
             _job(2, "01:50:04.000", "01:50:05.000", description=f"{BATCH} | silver: gate | count"),
             _job(3, "01:50:05.000", "01:50:05.500"),  # the stream's own: no step
-            _job(4, "01:50:06.000", "01:50:08.000", description=f"{BATCH} | silver: parse"),
+            _job(
+                4,
+                "01:50:05.500",
+                "01:50:05.600",
+                description=f"Delta: {BATCH} | silver: write: Compute snapshot for version: 0",
+            ),
+            _job(5, "01:50:06.000", "01:50:08.000", description=f"{BATCH} | silver: parse"),
+            # A step outside any query (the gate's recorder thread) is named as it is.
+            _job(6, "01:50:06.500", "01:50:06.750", description="quality: record batch 0"),
         ],
         SINCE,
     )
@@ -82,9 +91,23 @@ def test_each_job_is_named_by_its_step_and_the_steps_are_summed():
         "silver: parse",
         "silver: gate | count",
         "",
+        "silver: write: Compute snapshot for version: 0",
         "silver: parse",
+        "quality: record batch 0",
     ]
     assert seconds_per_step(jobs) == pytest.approx(
-        {"silver: parse": 5.0, "silver: gate | count": 1.0, "": 0.5}
+        {
+            "silver: parse": 5.0,
+            "silver: gate | count": 1.0,
+            "": 0.5,
+            "quality: record batch 0": 0.25,
+            "silver: write: Compute snapshot for version: 0": 0.1,
+        }
     )
-    assert list(seconds_per_step(jobs)) == ["silver: parse", "silver: gate | count", ""]
+    assert list(seconds_per_step(jobs)) == [
+        "silver: parse",
+        "silver: gate | count",
+        "",
+        "quality: record batch 0",
+        "silver: write: Compute snapshot for version: 0",
+    ]
