@@ -85,11 +85,11 @@ def start_gold(
             with gate.recorded_together("gold", batch_id):
                 for table, recompute in _recomputed(window, touched, merged_sessions, days).items():
                     computed[table] = recompute().persist()
-                    with step(session, f"gold: {table}: gate"):  # its first job computes it
+                    with step(session, f"{table}: gate"):  # its first job computes it
                         outcome = gate(table, computed[table], batch_id)  # warn or fail only
                     outcomes.append((table, outcome))
                 for table, outcome in outcomes:
-                    with step(session, f"gold: {table}: merge"):
+                    with step(session, f"{table}: merge"):
                         _merge(
                             session,
                             profile,
