@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import re
-import socket
 import time
 import urllib.request
 from datetime import datetime
@@ -124,9 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack()
     stack.up()
     stamp = time.strftime("%Y%m%d%H%M%S")
-    port = _free_port()
-    warm = _with_ui(load_profile("local", f"profile-{stamp}-warm"), port)
-    measured = _with_ui(load_profile("local", f"profile-{stamp}"), port)
+    warm = _with_ui(load_profile("local", f"profile-{stamp}-warm"))
+    measured = _with_ui(load_profile("local", f"profile-{stamp}"))
     produce_backlog(stack, warm, warm_up_events, args.fault_rate)
     records, _ = produce_backlog(stack, measured, args.events, args.fault_rate)
     spark = build_spark_session(measured, app_name=f"reelhouse-profile-{args.layer}")
@@ -138,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         run_layers(spark, measured, [args.layer], Trigger(), run_id=f"profile-{stamp}")
         seconds = time.monotonic() - started
-        application = spark.sparkContext.applicationId
-        url = f"http://127.0.0.1:{port}/api/v1/applications/{application}/jobs"
+        # The UI's own address: Spark moves to the next port when 4040 is taken.
+        context = spark.sparkContext
+        url = f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/jobs"
         with urllib.request.urlopen(url, timeout=30) as response:
             jobs = jobs_since(json.load(response), since)
     finally:
@@ -166,21 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _with_ui(profile: Profile, port: int) -> Profile:
+def _with_ui(profile: Profile) -> Profile:
     conf = {
         **profile.spark_conf,
         "spark.ui.enabled": "true",
-        "spark.ui.port": str(port),
         # The warm-up and the layers before the profiled one run hundreds of jobs first.
         "spark.ui.retainedJobs": "100000",
     }
     return dataclasses.replace(profile, spark_conf=conf)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _print_jobs(results: dict, jobs: list[Job], min_seconds: float) -> None:

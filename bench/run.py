@@ -44,7 +44,7 @@ from spark.gates import PromoteEverything
 from spark.jobs.layers import Trigger
 from spark.run import run_layers
 from spark.session import ENGINE_CONF, JVM_OPTIONS, build_spark_session
-from spark.settings import load_profile
+from spark.settings import Profile, load_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # At least this many, and a tenth of the backlog: after 5,000 the first measured layer
@@ -115,7 +115,7 @@ def warm_up_size(args: argparse.Namespace) -> int:
 
 
 def produce_backlog(
-    stack: LocalStack, profile, events: int, fault_rate: float | None = None
+    stack: LocalStack, profile: Profile, events: int, fault_rate: float | None = None
 ) -> tuple[int, float]:
     """Simulate ``events`` (with ``fault_rate``, or the simulator's default) into the
     profile's topic, created with the stack's partitions: the records sent, and the seconds
