@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -64,12 +65,72 @@ def start_foreach_batch(
     location = profile.lake.checkpoint_location(checkpoint)
     clear_unfinished_first_offsets(source.sparkSession, location)
     return (
-        source.writeStream.foreachBatch(write_batch)
+        source.writeStream.foreachBatch(stopped_in_one_line(source.sparkSession, write_batch))
         .option("checkpointLocation", location)
         .queryName(name)
         .trigger(**trigger.options())
         .start()
     )
+
+
+# The Java exceptions by which Spark tells a micro-batch its query's stop interrupted from
+# one that failed (``StreamExecution.isInterruptionException`` in Spark 4.2).
+INTERRUPTIONS = (
+    "java.lang.InterruptedException",
+    "java.io.InterruptedIOException",
+    "java.nio.channels.ClosedByInterruptException",
+)
+
+
+class BatchStopped(RuntimeError):
+    """A micro-batch's Spark call was interrupted because its query is stopping."""
+
+
+def stopped_in_one_line(spark: SparkSession, write_batch):
+    """``write_batch``, raising a Spark call its query's stop interrupted as one line.
+
+    Spark looks for the interruption in the Python error's text with the pattern
+    ``py4j.protocol.Py4JJavaError: An error occurred while calling((.|\\n)*)(<exception>)``,
+    which Java's regex engine matches by recursion, a few frames per character: over the
+    JVM stack trace a Py4J error carries (thousands of characters) the query's thread
+    overflows its stack, and Spark prints a ``StackOverflowError`` of a thousand lines where
+    the query simply stopped. The one line keeps what the pattern reads: the call and the
+    interruption. Any other error, and an interruption while the query is not stopping,
+    passes through unchanged.
+    """
+
+    def run(batch: DataFrame, batch_id: int) -> None:
+        try:
+            write_batch(batch, batch_id)
+        except Exception as error:
+            interruption = _interruption_by_stop(spark, error)
+            if interruption is None:
+                raise
+            raise BatchStopped(f"batch {batch_id}: {interruption}") from None
+
+    return run
+
+
+def _interruption_by_stop(spark: SparkSession, error: BaseException) -> str | None:
+    """``py4j.protocol.Py4JJavaError: An error occurred while calling o156.count.
+    (java.lang.InterruptedException)`` when a Spark call in ``error``'s chain was interrupted
+    and this thread's streaming query is stopping; None otherwise."""
+    try:
+        query_id = spark.sparkContext.getLocalProperty("sql.streaming.queryId")
+        query = spark.streams.get(query_id) if query_id else None
+        if query is None or query.isActive:
+            return None
+        chain: BaseException | None = error
+        while chain is not None:
+            if isinstance(chain, Py4JJavaError):
+                text = str(chain)
+                for name in INTERRUPTIONS:
+                    if name in text:
+                        return f"py4j.protocol.Py4JJavaError: {text.splitlines()[0]} ({name})"
+            chain = chain.__cause__ or chain.__context__
+    except Exception:  # the JVM is going away: the error as it is
+        return None
+    return None
 
 
 def start_bronze(
