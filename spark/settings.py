@@ -27,6 +27,15 @@ WORKSPACE_ENV = "REELHOUSE_WORKSPACE"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 _WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+# The masters Spark knows: its local modes, yarn, and a cluster manager's URL
+# (spark://host:7077, k8s://https://host:443, ...).
+_SPARK_MASTER = re.compile(
+    r"^(local(\[(\d+|\*)(,\s*\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]|yarn"
+    r"|[a-z][a-z0-9+.-]*://\S+)$"
+)
+# Spark's sizes (JavaUtils.byteStringAs): a whole number, a unit optional.
+_SPARK_SIZE = re.compile(r"^\d+([kmgtp]b?|b)?$", re.IGNORECASE)
+_SPARK_SIZE_KEYS = re.compile(r"\.(memory|memoryOverhead|maxResultSize)$")
 
 # Section -> the keys a profile must provide in it. Both profiles have exactly these.
 CONTRACT: dict[str, tuple[str, ...]] = {
@@ -251,6 +260,8 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
             raise SettingsError(f"profile {name!r}: setting {section}.{key} is empty")
     lake_root = _hadoop_path(str(lake["root"]))
     checkpoint_root = _hadoop_path(str(lake["checkpoint_root"]))
+    spark_conf = _string_map(name, "spark.conf", spark["conf"])
+    _check_spark(name, str(spark["master"]).strip(), spark_conf)
     return Profile(
         name=name,
         workspace=workspace,
@@ -258,7 +269,7 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
             bootstrap_servers=str(source["bootstrap_servers"]),
             topic=f"{workspace}.{source['topic']}",
             consumer_group=f"{workspace}.{source['consumer_group']}",
-            starting_offsets=str(source["starting_offsets"]),
+            starting_offsets=_starting_offsets(name, source["starting_offsets"]),
             max_offsets_per_trigger=_optional_int(
                 name, "source.max_offsets_per_trigger", source["max_offsets_per_trigger"]
             ),
@@ -276,8 +287,8 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
             ),
             storage_conf=_string_map(name, "lake.storage_conf", lake["storage_conf"]),
         ),
-        spark_master=str(spark["master"]),
-        spark_conf=_string_map(name, "spark.conf", spark["conf"]),
+        spark_master=str(spark["master"]).strip(),
+        spark_conf=spark_conf,
         secrets_provider=str(secrets["provider"]),
         secret_names=_string_map(name, "secrets.names", secrets["names"]),
     )
@@ -300,14 +311,54 @@ def _split_table(table: str) -> tuple[str, str]:
 
 
 def _optional_int(profile: str, key: str, value: Any) -> int | None:
+    """A positive whole number, or None for 0 or empty (no limit)."""
     if value in (None, "", 0, "0"):
         return None
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
+        number = -1
+    if number < 1:
         raise SettingsError(
-            f"profile {profile!r}: {key} must be an integer, got {value!r}"
-        ) from None
+            f"profile {profile!r}: {key} must be a positive integer (0 for no limit),"
+            f" got {value!r} (set it with {override_variable(*key.split('.'))})"
+        )
+    return number
+
+
+def _starting_offsets(profile: str, value: Any) -> str:
+    """``earliest``, ``latest`` or a JSON object of offsets per topic and partition, as
+    Spark's Kafka source takes them."""
+    text = str(value).strip()
+    if text in ("earliest", "latest"):
+        return text
+    try:
+        offsets = json.loads(text)
+    except json.JSONDecodeError:
+        offsets = None
+    if not isinstance(offsets, Mapping):
+        raise SettingsError(
+            f"profile {profile!r}: source.starting_offsets must be earliest, latest or a JSON"
+            f' object such as \'{{"topic": {{"0": 42}}}}\', got {text[:80]!r}'
+        )
+    return text
+
+
+def _check_spark(profile: str, master: str, conf: Mapping[str, str]) -> None:
+    """A master Spark knows and sizes it can read, before a JVM is started on them (a JVM
+    that cannot start says so only in its own output)."""
+    if not _SPARK_MASTER.match(master):
+        raise SettingsError(
+            f"profile {profile!r}: spark.master {master!r} is not a Spark master; use local[N],"
+            " local[*], yarn or a cluster's URL such as spark://host:7077"
+            " (set it with REELHOUSE_SPARK_MASTER)"
+        )
+    for key, value in conf.items():
+        if _SPARK_SIZE_KEYS.search(key) and not _SPARK_SIZE.match(value.strip()):
+            raise SettingsError(
+                f"profile {profile!r}: Spark setting {key} = {value!r} is not a size;"
+                " use a whole number and a unit such as 4g or 512m"
+            )
 
 
 def _as_bool(profile: str, key: str, value: Any) -> bool:

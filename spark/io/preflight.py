@@ -150,9 +150,27 @@ def lake_session(profile: Profile, app_name: str):
     """A Spark session for ``profile`` whose lake answers; ``PreflightError`` naming the lake
     root within seconds of the session's start when it does not (Azurite down, a wrong
     account), instead of a Java stack trace from the first table read."""
-    from spark.session import build_spark_session
-
     check_lake_endpoint(profile)  # seconds, before a JVM is started
-    spark = build_spark_session(profile, app_name=app_name)
+    spark = start_session(profile, app_name)
     check_lake_reachable(spark, profile)
     return spark
+
+
+def start_session(profile: Profile, app_name: str):
+    """``build_spark_session``; ``PreflightError`` in one line when Spark's JVM exits before
+    the session starts (a setting it refuses: its own words are above, on stderr), instead
+    of PySpark's traceback."""
+    from pyspark.errors import PySparkRuntimeError
+
+    from spark.session import build_spark_session
+
+    try:
+        return build_spark_session(profile, app_name=app_name)
+    except PySparkRuntimeError as error:
+        if error.getCondition() != "JAVA_GATEWAY_EXITED":
+            raise
+        raise PreflightError(
+            "Spark's JVM exited before the session started (its reason is above): check the"
+            f" Spark settings of profile {profile.name!r} (spark.master"
+            f" {profile.spark_master!r}, REELHOUSE_SPARK_CONF, the driver's memory and options)"
+        ) from None

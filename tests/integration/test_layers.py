@@ -359,6 +359,16 @@ def test_a_lake_that_does_not_answer_is_named_in_one_line(command, stack, profil
     _assert_one_line_error(command, [], environment, message, profile)
 
 
+@pytest.mark.parametrize("command", ["spark.run", "spark.tables"])
+def test_a_jvm_that_will_not_start_is_named_in_one_line(command, stack, profile):
+    """A setting Spark's JVM refuses, found only when it starts (here a heap larger than
+    any machine's): one line naming the profile's Spark settings, not PySpark's traceback."""
+    arguments = ["--layers", "silver"] if command == "spark.run" else []
+    environment = {"REELHOUSE_DRIVER_MEMORY": "99999999t"}
+    message = "Spark's JVM exited before the session started"
+    _assert_one_line_error(command, arguments, environment, message, profile)
+
+
 def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(stack, profile, tmp_path):
     """systemd's default stop, ``timeout`` and ``kill -- -PGID`` send SIGTERM to the driver
     and its JVM at once, here as soon as the run says its queries run (the first batch is

@@ -71,7 +71,7 @@ def test_the_next_layers_batch_size_is_delta_s_default_unless_set(monkeypatch):
     monkeypatch.setenv("REELHOUSE_MAX_FILES_PER_TRIGGER", "8")
     assert load_profile("local", "main").lake.stream_options() == {"maxFilesPerTrigger": "8"}
     monkeypatch.setenv(override_variable("lake", "max_files_per_trigger"), "some")
-    with pytest.raises(SettingsError, match=r"lake.max_files_per_trigger must be an integer"):
+    with pytest.raises(SettingsError, match=r"lake.max_files_per_trigger must be a positive"):
         load_profile("local")
 
 
@@ -98,10 +98,57 @@ def test_a_table_override_that_is_no_json_object_is_named(monkeypatch):
         load_profile("local")
 
 
-def test_bad_override_names_the_setting(monkeypatch):
-    monkeypatch.setenv(override_variable("source", "max_offsets_per_trigger"), "lots")
-    with pytest.raises(SettingsError, match=r"source.max_offsets_per_trigger must be an integer"):
+@pytest.mark.parametrize("bad", ["lots", "-5"])
+def test_bad_override_names_the_setting(monkeypatch, bad):
+    monkeypatch.setenv(override_variable("source", "max_offsets_per_trigger"), bad)
+    with pytest.raises(
+        SettingsError, match=r"source.max_offsets_per_trigger must be a positive integer"
+    ):
         load_profile("local")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("REELHOUSE_SPARK_MASTER", "nope", r"spark.master 'nope' is not a Spark master"),
+        ("REELHOUSE_SPARK_MASTER", "local[x]", r"spark.master 'local\[x\]' is not a Spark"),
+        ("REELHOUSE_DRIVER_MEMORY", "lots", r"spark.driver.memory = 'lots' is not a size"),
+        ("REELHOUSE_DRIVER_MEMORY", "1.5g", r"spark.driver.memory = '1.5g' is not a size"),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", "bogus", r"starting_offsets must be earliest"),
+        ("REELHOUSE_LAKE_MAX_FILES_PER_TRIGGER", "-2", r"max_files_per_trigger must be a posi"),
+    ],
+)
+def test_spark_settings_a_jvm_would_refuse_are_named_before_it_starts(
+    monkeypatch, variable, value, message
+):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message):
+        load_profile("local")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REELHOUSE_SPARK_MASTER", "local[*]"),
+        ("REELHOUSE_SPARK_MASTER", "local[4, 2]"),
+        ("REELHOUSE_SPARK_MASTER", "spark://head-node:7077"),
+        ("REELHOUSE_SPARK_MASTER", "k8s://https://cluster.example:443"),
+        ("REELHOUSE_SPARK_MASTER", "yarn"),
+        ("REELHOUSE_DRIVER_MEMORY", "512m"),
+        ("REELHOUSE_DRIVER_MEMORY", "8GB"),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", "latest"),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 42}}'),
+    ],
+)
+def test_spark_settings_spark_takes_are_kept(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    profile = load_profile("local")
+    held = {
+        "REELHOUSE_SPARK_MASTER": profile.spark_master,
+        "REELHOUSE_DRIVER_MEMORY": profile.spark_conf["spark.driver.memory"],
+        "REELHOUSE_SOURCE_STARTING_OFFSETS": profile.source.starting_offsets,
+    }
+    assert held[variable] == value
 
 
 def test_empty_required_setting_is_named(monkeypatch):
