@@ -118,7 +118,9 @@ def load_deployment(path: Path = DEPLOYMENT_FILE) -> Deployment:
             auth=_choice(storage["auth"], STORAGE_AUTH, "REELHOUSE_ADLS_AUTH"),
             tenant_id=storage["tenant_id"],
             client_id=storage["client_id"],
-            emulator_endpoint=storage["emulator_endpoint"],
+            emulator_endpoint=_host_port(
+                storage["emulator_endpoint"], "REELHOUSE_ADLS_EMULATOR_ENDPOINT"
+            ),
         ),
         keyvault=KeyVaultSettings(url=vault["url"].rstrip("/"), ca_file=vault["ca_file"]),
     )
@@ -173,6 +175,17 @@ def _required(value: str, what: str, variable: str) -> str:
     if not str(value).strip():
         raise SettingsError(f"azure profile: {what} is not set (set {variable})")
     return str(value).strip()
+
+
+def _host_port(value: str, variable: str) -> str:
+    """``""`` (not set) or ``host:port``, the port a number from 1 to 65535."""
+    value = str(value).strip()
+    if not value:
+        return ""
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"{variable} must look like host:port (127.0.0.1:10000); got {value!r}")
+    return value
 
 
 def _choice(value: str, allowed: tuple[str, ...], variable: str) -> str:

@@ -23,7 +23,7 @@ from azure_profile.deployment import (
     vault_reader,
 )
 from azure_profile.eventhubs import kafka_options
-from azure_profile.profile import PROFILE_FILE, secret_source
+from azure_profile.profile import PROFILE_FILE, SECRET_PROVIDERS, secret_source
 from spark.settings import (
     DEFAULT_WORKSPACE,
     SettingsError,
@@ -140,6 +140,11 @@ class Preflight:
         return needed
 
     def _key_vault(self) -> str:
+        if self.secrets_provider not in SECRET_PROVIDERS:
+            raise CheckFailed(
+                f"secrets provider {self.secrets_provider!r} is unknown",
+                f"set REELHOUSE_SECRETS_PROVIDER to one of {', '.join(SECRET_PROVIDERS)}",
+            )
         if self.secrets_provider != "keyvault":
             return f"not used (secrets from {self.secrets_provider})"
         url = self.deployment.keyvault.url

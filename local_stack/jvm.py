@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from local_stack.settings import JVM_CACHE, PACKAGE_DIR, PROJECT_ROOT
+from spark.settings import SettingsError
 
 POM = PACKAGE_DIR / "jvm" / "pom.xml"
 MAVEN_REPO = PROJECT_ROOT / ".cache" / "m2"
@@ -24,8 +25,9 @@ _BUNDLED_ALIASES = {"jcl-over-slf4j": "commons-logging"}
 _VERSION_SUFFIX = re.compile(r"-\d+\.\d[^-]*(-[A-Za-z0-9.]+)*\.jar$")
 
 
-class JvmArtifactsMissing(RuntimeError):
-    """The jar cache is empty or incomplete; ``make setup`` fills it."""
+class JvmArtifactsMissing(SettingsError):
+    """The jar cache is empty or incomplete; ``make setup`` fills it. A settings error:
+    the local profile names these jars, and every command names it in one line."""
 
 
 def classpath_dir(name: str) -> Path:

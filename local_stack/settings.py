@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spark.settings import SettingsError, resolve_placeholders
 
@@ -114,52 +115,83 @@ class StackSettings:
 
 
 def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
-    """Read ``stack.toml``, fill placeholders from the environment, validate."""
-    with path.open("rb") as handle:
-        raw = resolve_placeholders(tomllib.load(handle))
-    host = raw["host"]
-    state_dir = Path(raw["state_dir"])
+    """Read ``stack.toml``, fill placeholders from the environment, validate; a
+    ``SettingsError`` naming the file and the setting when it cannot."""
+    try:
+        with path.open("rb") as handle:
+            raw = resolve_placeholders(tomllib.load(handle))
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise SettingsError(f"{path} cannot be read: {error.strerror}") from None
+
+    def get(key: str) -> Any:
+        value: Any = raw
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise SettingsError(f"{path}: setting {key} is missing")
+            value = value[part]
+        return value
+
+    def port(key: str) -> int:
+        return _port(key, get(key))
+
+    def seconds(key: str) -> float:
+        return _seconds(key, get(key))
+
+    host = get("host")
+    state_dir = Path(get("state_dir"))
     if not state_dir.is_absolute():
         state_dir = PROJECT_ROOT / state_dir
-    kafka, azurite, prefect = raw["kafka"], raw["azurite"], raw["prefect"]
-    keyvault = raw["keyvault"]
     return StackSettings(
         state_dir=state_dir,
         kafka=KafkaSettings(
             host=host,
-            port=_port("kafka.port", kafka["port"]),
-            controller_port=_port("kafka.controller_port", kafka["controller_port"]),
-            heap=kafka["heap"],
-            default_partitions=_positive("kafka.default_partitions", kafka["default_partitions"]),
-            start_timeout_s=float(kafka["start_timeout_s"]),
-            image=kafka["image"],
-            sasl_port=_port("kafka.sasl_port", kafka["sasl_port"]),
-            eventhubs_namespace=kafka["eventhubs_namespace"],
+            port=port("kafka.port"),
+            controller_port=port("kafka.controller_port"),
+            heap=get("kafka.heap"),
+            default_partitions=_positive(
+                "kafka.default_partitions", get("kafka.default_partitions")
+            ),
+            start_timeout_s=seconds("kafka.start_timeout_s"),
+            image=get("kafka.image"),
+            sasl_port=port("kafka.sasl_port"),
+            eventhubs_namespace=get("kafka.eventhubs_namespace"),
         ),
         azurite=AzuriteSettings(
             host=host,
-            blob_port=_port("azurite.blob_port", azurite["blob_port"]),
-            queue_port=_port("azurite.queue_port", azurite["queue_port"]),
-            table_port=_port("azurite.table_port", azurite["table_port"]),
-            account=azurite["account"],
-            lake_container=azurite["lake_container"],
-            start_timeout_s=float(azurite["start_timeout_s"]),
-            image=azurite["image"],
+            blob_port=port("azurite.blob_port"),
+            queue_port=port("azurite.queue_port"),
+            table_port=port("azurite.table_port"),
+            account=get("azurite.account"),
+            lake_container=get("azurite.lake_container"),
+            start_timeout_s=seconds("azurite.start_timeout_s"),
+            image=get("azurite.image"),
         ),
         keyvault=KeyVaultSettings(
             host=host,
-            port=_port("keyvault.port", keyvault["port"]),
-            identity_port=_port("keyvault.identity_port", keyvault["identity_port"]),
-            start_timeout_s=float(keyvault["start_timeout_s"]),
+            port=port("keyvault.port"),
+            identity_port=port("keyvault.identity_port"),
+            start_timeout_s=seconds("keyvault.start_timeout_s"),
         ),
         prefect=PrefectSettings(
             host=host,
-            port=_port("prefect.port", prefect["port"]),
-            work_pool=prefect["work_pool"],
-            start_timeout_s=float(prefect["start_timeout_s"]),
+            port=port("prefect.port"),
+            work_pool=get("prefect.work_pool"),
+            start_timeout_s=seconds("prefect.start_timeout_s"),
             home=state_dir / "prefect",
         ),
     )
+
+
+def _seconds(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not number > 0:
+        raise SettingsError(f"stack setting {key} must be a number of seconds, got {value!r}")
+    return number
 
 
 def _port(key: str, value: str) -> int:

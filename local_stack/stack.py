@@ -91,9 +91,15 @@ class LocalStack:
         """The azure profile's variables for this stack (the identity header included)."""
         from local_stack import parity
 
+        header = self.keyvault.identity_header_file
+        if not header.is_file():
+            raise StackError(
+                "the local Key Vault has not been started: run `python -m local_stack"
+                " keyvault-up` first"
+            )
         return {
             **parity.azure_environment(self.settings, container or parity.AZURE_CONTAINER),
-            "IDENTITY_HEADER": self.keyvault.identity_header_file.read_text().strip(),
+            "IDENTITY_HEADER": header.read_text().strip(),
         }
 
     def keyvault_down(self) -> list[str]:

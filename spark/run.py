@@ -172,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Other libraries' INFO lines are not the run's story (Great Expectations alone logs
-    # about 200 lines of its own API registration when a gate is first loaded).
-    for library in ("py4j", "great_expectations"):
+    # about 200 lines of its own API registration when a gate is first loaded; the Azure
+    # SDK every request's URL and headers).
+    for library in ("py4j", "great_expectations", "azure"):
         logging.getLogger(library).setLevel(logging.WARNING)
     try:
         layers = parse_layers(args.layers)

@@ -30,25 +30,40 @@ def main(argv: list[str] | None = None) -> int:
             ctr=args.ctr,
             with_truth=not args.no_truth,
         )
-        if args.out == "kafka":  # a broker that is down is named in seconds, before the work
+        if args.out.startswith("jsonl:"):
+            path = Path(args.out.removeprefix("jsonl:"))
+            manifest_path = Path(args.manifest or f"{path}.manifest.json")
+            truth_path = Path(args.truth or f"{path}.truth.json")
+            target = str(path)
+            _check_writable("--out", path)
+        elif args.out == "kafka":  # a broker that is down is named in seconds, before the work
             profile = load_profile(args.profile, args.workspace)
             check_source_reachable(profile.source)
+            topic = args.topic or profile.source.topic
+            runs = load_stack_settings().state_dir / "simulations"
+            manifest_path = Path(args.manifest or runs / f"{topic}.manifest.json")
+            truth_path = Path(args.truth or runs / f"{topic}.truth.json")
+            target = f"topic {topic}"
+        else:
+            raise ValueError(f"--out must be 'kafka' or 'jsonl:PATH', got {args.out!r}")
+        if args.partitions is not None and args.partitions < 1:
+            raise ValueError(f"--partitions must be >= 1, got {args.partitions}")
+        # Before the events go out: a manifest that cannot be written after them is lost.
+        _check_writable("--manifest", manifest_path)
+        if request.with_truth:
+            _check_writable("--truth", truth_path)
         started = time.monotonic()
         simulation = simulate(request)
         generated_s = time.monotonic() - started
         if args.out.startswith("jsonl:"):
-            path = Path(args.out.removeprefix("jsonl:"))
             seconds = write_jsonl(simulation.records, path)
-            manifest_path = Path(args.manifest or f"{path}.manifest.json")
-            truth_path = Path(args.truth or f"{path}.truth.json")
-            target = str(path)
-        elif args.out == "kafka":
-            topic = args.topic or profile.source.topic
+        else:
             if args.create_topic:
+                partitions = args.partitions or load_stack_settings().kafka.default_partitions
                 ensure_topic(
                     profile.source.bootstrap_servers,
                     topic,
-                    args.partitions,
+                    partitions,
                     client_options=profile.source.client_options(),
                 )
             seconds = send_to_kafka(
@@ -59,18 +74,15 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.quiet,
                 producers=args.producers,
             )
-            runs = load_stack_settings().state_dir / "simulations"
-            manifest_path = Path(args.manifest or runs / f"{topic}.manifest.json")
-            truth_path = Path(args.truth or runs / f"{topic}.truth.json")
-            target = f"topic {topic}"
-        else:
-            raise ValueError(f"--out must be 'kafka' or 'jsonl:PATH', got {args.out!r}")
+        _write_json(manifest_path, simulation.manifest)
+        if simulation.truth is not None:
+            _write_json(truth_path, simulation.truth)
     except (ValueError, SettingsError, ProducerError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    _write_json(manifest_path, simulation.manifest)
-    if simulation.truth is not None:
-        _write_json(truth_path, simulation.truth)
+    except OSError as error:
+        print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+        return 2
     manifest = simulation.manifest
     rate = manifest["records"] / seconds if seconds else float("inf")
     print(
@@ -101,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ctr", type=float, default=0.12, help="recommendation click-through rate")
     parser.add_argument("--topic", help="default: the profile's topic for the workspace")
     parser.add_argument(
-        "--partitions", type=int, default=load_stack_settings().kafka.default_partitions
+        "--partitions", type=int, help="of a topic it creates; default: the stack's setting"
     )
     parser.add_argument("--no-create-topic", dest="create_topic", action="store_false")
     parser.add_argument("--out", default="kafka", help="kafka | jsonl:PATH")
@@ -123,6 +135,19 @@ def _fault_kinds(text: str) -> tuple[str, ...]:
     if text == "all":
         return FAULT_KINDS
     return tuple(kind.strip() for kind in text.split(",") if kind.strip())
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """ValueError naming ``option`` when ``path`` cannot be a file (a folder, or a parent
+    that is a file or cannot be created)."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; name a file")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ValueError(f"{option} {path}: {path.parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot create its folder ({error.strerror})") from None
 
 
 def _write_json(path: Path, content: dict) -> None:

@@ -13,7 +13,8 @@ import yaml
 
 from local_stack.jvm import POM, artifact_name
 from local_stack.services import Azurite, KafkaBroker, PrefectWorker, StackError
-from local_stack.settings import PACKAGE_DIR, PROJECT_ROOT, load_stack_settings
+from local_stack.settings import PACKAGE_DIR, PROJECT_ROOT, STACK_FILE, load_stack_settings
+from spark.settings import SettingsError
 
 pytestmark = pytest.mark.unit
 
@@ -27,6 +28,28 @@ def _pom_property(name: str) -> str:
 
 def _published_ports(service: dict) -> set[int]:
     return {int(mapping.split(":")[-1]) for mapping in service["ports"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda text: text + "\n[kafka\n", "{path} is not valid TOML"),
+        (
+            lambda text: re.sub(r"(?m)^image = .*\n", "", text, count=1),
+            "{path}: setting kafka.image is missing",
+        ),
+        (
+            lambda text: re.sub(r"(?m)^start_timeout_s = .*$", 'start_timeout_s = "1m"', text),
+            "kafka.start_timeout_s must be a number of seconds, got '1m'",
+        ),
+    ],
+)
+def test_a_bad_stack_file_is_named_with_its_setting(tmp_path, change, message):
+    path = tmp_path / "stack.toml"
+    path.write_text(change(STACK_FILE.read_text()))
+    with pytest.raises(SettingsError, match=re.escape(message.format(path=path))) as error:
+        load_stack_settings(path)
+    assert "\n" not in str(error.value)
 
 
 def test_compose_images_and_ports_agree_with_the_local_profile():

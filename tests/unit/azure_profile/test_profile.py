@@ -167,6 +167,11 @@ def test_an_emulator_endpoint_switches_to_the_blob_api_over_http(azure_environme
         ("REELHOUSE_ADLS_ACCOUNT", "Upper", "storage account 'Upper' is invalid"),
         ("REELHOUSE_ADLS_CONTAINER", "a", "container 'a' is invalid"),
         ("REELHOUSE_ADLS_AUTH", "sas", "REELHOUSE_ADLS_AUTH must be one of"),
+        (
+            "REELHOUSE_ADLS_EMULATOR_ENDPOINT",
+            "127.0.0.1:abc",
+            "REELHOUSE_ADLS_EMULATOR_ENDPOINT must look like host:port",
+        ),
         ("AZURE_TENANT_ID", "", "tenant id for the service principal is not set"),
         ("REELHOUSE_SECRETS_PROVIDER", "vault", "secrets provider 'vault' is unknown"),
         (

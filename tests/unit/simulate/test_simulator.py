@@ -140,6 +140,37 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     assert first[0] != other[0]
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--out", "jsonl:{folder}"], "--out {folder} is a folder; name a file"),
+        (["--manifest", "{folder}"], "--manifest {folder} is a folder; name a file"),
+        (["--truth", "{folder}/file.txt/t.json"], "{folder}/file.txt is a file, not a folder"),
+        (["--ctr", "7"], "--ctr must be between 0 and 1, got 7.0"),
+        (["--faults", "", "--fault-rate", "0.1"], "--faults names no fault kind"),
+    ],
+)
+def test_bad_arguments_are_one_line_before_anything_is_written(tmp_path, arguments, message):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "file.txt").write_text("not a folder")
+    out = ["--out", f"jsonl:{folder}/events.jsonl"]
+    command = [sys.executable, "-m", "local_stack.simulate", "--events", "50", *out]
+    command += [argument.format(folder=folder) for argument in arguments]
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        # A stack setting it does not need must not stop it either (nor its --help).
+        env={**os.environ, "REELHOUSE_KAFKA_PARTITIONS": "abc"},
+    )
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), completed.stderr
+    assert message.format(folder=folder) in lines[0]
+    assert sorted(path.name for path in folder.iterdir()) == ["file.txt"]
+
+
 def test_top_titles_differ_across_regions(run):
     plays = defaultdict(Counter)
     for row in run.truth["title_popularity"]:
