@@ -18,17 +18,24 @@ import argparse
 import dataclasses
 import json
 import re
+import sys
 import time
 import urllib.request
 from datetime import datetime
 
-from bench.run import RESULTS, add_backlog_arguments, produce_backlog, warm_up_size
-from local_stack.stack import LocalStack
+from bench.run import (
+    RESULTS,
+    add_backlog_arguments,
+    produce_backlog,
+    start_stack,
+    warm_up_size,
+)
+from local_stack.services import StackError
 from local_stack.workspaces import drop_workspaces
 from spark.jobs.layers import Trigger
 from spark.run import LAYERS, run_layers
 from spark.session import build_spark_session
-from spark.settings import Profile, load_profile
+from spark.settings import Profile, SettingsError, load_profile
 
 # How a streaming query describes a micro-batch's jobs (StreamExecution: its name, then
 # id, run id and batch on lines of their own); Delta may put "Delta: " before it.
@@ -120,11 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     warm_up_events = warm_up_size(args)
     layers = list(LAYERS)[: list(LAYERS).index(args.layer) + 1]
 
-    stack = LocalStack()
-    stack.up()
     stamp = time.strftime("%Y%m%d%H%M%S")
-    warm = _with_ui(load_profile("local", f"profile-{stamp}-warm"))
-    measured = _with_ui(load_profile("local", f"profile-{stamp}"))
+    try:
+        stack = start_stack()
+        warm = _with_ui(load_profile("local", f"profile-{stamp}-warm"))
+        measured = _with_ui(load_profile("local", f"profile-{stamp}"))
+    except (StackError, SettingsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     produce_backlog(stack, warm, warm_up_events, args.fault_rate)
     records, _ = produce_backlog(stack, measured, args.events, args.fault_rate)
     spark = build_spark_session(measured, app_name=f"reelhouse-profile-{args.layer}")

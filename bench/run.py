@@ -28,6 +28,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import psutil
 
+from local_stack.services import StackError
 from local_stack.simulate.producer import send_to_kafka
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.stack import LocalStack
@@ -44,7 +46,7 @@ from spark.gates import PromoteEverything
 from spark.jobs.layers import Trigger
 from spark.run import run_layers
 from spark.session import ENGINE_CONF, JVM_OPTIONS, build_spark_session
-from spark.settings import Profile, load_profile
+from spark.settings import Profile, SettingsError, load_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # At least this many, and a tenth of the backlog: after 5,000 the first measured layer
@@ -103,10 +105,10 @@ def _timed(action) -> float:
 def add_backlog_arguments(parser: argparse.ArgumentParser) -> None:
     """``--events``, ``--fault-rate`` and ``--warm-up-events``, as the bench's commands read
     them (``warm_up_size``)."""
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--fault-rate", type=float, default=0.01)
+    parser.add_argument("--events", type=_positive, default=1_000_000)
+    parser.add_argument("--fault-rate", type=_fraction, default=0.01)
     parser.add_argument(
-        "--warm-up-events", type=int, help="default: a tenth of --events, at least 5,000"
+        "--warm-up-events", type=_positive, help="default: a tenth of --events, at least 5,000"
     )
 
 
@@ -154,13 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warm_up_events = warm_up_size(args)
 
-    stack = LocalStack()
-    stack.up()
     stamp = time.strftime("%Y%m%d%H%M%S")
-    profile = load_profile("local", f"bench-{stamp}")
-    together = _on_topic_of(profile, f"bench-{stamp}-e2e")
-    ungated = _on_topic_of(profile, f"bench-{stamp}-ungated")
-    ungated_gold = load_profile("local", f"bench-{stamp}-ungated-gold")
+    try:
+        stack = start_stack()
+        profile = load_profile("local", f"bench-{stamp}")
+        together = _on_topic_of(profile, f"bench-{stamp}-e2e")
+        ungated = _on_topic_of(profile, f"bench-{stamp}-ungated")
+        ungated_gold = load_profile("local", f"bench-{stamp}-ungated-gold")
+    except (StackError, SettingsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     pids = [os.getpid(), *(s.running_pid() for s in stack.services if s.running_pid())]
 
     results: dict = {
@@ -316,10 +321,24 @@ def _on_topic_of(profile, workspace: str):
     return replace(other, source=replace(other.source, topic=profile.source.topic))
 
 
+def start_stack() -> LocalStack:
+    """The local stack, started when down; ``StackError`` naming what keeps it down."""
+    stack = LocalStack()
+    stack.up()
+    return stack
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
     return value
 
 

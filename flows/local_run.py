@@ -16,6 +16,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: a new one per run")
     parser.add_argument("--workspace", default="main")
     args = parser.parse_args(argv)
+    # Named in one line before Prefect starts, rather than in its tracebacks of a failed run.
+    from local_stack.simulate.simulation import SimulationRequest
+    from spark.settings import SettingsError, load_profile
+
+    try:
+        load_profile("local", args.workspace)
+        SimulationRequest(args.events, fault_rate=args.fault_rate, with_truth=False)
+    except (SettingsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     from flows.medallion import medallion
 

@@ -21,6 +21,7 @@ from flows.guard import holding_workspace
 from local_stack.jvm import JvmArtifactsMissing
 from local_stack.services import StackSetupError
 from local_stack.settings import load_stack_settings
+from local_stack.simulate.simulation import SimulationRequest
 from local_stack.stack import LocalStack
 from spark.gates import GateFailure
 from spark.settings import Profile, load_profile
@@ -260,10 +261,13 @@ def medallion(
             f"trigger={trigger!r}: the medallion flow runs available-now and ends; for a"
             " continuous run use the streaming flow (prefect deployment run 'streaming/local')"
         )
+    seed = seed if seed is not None else time.time_ns() % 2**31
+    # Every parameter is checked before the workspace's lock, the stack or Spark is touched.
+    settings = load_profile(profile, workspace)
+    if simulate:
+        SimulationRequest(events, seed=seed, fault_rate=fault_rate, with_truth=False)
     with holding_workspace(profile, workspace, doing="a medallion run"):
-        settings = load_profile(profile, workspace)
         run_id = str(flow_run.id or f"local-{int(time.time())}")
-        seed = seed if seed is not None else time.time_ns() % 2**31
         check_stack(settings)
         simulation = simulate_events(settings, events, fault_rate, seed) if simulate else None
         rows: dict[str, int] = {}

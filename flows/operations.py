@@ -39,8 +39,8 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
         )
     from prefect.runtime import flow_run
 
+    settings = load_profile(profile, workspace)
     with holding_workspace(profile, workspace, doing="replay", exclusive=True):
-        settings = load_profile(profile, workspace)
         # One run id per replay: the quality report counts a batch per run, and every replay's
         # batches start from 0.
         run_id = f"replay-{workspace}-{flow_run.id or int(time.time())}"
@@ -85,6 +85,15 @@ def maintenance(
     """OPTIMIZE (compaction), VACUUM with a retention floor of 168 h, Delta log checkpoints.
 
     Refused while a replay deletes the workspace's tables."""
+    from spark.maintenance import MIN_VACUUM_RETENTION_HOURS
+
+    # Checked before the workspace's lock is taken and the tables are compacted.
+    if retention_hours < MIN_VACUUM_RETENTION_HOURS:
+        raise ValueError(
+            f"retention_hours={retention_hours} is below the floor of"
+            f" {MIN_VACUUM_RETENTION_HOURS} hours"
+        )
+    load_profile(profile, workspace)
     with holding_workspace(profile, workspace, doing="maintenance"):
         return {
             "optimized": optimize(profile, workspace),

@@ -90,16 +90,20 @@ def streaming(
 
     from spark.gates import load_gate
     from spark.jobs.layers import Trigger
-    from spark.run import LAYERS, summarize_error
+    from spark.run import LAYERS, parse_layers, summarize_error
 
+    # Every parameter is checked before the workspace's lock, the stack or Spark is touched.
+    try:
+        wanted = parse_layers(layers)
+    except ValueError as error:
+        raise ValueError(f"layers={layers!r}: {error}") from None
+    settings = load_profile(profile, workspace)
     logger = get_run_logger()
     with holding_workspace(profile, workspace, doing="a streaming run"):
-        settings = load_profile(profile, workspace)
         check_stack(settings)
         spark = _spark(profile, workspace)
         gate = load_gate(settings, str(flow_run.id or "streaming"))
         trigger = Trigger("continuous", interval)
-        wanted = [layer.strip() for layer in layers.split(",") if layer.strip()]
 
         stop = threading.Event()
         previous_handler = None

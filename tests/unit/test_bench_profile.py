@@ -1,4 +1,5 @@
-"""How ``python -m bench.profile`` reads Spark's job list."""
+"""How ``python -m bench.profile`` reads Spark's job list; the backlog both bench commands
+take."""
 
 from __future__ import annotations
 
@@ -111,3 +112,24 @@ def test_each_job_is_named_by_its_step_and_the_steps_are_summed():
         "quality: record batch 0",
         "silver: write: Compute snapshot for version: 0",
     ]
+
+
+@pytest.mark.parametrize("command", ["bench.run", "bench.profile"])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--events", "-1"], "argument --events: must be at least 1, not -1"),
+        (["--fault-rate", "7"], "argument --fault-rate: must be between 0 and 1, not 7.0"),
+        (["--warm-up-events", "0"], "argument --warm-up-events: must be at least 1, not 0"),
+    ],
+)
+def test_a_backlog_no_bench_can_run_is_refused_before_the_stack_starts(
+    command, arguments, message, capsys
+):
+    from importlib import import_module
+
+    extra = ["--layer", "silver"] if command == "bench.profile" else []
+    with pytest.raises(SystemExit) as exited:
+        import_module(command).main([*extra, *arguments])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

@@ -1,10 +1,15 @@
-"""The medallion flow refuses parameters it cannot honour before it starts anything."""
+"""The flows refuse parameters they cannot honour before they start anything: no
+workspace lock is taken (a bad workspace name would create a lock of that name), no
+stack started, no Spark session."""
 
 from __future__ import annotations
 
 import pytest
 
 from flows.medallion import medallion
+from flows.operations import maintenance, replay
+from flows.streaming import streaming
+from spark.settings import SettingsError
 
 pytestmark = pytest.mark.unit
 
@@ -23,3 +28,47 @@ pytestmark = pytest.mark.unit
 def test_a_parameter_the_flow_cannot_honour_is_named(parameters, message):
     with pytest.raises(ValueError, match=message):
         medallion.fn(profile="no-such-profile", **parameters)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"events": -1}, r"--events must be >= 0, got -1"),
+        ({"fault_rate": 2.0}, r"--fault-rate must be between 0 and 1, got 2.0"),
+        ({"workspace": "Bad Name"}, r"workspace 'Bad Name' is invalid"),
+        ({"profile": "nope"}, r"unknown profile 'nope'"),
+    ],
+)
+def test_medallion_checks_its_simulation_and_workspace_first(parameters, message, monkeypatch):
+    _refuse_to_lock(monkeypatch)
+    with pytest.raises(ValueError, match=message):
+        medallion.fn(**parameters)
+
+
+@pytest.mark.parametrize(
+    ("flow", "parameters", "error", "message"),
+    [
+        (streaming, {"layers": "bronze,nope"}, ValueError, r"unknown layer\(s\) \['nope'\]"),
+        (streaming, {"layers": ""}, ValueError, r"layers='': no layer named"),
+        (streaming, {"workspace": "Bad Name"}, SettingsError, r"workspace 'Bad Name'"),
+        (maintenance, {"retention_hours": 24}, ValueError, r"below the floor of 168 hours"),
+        (maintenance, {"profile": "nope"}, SettingsError, r"unknown profile 'nope'"),
+        (replay, {"workspace": "Bad Name", "confirm": "Bad Name"}, SettingsError, r"invalid"),
+    ],
+)
+def test_the_other_flows_check_their_parameters_first(
+    flow, parameters, error, message, monkeypatch
+):
+    _refuse_to_lock(monkeypatch)
+    with pytest.raises(error, match=message):
+        flow.fn(**parameters)
+
+
+def _refuse_to_lock(monkeypatch) -> None:
+    """A flow that reaches for the workspace lock has started: the test then fails."""
+
+    def holding_workspace(*args, **kwargs):
+        raise AssertionError("the flow took the workspace lock before checking its parameters")
+
+    for module in ("flows.medallion", "flows.streaming", "flows.operations"):
+        monkeypatch.setattr(f"{module}.holding_workspace", holding_workspace)
