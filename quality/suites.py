@@ -31,6 +31,7 @@ from spark.transforms.gold import KEYS
 
 ACTIONS = ("warn", "drop", "fail")
 MAX_BRONZE_VALUE_BYTES = 1024 * 1024
+MAX_PLAYED_S = contract.properties()["played_s"]["maximum"]
 EARLIEST_KAFKA_TIMESTAMP = datetime(2000, 1, 1)
 
 # Columns a suite derives for validation (never promoted).
@@ -256,6 +257,15 @@ SILVER_EVENTS = Suite(
                 description=f"{name}, where present, {meaning}.",
             )
             for name, label, low, strict, meaning in _NUMERIC_RULES
+        ),
+        Check(
+            name="silver_played_s_at_most_1_day",
+            action="drop",
+            expectation=expect.ExpectColumnValuesToBeBetween(
+                column="played_s", max_value=MAX_PLAYED_S
+            ),
+            description="played_s, where present, is at most a day (86,400 s): gold sums it "
+            "exactly, and one absurd value must not stop gold.",
         ),
         Check(
             name="silver_rating_in_range",

@@ -48,6 +48,9 @@ REJECTED = "_rejected"
 BROADCAST_ROWS_LIMIT = 2_000_000
 
 _CORRUPT = "_corrupt_record"
+# NaN and Infinity are no JSON numbers (RFC 8259), although Spark's parser takes them by
+# default: a payload with one is malformed_json, not a NaN that passes every range check.
+_STRICT_NUMBERS = {"allowNonNumericNumbers": "false"}
 
 _JSON_KINDS = {
     "string": ("STRING",),
@@ -91,13 +94,15 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     fields = contract.properties()
     text = F.col("value").cast("string")
     as_variants = F.from_json(
-        text, _variant_schema(fields), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+        text,
+        _variant_schema(fields),
+        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT, **_STRICT_NUMBERS},
     )
     frame = bronze.select(
         "*",
         text.alias("_text"),
         as_variants.alias("_variants"),
-        F.from_json(text, _typed_schema(fields)).alias("_typed"),
+        F.from_json(text, _typed_schema(fields), _STRICT_NUMBERS).alias("_typed"),
     )
     # from_json (like try_parse_json) reads the first value of a text and ignores what
     # follows it. A payload is one object when it parses and is "{...}" with its only
@@ -313,11 +318,16 @@ def _typed_schema(fields: dict) -> str:
 
 def _kind_allowed(name: str, spec: dict) -> Column:
     """The field's JSON type (``schema_of_variant``: STRING, BIGINT, DECIMAL(5,1)...)
-    is one the contract allows."""
+    is one the contract allows, and a number fits the contract's type: a number beyond a
+    double's range (1e400) would be Infinity."""
     kind = F.col(f"_kind_{name}")
     allowed = _JSON_KINDS[_main_type(spec)]
     exact = kind.isin(*[allowed_kind for allowed_kind in allowed if allowed_kind != "DECIMAL"])
-    return (exact | kind.startswith("DECIMAL(")) if "DECIMAL" in allowed else exact
+    if "DECIMAL" not in allowed:
+        return exact
+    value = F.col(f"_typed.`{name}`")
+    finite = value.isNull() | ~value.isin(float("inf"), float("-inf"))
+    return (exact | kind.startswith("DECIMAL(")) & finite
 
 
 def _main_type(spec: dict) -> str:

@@ -66,6 +66,16 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
         "a brace inside a string": (_with(play, title_name="Sets {and} braces}"), []),
         "characters of several bytes": (_with(play, title_name="Amélie à Paris ✓"), []),
         "empty": (b"", ["empty_payload"]),
+        # Not JSON (RFC 8259), although Spark's parser would take them for numbers.
+        "NaN for a number": (_played(play, b"NaN"), ["malformed_json"]),
+        "Infinity for a number": (
+            _played(play, b"-Infinity"),
+            ["malformed_json"],
+        ),
+        "a number beyond a double": (
+            _played(play, b"1e400"),
+            ["wrong_type"],
+        ),
         **_timestamp_cases(play),
     }
     rows = _parsed(spark, [value for value, _ in cases.values()])
@@ -84,12 +94,18 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
     assert by_case["number in a string field"]["user_id"] is None
     assert by_case["number in a string field"]["event_id"] == play["event_id"]
     assert by_case["decimal in an integer field"]["bitrate_kbps"] is None
+    assert by_case["a number beyond a double"]["played_s"] is None
     # One instant, however many digits of a second it is written with (Spark keeps six).
     instant = by_case["clean"]["event_ts"]
     assert by_case["a time with microseconds"]["event_ts"] == instant
     assert by_case["a time with nanoseconds"]["event_ts"] == instant
     assert by_case["a time in UTC, written Z"]["event_ts"] == instant
     assert by_case["a time without a fraction"]["event_ts"] == instant.replace(microsecond=0)
+
+
+def _played(play: dict, number: bytes) -> bytes:
+    """The play with ``played_s`` written as ``number``, verbatim."""
+    return _with(play, played_s=7.5).replace(b'"played_s":7.5', b'"played_s":' + number)
 
 
 def _timestamp_cases(play: dict) -> dict[str, tuple[bytes, list[str]]]:

@@ -330,6 +330,22 @@ def test_drop_rows_equal_the_unexpected_count_for_every_supported_kind(spark, wo
     }
 
 
+def test_silver_quarantines_watch_time_gold_could_not_sum(spark, workspace):
+    """A day of play at most per event: one absurd played_s (1e300, which the exact sums
+    of gold's watch minutes cannot hold) is quarantined, not a batch gold fails forever."""
+    check = default_suites()["silver.events"].by_name["silver_played_s_at_most_1_day"]
+    frame = spark.createDataFrame(
+        [(1, 30.0), (2, 86_400.0), (3, 86_400.5), (4, 1e300), (5, None)], "id int, played_s double"
+    )
+    suite = Suite("silver.events", (check,), allows_drop=True)
+    outcome = build_gate(workspace, "run-played", {"silver.events": suite})(
+        "silver.events", frame, 4
+    )
+    outcome.settle()
+    assert sorted(row.id for row in outcome.rejected.collect()) == [3, 4]
+    assert sorted(row.id for row in outcome.promote.collect()) == [1, 2, 5]
+
+
 def test_default_suites_gate_every_table_and_only_silver_drops():
     suites = default_suites()
     assert set(suites) == {
