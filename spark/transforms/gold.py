@@ -5,20 +5,24 @@ Definitions (also in the README, "Gold metrics"):
 
 - title_popularity: per region, UTC hour and title: ``plays`` = play events,
   ``unique_viewers`` = distinct users with a play, ``watch_minutes`` = sum of
-  ``played_s`` / 60 of the title's events in that hour. A row exists for every title
-  with any event in the hour.
+  ``played_s`` / 60 of the title's events in that hour (an event's seconds count in its
+  own hour, the end of the segment they measure). A row exists for every title with any
+  event in the hour.
 - sessions: per ``session_id``: first and last event time, ``duration_s`` = last - first,
-  ``titles_watched`` = distinct titles played, ``completed`` = any complete event.
+  ``titles_watched`` = distinct titles played, ``completed`` = any complete event. A
+  session spans at most two UTC dates (the gold job reads a batch's days and their
+  neighbours).
 - session_stats: per region, device type and UTC day of session start: count, average,
   median and p90 of ``duration_s``; percentiles are exact with linear interpolation
   between closest ranks (Spark's ``percentile``).
-- traffic_by_hour: per region, local date and local hour: events and distinct users.
+- traffic_by_hour: per region, local date and local (wall-clock) hour: events and distinct
+  users; the hour repeated when daylight saving time ends holds both of its hours.
 - user_engagement: per user and UTC day: watch minutes, completions, distinct sessions,
   recommendation clicks and ``score = watch_minutes + 10 * completions + 2 * sessions
   + 5 * rec_clicks``.
-- regional_trends: per region, genre and UTC day: plays, the previous day's plays (0 if
-  none), ``change`` = plays - previous, ``change_pct`` = change / previous (null when the
-  previous day had none).
+- regional_trends: per region, genre and UTC day with plays: plays, the previous day's
+  plays (0 if none), ``change`` = plays - previous, ``change_pct`` = change / previous, a
+  fraction (null when the previous day had none). A day without plays has no row.
 """
 
 from __future__ import annotations

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from spark.catalog import GOLD_TABLES
 from spark.jobs.gold import merge_condition
 from spark.transforms.gold import DATES, KEYS
+
+pytestmark = pytest.mark.unit
 
 
 def test_the_condition_matches_the_key_within_the_batch_days():
