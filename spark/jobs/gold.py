@@ -47,6 +47,7 @@ def start_gold(
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         session = batch.sparkSession  # this query's own session: its conf is ours alone
+        writer = gold_writer(name, session.sparkContext.getLocalProperty("sql.streaming.queryId"))
         silver = session.read.format("delta").load(silver_location)
         touched = batch.select(
             "session_id",
@@ -95,7 +96,7 @@ def start_gold(
                             profile,
                             table,
                             outcome.promote,
-                            f"{name}.{table}",
+                            f"{writer}.{table}",
                             batch_id,
                             days,
                         )
@@ -114,6 +115,20 @@ def start_gold(
         .load(silver_location)
     )
     return start_foreach_batch(source, write_batch, profile, "gold", name, trigger)
+
+
+def gold_writer(name: str, query_id: str | None) -> str:
+    """Who MERGEs a gold batch, for Delta's ``txnAppId``: the job and its streaming query.
+
+    A query keeps its id across restarts from its checkpoint, so a replayed batch is
+    skipped as committed. A query started on a new checkpoint (the old one deleted, the
+    tables kept) counts its batches from 0 again under a new id: its batches are merged,
+    where under the job's name alone every batch up to the old query's last would be
+    skipped, and the rows silver gained since would never reach gold. Merging again is
+    safe: a batch's rows are recomputed from silver, so a MERGE that repeats one changes
+    nothing.
+    """
+    return f"{name}.{query_id}" if query_id else name
 
 
 def _near_days(touched: DataFrame) -> list:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import psutil
 import pytest
@@ -701,3 +701,41 @@ def test_a_copy_the_gate_drops_does_not_shadow_a_good_copy(stack, spark, profile
         (0, ["duplicate"]),
         (2, ["duplicate"]),
     ]
+
+
+def test_gold_on_a_new_checkpoint_merges_what_silver_gained(stack, spark, profile):
+    """Gold's checkpoint deleted, its tables kept: the next gold query counts its batches
+    from 0 again, under a new query id, and merges them. Under the job's name alone Delta
+    took every batch up to the old query's last for committed, and skipped it: the rows
+    silver gained meanwhile never reached gold."""
+    renewed = load_profile("local", f"{profile.workspace}-new-gold-checkpoint")
+    payloads = simulate(SimulationRequest(events=40, seed=12)).clean_payloads
+    _append_to_silver(spark, renewed, payloads[:20])
+    run_layers(spark, renewed, ["gold"], Trigger())
+    checkpoint = spark._jvm.org.apache.hadoop.fs.Path(renewed.lake.checkpoint_location("gold"))
+    assert checkpoint.getFileSystem(spark._jsc.hadoopConfiguration()).delete(checkpoint, True)
+
+    _append_to_silver(spark, renewed, payloads[20:])
+    run_layers(spark, renewed, ["gold"], Trigger())
+
+    traffic = _table(spark, renewed, "gold.traffic_by_hour").agg(F.sum("events")).first()[0]
+    assert traffic == _table(spark, renewed, "silver.events").count() == len(payloads)
+
+
+def _append_to_silver(spark, profile, payloads: list[dict]) -> None:
+    """Clean events straight into silver, parsed as the silver job parses them (each
+    arriving when it happened), without the bronze and silver queries."""
+    from spark.transforms.events import parse_events, silver_columns
+
+    schema = (
+        "key binary, value binary, topic string, partition int, offset bigint, "
+        "kafka_timestamp timestamp, ingest_ts timestamp, ingest_date date"
+    )
+    rows = []
+    for offset, payload in enumerate(payloads):
+        arrived = datetime.fromisoformat(payload["event_ts"]).astimezone(UTC).replace(tzinfo=None)
+        rows.append((None, encode(payload), "events", 0, offset, arrived, arrived, arrived.date()))
+    parsed = parse_events(spark.createDataFrame(rows, schema))
+    assert parsed.filter(F.size("reasons") > 0).isEmpty()
+    location = ensure_table(spark, profile, SILVER_EVENTS)
+    parsed.select(*silver_columns()).write.format("delta").mode("append").save(location)
