@@ -27,14 +27,15 @@ WORKSPACE_ENV = "REELHOUSE_WORKSPACE"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 _WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
-# The masters Spark knows: its local modes, yarn, and a cluster manager's URL
-# (spark://host:7077, k8s://https://host:443, ...).
+# The masters spark-submit takes: local modes, yarn, a standalone or Kubernetes cluster's
+# URL (spark://host:7077, k8s://https://host:443).
 _SPARK_MASTER = re.compile(
-    r"^(local(\[(\d+|\*)(,\s*\d+)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]|yarn"
-    r"|[a-z][a-z0-9+.-]*://\S+)$"
+    r"^(local(\[\s*(\d+|\*)\s*(,\s*\d+\s*)?\])?"
+    r"|local-cluster\[\s*\d+\s*,\s*\d+\s*,\s*\d+\s*\]|yarn|(spark|k8s)://\S+)$"
 )
-# Spark's sizes (JavaUtils.byteStringAs): a whole number, a unit optional.
-_SPARK_SIZE = re.compile(r"^\d+([kmgtp]b?|b)?$", re.IGNORECASE)
+# Memory sizes as both Spark and the JVM read them (a local driver's becomes -Xmx): a
+# whole number, then k, m, g or t (8g; not 8gb, which Spark reads and Java refuses).
+_SPARK_SIZE = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
 _SPARK_SIZE_KEYS = re.compile(r"\.(memory|memoryOverhead|maxResultSize)$")
 
 # Section -> the keys a profile must provide in it. Both profiles have exactly these.
@@ -320,8 +321,7 @@ def _optional_int(profile: str, key: str, value: Any) -> int | None:
         number = -1
     if number < 1:
         raise SettingsError(
-            f"profile {profile!r}: {key} must be a positive integer (0 for no limit),"
-            f" got {value!r} (set it with {override_variable(*key.split('.'))})"
+            f"profile {profile!r}: {key} must be a positive integer (0 for no limit), got {value!r}"
         )
     return number
 
@@ -330,8 +330,8 @@ def _starting_offsets(profile: str, value: Any) -> str:
     """``earliest``, ``latest`` or a JSON object of offsets per topic and partition, as
     Spark's Kafka source takes them."""
     text = str(value).strip()
-    if text in ("earliest", "latest"):
-        return text
+    if text.lower() in ("earliest", "latest"):  # as Spark compares them
+        return text.lower()
     try:
         offsets = json.loads(text)
     except json.JSONDecodeError:
@@ -350,14 +350,14 @@ def _check_spark(profile: str, master: str, conf: Mapping[str, str]) -> None:
     if not _SPARK_MASTER.match(master):
         raise SettingsError(
             f"profile {profile!r}: spark.master {master!r} is not a Spark master; use local[N],"
-            " local[*], yarn or a cluster's URL such as spark://host:7077"
+            " local[*], yarn or a cluster's URL (spark://host:7077, k8s://https://host:443)"
             " (set it with REELHOUSE_SPARK_MASTER)"
         )
     for key, value in conf.items():
         if _SPARK_SIZE_KEYS.search(key) and not _SPARK_SIZE.match(value.strip()):
             raise SettingsError(
                 f"profile {profile!r}: Spark setting {key} = {value!r} is not a size;"
-                " use a whole number and a unit such as 4g or 512m"
+                " use a whole number and k, m, g or t, such as 4g or 512m"
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
             ctr=args.ctr,
             with_truth=not args.no_truth,
         )
+        if args.partitions is not None and args.partitions < 1:
+            raise ValueError(f"--partitions must be >= 1, got {args.partitions}")
         if args.out.startswith("jsonl:"):
             path = Path(args.out.removeprefix("jsonl:"))
             manifest_path = Path(args.manifest or f"{path}.manifest.json")
@@ -46,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
             target = f"topic {topic}"
         else:
             raise ValueError(f"--out must be 'kafka' or 'jsonl:PATH', got {args.out!r}")
-        if args.partitions is not None and args.partitions < 1:
-            raise ValueError(f"--partitions must be >= 1, got {args.partitions}")
         # Before the events go out: a manifest that cannot be written after them is lost.
         _check_writable("--manifest", manifest_path)
         if request.with_truth:
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, SettingsError, ProducerError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:
-        print(f"error: cannot write {error.filename}: {error.strerror}", file=sys.stderr)
+    except OSError as error:  # a disk that filled up, a folder removed meanwhile
+        where = f"cannot write {error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     manifest = simulation.manifest
     rate = manifest["records"] / seconds if seconds else float("inf")
@@ -138,16 +140,23 @@ def _fault_kinds(text: str) -> tuple[str, ...]:
 
 
 def _check_writable(option: str, path: Path) -> None:
-    """ValueError naming ``option`` when ``path`` cannot be a file (a folder, or a parent
-    that is a file or cannot be created)."""
+    """ValueError naming ``option`` when ``path`` cannot be written as a file: it is a
+    folder or a file this user cannot write, or its nearest existing folder is a file or
+    one this user cannot write in (to create the file, or the folders up to it). Nothing
+    is created."""
     if path.is_dir():
         raise ValueError(f"{option} {path} is a folder; name a file")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise ValueError(f"{option} {path}: {path.parent} is a file, not a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"{option} {path}: cannot create its folder ({error.strerror})") from None
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{option} {path}: no permission to write it")
+        return
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: no permission to write in {folder}")
 
 
 def _write_json(path: Path, content: dict) -> None:

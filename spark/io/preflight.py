@@ -170,7 +170,8 @@ def start_session(profile: Profile, app_name: str):
         if error.getCondition() != "JAVA_GATEWAY_EXITED":
             raise
         raise PreflightError(
-            "Spark's JVM exited before the session started (its reason is above): check the"
-            f" Spark settings of profile {profile.name!r} (spark.master"
-            f" {profile.spark_master!r}, REELHOUSE_SPARK_CONF, the driver's memory and options)"
+            "Spark's JVM exited before the session started (its reason is above): check Java"
+            f" (java on the PATH, JAVA_HOME) and the Spark settings of profile {profile.name!r}"
+            f" (spark.master {profile.spark_master!r}, REELHOUSE_SPARK_CONF, the driver's"
+            " memory and options)"
         ) from None

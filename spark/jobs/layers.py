@@ -121,7 +121,9 @@ def _interruption_by_stop(spark: SparkSession, error: BaseException) -> str | No
         if query is None or query.isActive:
             return None
         chain: BaseException | None = error
-        while chain is not None:
+        seen: set[int] = set()
+        while chain is not None and id(chain) not in seen:  # a chain may loop
+            seen.add(id(chain))
             if isinstance(chain, Py4JJavaError):
                 text = str(chain)
                 for name in INTERRUPTIONS:

@@ -8,6 +8,7 @@ import traceback
 
 import pytest
 from py4j.protocol import Py4JJavaError
+from pyspark.errors import StreamingQueryException
 
 from spark.jobs.layers import BatchStopped, stopped_in_one_line
 
@@ -69,6 +70,43 @@ def test_a_call_the_stop_interrupts_ends_the_batch_in_one_line_spark_reads_as_a_
     # overflowed the query thread's stack.
     assert len(errors[0]) < 2000 and "\tat " not in errors[0], errors[0]
     assert _is_interruption(spark, errors[0])
+
+
+def test_an_interruption_in_a_running_query_fails_it_unchanged(spark, tmp_path):
+    """Not stopping: the batch's error, interruption or not, is the query's failure, as
+    the batch raised it (Spark then does not read it as a stop)."""
+    errors = []
+
+    def write_batch(batch, batch_id):
+        raise Py4JJavaError(
+            "An error occurred while calling o7.count.\n",
+            spark._jvm.java.lang.InterruptedException("not from a stop"),
+        )
+
+    stopping = stopped_in_one_line(spark, write_batch)
+
+    def as_spark_sees_it(batch, batch_id):
+        try:
+            stopping(batch, batch_id)
+        except Exception as error:
+            errors.append(error)
+            raise
+
+    query = (
+        spark.readStream.format("rate")
+        .option("rowsPerSecond", 1)
+        .load()
+        .writeStream.foreachBatch(as_spark_sees_it)
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .start()
+    )
+    try:
+        with pytest.raises(StreamingQueryException, match="not from a stop"):
+            query.awaitTermination(60)  # ends by itself: it failed
+    finally:
+        query.stop()
+    assert query.exception() is not None
+    assert len(errors) == 1 and isinstance(errors[0], Py4JJavaError), errors
 
 
 def test_other_errors_and_interruptions_outside_a_stopping_query_pass_unchanged(spark):

@@ -114,6 +114,8 @@ def test_bad_override_names_the_setting(monkeypatch, bad):
         ("REELHOUSE_SPARK_MASTER", "local[x]", r"spark.master 'local\[x\]' is not a Spark"),
         ("REELHOUSE_DRIVER_MEMORY", "lots", r"spark.driver.memory = 'lots' is not a size"),
         ("REELHOUSE_DRIVER_MEMORY", "1.5g", r"spark.driver.memory = '1.5g' is not a size"),
+        ("REELHOUSE_DRIVER_MEMORY", "8GB", r"spark.driver.memory = '8GB' is not a size"),
+        ("REELHOUSE_SPARK_MASTER", "mesos://host:5050", r"'mesos://host:5050' is not a Spark"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "bogus", r"starting_offsets must be earliest"),
         ("REELHOUSE_LAKE_MAX_FILES_PER_TRIGGER", "-2", r"max_files_per_trigger must be a posi"),
     ],
@@ -131,11 +133,12 @@ def test_spark_settings_a_jvm_would_refuse_are_named_before_it_starts(
     [
         ("REELHOUSE_SPARK_MASTER", "local[*]"),
         ("REELHOUSE_SPARK_MASTER", "local[4, 2]"),
+        ("REELHOUSE_SPARK_MASTER", "local-cluster[ 2 , 1 , 1024 ]"),
         ("REELHOUSE_SPARK_MASTER", "spark://head-node:7077"),
         ("REELHOUSE_SPARK_MASTER", "k8s://https://cluster.example:443"),
         ("REELHOUSE_SPARK_MASTER", "yarn"),
         ("REELHOUSE_DRIVER_MEMORY", "512m"),
-        ("REELHOUSE_DRIVER_MEMORY", "8GB"),
+        ("REELHOUSE_DRIVER_MEMORY", "8G"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "latest"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 42}}'),
     ],
@@ -149,6 +152,11 @@ def test_spark_settings_spark_takes_are_kept(monkeypatch, variable, value):
         "REELHOUSE_SOURCE_STARTING_OFFSETS": profile.source.starting_offsets,
     }
     assert held[variable] == value
+
+
+def test_starting_offsets_are_read_as_spark_reads_them(monkeypatch):
+    monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", " Latest ")
+    assert load_profile("local").source.starting_offsets == "latest"
 
 
 def test_empty_required_setting_is_named(monkeypatch):
