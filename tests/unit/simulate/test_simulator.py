@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -169,6 +170,48 @@ def test_bad_arguments_are_one_line_before_anything_is_written(tmp_path, argumen
     assert len(lines) == 1 and lines[0].startswith("error: "), completed.stderr
     assert message.format(folder=folder) in lines[0]
     assert sorted(path.name for path in folder.iterdir()) == ["file.txt"]
+
+
+def _as_unprivileged(command: list[str]) -> list[str]:
+    """``command`` run without the power to ignore file permissions: as it is for a user
+    other than root; for root (CI) without the capabilities that let root write anywhere."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv (util-linux): cannot drop write-anywhere rights")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "message"),
+    [
+        ("--out", "locked/events.jsonl", "--out {target}: no permission to write in {locked}"),
+        ("--out", "locked/new/e.jsonl", "--out {target}: no permission to write in {locked}"),
+        ("--manifest", "read-only.json", "--manifest {target}: no permission to write it"),
+    ],
+)
+def test_a_path_without_write_permission_is_refused_in_one_line(tmp_path, option, target, message):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    read_only = tmp_path / "read-only.json"
+    read_only.write_text("{}")
+    read_only.chmod(0o444)
+    target = tmp_path / target
+    arguments = {"--out": f"jsonl:{tmp_path}/events.jsonl", option: str(target)}
+    if option == "--out":
+        arguments["--out"] = f"jsonl:{target}"
+    command = [sys.executable, "-m", "local_stack.simulate", "--events", "50"]
+    command += [part for pair in arguments.items() for part in pair]
+    try:
+        completed = subprocess.run(_as_unprivileged(command), capture_output=True, text=True)
+    finally:
+        locked.chmod(0o755)  # pytest removes tmp_path later
+    assert completed.returncode == 2, completed.stderr
+    lines = completed.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), completed.stderr
+    assert message.format(target=target, locked=locked) in lines[0]
+    assert list(locked.iterdir()) == [] and read_only.read_text() == "{}"
+    assert not (tmp_path / "events.jsonl").exists()
 
 
 def test_top_titles_differ_across_regions(run):
