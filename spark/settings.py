@@ -27,15 +27,20 @@ WORKSPACE_ENV = "REELHOUSE_WORKSPACE"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 _WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
-# The masters spark-submit takes: local modes, yarn, a standalone or Kubernetes cluster's
-# URL (spark://host:7077, k8s://https://host:443).
+# The masters PySpark's spark-submit takes (SparkContext's patterns; the launcher refuses
+# any other scheme): local, local[N] and local[*] (no spaces inside; at least one thread),
+# local[N, F] with F task failures allowed, local-cluster[workers, cores, MiB], yarn, and a
+# cluster's URL: spark://host:7077 (or a list of masters) or k8s://https://host:443.
 _SPARK_MASTER = re.compile(
-    r"^(local(\[\s*(\d+|\*)\s*(,\s*\d+\s*)?\])?"
-    r"|local-cluster\[\s*\d+\s*,\s*\d+\s*,\s*\d+\s*\]|yarn|(spark|k8s)://\S+)$"
+    r"^(local(\[(\*|0*[1-9]\d*)(\s*,\s*\d+)?\])?"
+    r"|local-cluster\[\s*0*[1-9]\d*\s*,\s*0*[1-9]\d*\s*,\s*0*[1-9]\d*\s*\]|yarn"
+    r"|(spark|k8s)://\S+)$"
 )
-# Memory sizes as both Spark and the JVM read them (a local driver's becomes -Xmx): a
-# whole number, then k, m, g or t (8g; not 8gb, which Spark reads and Java refuses).
-_SPARK_SIZE = re.compile(r"^\d+[kmgt]?$", re.IGNORECASE)
+# A local driver's memory becomes the JVM's -Xmx as written: a whole number, then k, m, g
+# or t (8g; not 8gb, which Java refuses, nor 8192, which Java reads as bytes).
+_DRIVER_MEMORY = re.compile(r"^\d+[kmgt]$", re.IGNORECASE)
+# Spark reads its other sizes itself: a whole number and b, k(b), m(b), g(b), t(b), p(b).
+_SPARK_SIZE = re.compile(r"^\d+([kmgtp]b?|b)?$", re.IGNORECASE)
 _SPARK_SIZE_KEYS = re.compile(r"\.(memory|memoryOverhead|maxResultSize)$")
 
 # Section -> the keys a profile must provide in it. Both profiles have exactly these.
@@ -313,12 +318,19 @@ def _split_table(table: str) -> tuple[str, str]:
 
 def _optional_int(profile: str, key: str, value: Any) -> int | None:
     """A positive whole number, or None for 0 or empty (no limit)."""
-    if value in (None, "", 0, "0"):
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
+    if isinstance(value, bool):  # TOML's true is not a number
         number = -1
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float):
+        number = int(value) if value.is_integer() else -1
+    else:
+        text = "" if value is None else str(value).strip()
+        if not text:
+            return None
+        number = int(text) if re.fullmatch(r"[+-]?\d+", text) else -1
+    if number == 0:
+        return None
     if number < 1:
         raise SettingsError(
             f"profile {profile!r}: {key} must be a positive integer (0 for no limit), got {value!r}"
@@ -328,7 +340,7 @@ def _optional_int(profile: str, key: str, value: Any) -> int | None:
 
 def _starting_offsets(profile: str, value: Any) -> str:
     """``earliest``, ``latest`` or a JSON object of offsets per topic and partition, as
-    Spark's Kafka source takes them."""
+    Spark's Kafka source takes them (-2 for earliest, -1 for latest)."""
     text = str(value).strip()
     if text.lower() in ("earliest", "latest"):  # as Spark compares them
         return text.lower()
@@ -336,12 +348,33 @@ def _starting_offsets(profile: str, value: Any) -> str:
         offsets = json.loads(text)
     except json.JSONDecodeError:
         offsets = None
-    if not isinstance(offsets, Mapping):
+    if not _offsets_per_partition(offsets):
         raise SettingsError(
             f"profile {profile!r}: source.starting_offsets must be earliest, latest or a JSON"
-            f' object such as \'{{"topic": {{"0": 42}}}}\', got {text[:80]!r}'
+            " object of offsets per topic and partition, such as"
+            f' \'{{"main.viewing-events": {{"0": 42}}}}\' (the topic with its workspace before'
+            f" it), got {text[:80]!r}"
         )
     return text
+
+
+def _offsets_per_partition(offsets: Any) -> bool:
+    return (
+        isinstance(offsets, Mapping)
+        and bool(offsets)
+        and all(
+            isinstance(partitions, Mapping)
+            and bool(partitions)
+            and all(
+                str(partition).isdigit()
+                and isinstance(offset, int)
+                and not isinstance(offset, bool)
+                and offset >= -2
+                for partition, offset in partitions.items()
+            )
+            for partitions in offsets.values()
+        )
+    )
 
 
 def _check_spark(profile: str, master: str, conf: Mapping[str, str]) -> None:
@@ -354,10 +387,18 @@ def _check_spark(profile: str, master: str, conf: Mapping[str, str]) -> None:
             " (set it with REELHOUSE_SPARK_MASTER)"
         )
     for key, value in conf.items():
-        if _SPARK_SIZE_KEYS.search(key) and not _SPARK_SIZE.match(value.strip()):
+        text = value.strip()
+        if not text:  # not set: Spark's default
+            continue
+        if key == "spark.driver.memory" and not _DRIVER_MEMORY.match(text):
+            raise SettingsError(
+                f"profile {profile!r}: Spark setting {key} = {value!r} is not a size the JVM"
+                " takes; use a whole number and k, m, g or t, such as 4g or 512m"
+            )
+        if _SPARK_SIZE_KEYS.search(key) and not _SPARK_SIZE.match(text):
             raise SettingsError(
                 f"profile {profile!r}: Spark setting {key} = {value!r} is not a size;"
-                " use a whole number and k, m, g or t, such as 4g or 512m"
+                " use a whole number and a unit, such as 4g or 512m"
             )
 
 

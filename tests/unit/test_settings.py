@@ -116,6 +116,16 @@ def test_bad_override_names_the_setting(monkeypatch, bad):
         ("REELHOUSE_DRIVER_MEMORY", "1.5g", r"spark.driver.memory = '1.5g' is not a size"),
         ("REELHOUSE_DRIVER_MEMORY", "8GB", r"spark.driver.memory = '8GB' is not a size"),
         ("REELHOUSE_SPARK_MASTER", "mesos://host:5050", r"'mesos://host:5050' is not a Spark"),
+        ("REELHOUSE_SPARK_MASTER", "local[ 2 ]", r"spark.master 'local\[ 2 \]' is not a Spark"),
+        ("REELHOUSE_SPARK_MASTER", "local[0]", r"spark.master 'local\[0\]' is not a Spark"),
+        ("REELHOUSE_SPARK_MASTER", "local-cluster[0,1,1024]", r"'local-cluster\[0,1,1024\]' is"),
+        ("REELHOUSE_SPARK_MASTER", "nomad://host:4646", r"'nomad://host:4646' is not a Spark"),
+        ("REELHOUSE_DRIVER_MEMORY", "8192", r"spark.driver.memory = '8192' is not a size the JVM"),
+        ("REELHOUSE_SPARK_CONF", '{"spark.executor.memory": "2 g"}', r"executor.memory = '2 g'"),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", "{}", r"starting_offsets must be earliest"),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": 5}', r"the topic with its workspace"),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": {"x": 5}}', r"starting_offsets must be"),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": {"0": -3}}', r"starting_offsets must be"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "bogus", r"starting_offsets must be earliest"),
         ("REELHOUSE_LAKE_MAX_FILES_PER_TRIGGER", "-2", r"max_files_per_trigger must be a posi"),
     ],
@@ -137,10 +147,12 @@ def test_spark_settings_a_jvm_would_refuse_are_named_before_it_starts(
         ("REELHOUSE_SPARK_MASTER", "spark://head-node:7077"),
         ("REELHOUSE_SPARK_MASTER", "k8s://https://cluster.example:443"),
         ("REELHOUSE_SPARK_MASTER", "yarn"),
+        ("REELHOUSE_SPARK_MASTER", "spark://head-1:7077,head-2:7077"),
         ("REELHOUSE_DRIVER_MEMORY", "512m"),
         ("REELHOUSE_DRIVER_MEMORY", "8G"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "latest"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 42}}'),
+        ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": -2, "1": -1}}'),
     ],
 )
 def test_spark_settings_spark_takes_are_kept(monkeypatch, variable, value):
@@ -152,6 +164,23 @@ def test_spark_settings_spark_takes_are_kept(monkeypatch, variable, value):
         "REELHOUSE_SOURCE_STARTING_OFFSETS": profile.source.starting_offsets,
     }
     assert held[variable] == value
+
+
+def test_sizes_spark_reads_itself_take_its_units(monkeypatch):
+    """Only the driver's memory goes to the JVM as written; Spark reads 1gb elsewhere."""
+    monkeypatch.setenv(
+        "REELHOUSE_SPARK_CONF",
+        '{"spark.executor.memoryOverhead": "1gb", "spark.driver.maxResultSize": "512MB"}',
+    )
+    conf = load_profile("local").spark_conf
+    assert conf["spark.executor.memoryOverhead"] == "1gb"
+    assert conf["spark.driver.maxResultSize"] == "512MB"
+
+
+@pytest.mark.parametrize(("value", "limit"), [(" 0 ", None), ("-0", None), ("", None), (" 7 ", 7)])
+def test_a_limit_of_zero_or_nothing_is_no_limit(monkeypatch, value, limit):
+    monkeypatch.setenv(override_variable("source", "max_offsets_per_trigger"), value)
+    assert load_profile("local").source.max_offsets_per_trigger == limit
 
 
 def test_starting_offsets_are_read_as_spark_reads_them(monkeypatch):
