@@ -74,12 +74,15 @@ def start_foreach_batch(
 
 
 # The Java exceptions by which Spark tells a micro-batch its query's stop interrupted from
-# one that failed (``StreamExecution.isInterruptionException`` in Spark 4.2).
+# one that failed (``StreamExecution.isInterruptionException`` in Spark 4.2). A stop also
+# cancels the query's running jobs first: a Spark call can then fail with a SparkException
+# naming the query's job group as cancelled, which Spark reads as a stop too.
 INTERRUPTIONS = (
     "java.lang.InterruptedException",
     "java.io.InterruptedIOException",
     "java.nio.channels.ClosedByInterruptException",
 )
+CANCELLATION = "org.apache.spark.SparkException"
 
 
 class BatchStopped(RuntimeError):
@@ -94,9 +97,9 @@ def stopped_in_one_line(spark: SparkSession, write_batch):
     which Java's regex engine matches by recursion, a few frames per character: over the
     JVM stack trace a Py4J error carries (thousands of characters) the query's thread
     overflows its stack, and Spark prints a ``StackOverflowError`` of a thousand lines where
-    the query simply stopped. The one line keeps what the pattern reads: the call and the
-    interruption. Any other error, and an interruption while the query is not stopping,
-    passes through unchanged.
+    the query simply stopped. The one line keeps what Spark reads: the call and the
+    interruption, or the cancellation of the query's job group. Any other error, and an
+    interruption while the query is not stopping, passes through unchanged.
     """
 
     def run(batch: DataFrame, batch_id: int) -> None:
@@ -114,24 +117,46 @@ def stopped_in_one_line(spark: SparkSession, write_batch):
 def _interruption_by_stop(spark: SparkSession, error: BaseException) -> str | None:
     """``py4j.protocol.Py4JJavaError: An error occurred while calling o156.count.
     (java.lang.InterruptedException)`` when a Spark call in ``error``'s chain was interrupted
-    and this thread's streaming query is stopping; None otherwise."""
+    (or its job cancelled with the query's job group) and this thread's streaming query is
+    stopping; None otherwise. The chain is read as Python prints it, which is what Spark
+    reads: a cause, or the context unless it was suppressed (``raise ... from None``)."""
     try:
-        query_id = spark.sparkContext.getLocalProperty("sql.streaming.queryId")
+        context = spark.sparkContext
+        query_id = context.getLocalProperty("sql.streaming.queryId")
         query = spark.streams.get(query_id) if query_id else None
         if query is None or query.isActive:
             return None
+        group = context.getLocalProperty("spark.jobGroup.id")
         chain: BaseException | None = error
         seen: set[int] = set()
         while chain is not None and id(chain) not in seen:  # a chain may loop
             seen.add(id(chain))
             if isinstance(chain, Py4JJavaError):
                 text = str(chain)
+                call = text.splitlines()[0]
                 for name in INTERRUPTIONS:
                     if name in text:
-                        return f"py4j.protocol.Py4JJavaError: {text.splitlines()[0]} ({name})"
-            chain = chain.__cause__ or chain.__context__
+                        return f"py4j.protocol.Py4JJavaError: {call} ({name})"
+                cancelled = _cancellation(text, group)
+                if cancelled:
+                    return f"py4j.protocol.Py4JJavaError: {call} ({cancelled})"
+            if chain.__cause__ is not None:
+                chain = chain.__cause__
+            else:
+                chain = None if chain.__suppress_context__ else chain.__context__
     except Exception:  # the JVM is going away: the error as it is
         return None
+    return None
+
+
+def _cancellation(text: str, group: str | None) -> str | None:
+    """The line of a Py4J error's text saying a job of ``group`` was cancelled."""
+    if not group:
+        return None
+    for line in text.splitlines():
+        line = line.strip().removeprefix(":").strip()
+        if line.startswith(CANCELLATION) and "cancelled" in line and group in line:
+            return line
     return None
 
 

@@ -15,27 +15,35 @@ from spark.jobs.layers import BatchStopped, stopped_in_one_line
 pytestmark = pytest.mark.unit
 
 
-def _is_interruption(spark, python_error: str) -> bool:
+def _is_interruption(spark, python_error: str, group: str | None = None) -> bool:
     """Spark's own verdict on the text a failed ``foreachBatch`` hands the JVM: was the
-    batch interrupted by its query's stop (True), or did it fail?"""
+    batch interrupted by its query's stop (True), or did it fail? ``group``: the query's
+    job group, which Spark reads from the thread that judges."""
     jvm = spark._jvm
     error = jvm.py4j.Py4JException(python_error)
     streams = jvm.org.apache.spark.sql.execution.streaming.runtime.StreamExecution
-    return streams.isInterruptionException(error, spark._jsc.sc())
+    spark.sparkContext.setLocalProperty("spark.jobGroup.id", group or "no-group")
+    try:
+        return streams.isInterruptionException(error, spark._jsc.sc())
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
 
 
-def test_a_call_the_stop_interrupts_ends_the_batch_in_one_line_spark_reads_as_a_stop(
-    spark, tmp_path
-):
-    inside, errors = threading.Event(), []
+def _stop_during_a_batch(spark, tmp_path, after_the_stop) -> tuple[object, list[str], str]:
+    """Stop a query while its first batch runs; the batch then calls ``after_the_stop(
+    batch, job_group)``. Returns the stopped query, the batch's errors as Spark reads them,
+    and the query's job group."""
+    inside, errors, groups = threading.Event(), [], []
 
     def write_batch(batch, batch_id):
         inside.set()
-        query = spark.streams.get(spark.sparkContext.getLocalProperty("sql.streaming.queryId"))
+        context = spark.sparkContext
+        groups.append(context.getLocalProperty("spark.jobGroup.id"))
+        query = spark.streams.get(context.getLocalProperty("sql.streaming.queryId"))
         deadline = time.monotonic() + 60
         while query.isActive and time.monotonic() < deadline:
             time.sleep(0.1)
-        batch.count()  # the stop has interrupted this thread: the call raises
+        after_the_stop(batch, groups[0])
 
     stopping = stopped_in_one_line(spark, write_batch)
 
@@ -58,18 +66,68 @@ def test_a_call_the_stop_interrupts_ends_the_batch_in_one_line_spark_reads_as_a_
         assert inside.wait(60), "no micro-batch started"
     finally:
         query.stop()
-    assert query.exception() is None
-    assert len(errors) == 1
-    last_line = errors[0].strip().splitlines()[-1]
+    return query, errors, groups[0]
+
+
+def _assert_one_line(error: str) -> str:
+    last_line = error.strip().splitlines()[-1]
     assert last_line.startswith(
         "spark.jobs.layers.BatchStopped: batch 0: py4j.protocol.Py4JJavaError: "
         "An error occurred while calling o"
-    ), errors[0]
-    assert "Interrupt" in last_line, errors[0]
+    ), error
     # No JVM stack trace: a few lines Spark matches at once, where the Java trace
     # overflowed the query thread's stack.
-    assert len(errors[0]) < 2000 and "\tat " not in errors[0], errors[0]
-    assert _is_interruption(spark, errors[0])
+    assert len(error) < 2000 and "\tat " not in error, error
+    return last_line
+
+
+def test_a_call_the_stop_interrupts_ends_the_batch_in_one_line_spark_reads_as_a_stop(
+    spark, tmp_path
+):
+    def count(batch, group):
+        batch.count()  # the stop has interrupted this thread: the call raises
+
+    query, errors, group = _stop_during_a_batch(spark, tmp_path, count)
+    assert query.exception() is None
+    assert len(errors) == 1
+    assert "Interrupt" in _assert_one_line(errors[0]), errors[0]
+    assert _is_interruption(spark, errors[0], group)
+
+
+def test_a_job_the_stop_cancelled_ends_the_batch_in_one_line_spark_reads_as_a_stop(spark, tmp_path):
+    """A stop cancels the query's jobs before it interrupts its thread: a running job can
+    fail as cancelled with the query's job group, not as interrupted."""
+
+    def cancelled(batch, group):
+        message = f"Job 7 cancelled part of cancelled job group {group}"
+        cause = spark._jvm.org.apache.spark.SparkException(message)
+        raise Py4JJavaError("An error occurred while calling o42.count.\n", cause)
+
+    query, errors, group = _stop_during_a_batch(spark, tmp_path, cancelled)
+    assert query.exception() is None
+    assert len(errors) == 1
+    last_line = _assert_one_line(errors[0])
+    cancellation = f"Job 7 cancelled part of cancelled job group {group}"
+    assert last_line.endswith(f"(org.apache.spark.SparkException: {cancellation})"), last_line
+    assert _is_interruption(spark, errors[0], group)
+    assert not _is_interruption(spark, errors[0], "another-query's-group")
+
+
+def test_an_error_raised_from_none_over_an_interruption_is_the_batchs_failure(spark, tmp_path):
+    """``raise ... from None`` hides the interruption from the printed error Spark reads:
+    the batch failed as it said, and the one-line rewrite must not make it a stop."""
+
+    def refused(batch, group):
+        try:
+            batch.count()  # interrupted
+        except Py4JJavaError:
+            raise RuntimeError("the gate refused the batch") from None
+
+    query, errors, group = _stop_during_a_batch(spark, tmp_path, refused)
+    assert "the gate refused the batch" in str(query.exception())
+    assert len(errors) == 1
+    assert errors[0].strip().splitlines()[-1] == "RuntimeError: the gate refused the batch"
+    assert not _is_interruption(spark, errors[0], group)
 
 
 def test_an_interruption_in_a_running_query_fails_it_unchanged(spark, tmp_path):
