@@ -44,9 +44,9 @@ def _retry_unless_gate_failed(task, task_run, state) -> bool:
 
 @cache
 def _spark(profile_name: str, workspace: str):
-    from spark.session import build_spark_session
+    from spark.io.preflight import start_session  # a JVM that will not start: one line
 
-    return build_spark_session(load_profile(profile_name, workspace), app_name="reelhouse-flow")
+    return start_session(load_profile(profile_name, workspace), app_name="reelhouse-flow")
 
 
 def _retry_if_transient(task, task_run, state) -> bool:

@@ -157,13 +157,19 @@ def lake_session(profile: Profile, app_name: str):
 
 
 def start_session(profile: Profile, app_name: str):
-    """``build_spark_session``; ``PreflightError`` in one line when Spark's JVM exits before
-    the session starts (a setting it refuses: its own words are above, on stderr), instead
-    of PySpark's traceback."""
+    """``build_spark_session``; ``PreflightError`` in one line, instead of PySpark's
+    traceback, when Spark's JVM exits before the session starts (a setting it refuses: its
+    own words are above, on stderr) or refuses to start its context (a master URL no
+    cluster manager takes: the reason is in the line)."""
+    from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkRuntimeError
 
     from spark.session import build_spark_session
 
+    settings = (
+        f"the Spark settings of profile {profile.name!r} (spark.master"
+        f" {profile.spark_master!r}, REELHOUSE_SPARK_CONF, the driver's memory and options)"
+    )
     try:
         return build_spark_session(profile, app_name=app_name)
     except PySparkRuntimeError as error:
@@ -171,7 +177,19 @@ def start_session(profile: Profile, app_name: str):
             raise
         raise PreflightError(
             "Spark's JVM exited before the session started (its reason is above): check Java"
-            f" (java on the PATH, JAVA_HOME) and the Spark settings of profile {profile.name!r}"
-            f" (spark.master {profile.spark_master!r}, REELHOUSE_SPARK_CONF, the driver's"
-            " memory and options)"
+            f" (java on the PATH, JAVA_HOME) and {settings}"
         ) from None
+    except Py4JJavaError as error:
+        raise PreflightError(
+            f"Spark refused to start the session: {_java_reason(error)}; check {settings}"
+        ) from None
+
+
+def _java_reason(error: Exception) -> str:
+    """``org.apache.spark.SparkException: Could not parse Master URL: 'x'``: the Java
+    exception's own line of a Py4J error (its first line names only the call)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines[1:]:
+        if not line.startswith("at "):
+            return line.removeprefix(":").strip()[:300]
+    return lines[0][:300] if lines else type(error).__name__

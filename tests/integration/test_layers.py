@@ -359,13 +359,27 @@ def test_a_lake_that_does_not_answer_is_named_in_one_line(command, stack, profil
     _assert_one_line_error(command, [], environment, message, profile)
 
 
-@pytest.mark.parametrize("command", ["spark.run", "spark.tables"])
-def test_a_jvm_that_will_not_start_is_named_in_one_line(command, stack, profile):
-    """A setting Spark's JVM refuses, found only when it starts (here a heap larger than
-    any machine's): one line naming the profile's Spark settings, not PySpark's traceback."""
+@pytest.mark.parametrize(
+    ("command", "environment", "message"),
+    [
+        # A heap larger than any machine's: the JVM exits, its reason on stderr.
+        ("spark.run", {"REELHOUSE_DRIVER_MEMORY": "99999999t"}, "Spark's JVM exited before"),
+        ("spark.tables", {"REELHOUSE_DRIVER_MEMORY": "99999999t"}, "Spark's JVM exited before"),
+        # A setting the JVM starts with and Spark's context then refuses.
+        (
+            "spark.run",
+            {"REELHOUSE_SPARK_CONF": '{"spark.scheduler.mode": "BOGUS"}'},
+            "Spark refused to start the session: org.apache.spark.SparkIllegalArgumentException:"
+            " [INVALID_CONF_VALUE.OUT_OF_RANGE_OF_OPTIONS] The value 'BOGUS' in the config",
+        ),
+    ],
+)
+def test_a_jvm_that_will_not_start_is_named_in_one_line(
+    command, environment, message, stack, profile
+):
+    """A setting Spark refuses, found only when it starts: one line naming the profile's
+    Spark settings, not PySpark's traceback."""
     arguments = ["--layers", "silver"] if command == "spark.run" else []
-    environment = {"REELHOUSE_DRIVER_MEMORY": "99999999t"}
-    message = "Spark's JVM exited before the session started"
     _assert_one_line_error(command, arguments, environment, message, profile)
 
 
