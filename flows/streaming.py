@@ -90,20 +90,23 @@ def streaming(
 
     from spark.gates import load_gate
     from spark.jobs.layers import Trigger
-    from spark.run import LAYERS, parse_layers, summarize_error
+    from spark.run import LAYERS, parse_interval, parse_layers, summarize_error
 
     # Every parameter is checked before the workspace's lock, the stack or Spark is touched.
     try:
         wanted = parse_layers(layers)
     except ValueError as error:
         raise ValueError(f"layers={layers!r}: {error}") from None
+    try:
+        trigger = Trigger("continuous", parse_interval(interval))
+    except ValueError as error:
+        raise ValueError(f"interval={interval!r}: {error}") from None
     settings = load_profile(profile, workspace)
     logger = get_run_logger()
     with holding_workspace(profile, workspace, doing="a streaming run"):
         check_stack(settings)
         spark = _spark(profile, workspace)
         gate = load_gate(settings, str(flow_run.id or "streaming"))
-        trigger = Trigger("continuous", interval)
 
         stop = threading.Event()
         previous_handler = None

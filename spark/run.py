@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         layers = parse_layers(args.layers)
         profile = load_profile(args.profile, args.workspace)
-        trigger = Trigger(args.trigger, _interval(args.interval))
+        try:
+            trigger = Trigger(args.trigger, parse_interval(args.interval))
+        except ValueError as error:
+            raise ValueError(f"--interval {error}") from None
         if "bronze" in layers:
             check_source_reachable(profile.source)  # seconds, before a JVM is started
         spark = lake_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
@@ -253,12 +256,25 @@ def parse_layers(text: str) -> list[str]:
     return sorted(set(layers), key=list(LAYERS).index)
 
 
-def _interval(text: str) -> str:
-    match = re.fullmatch(r"(\d+)\s*(s|m|ms)", text.strip())
+_UNITS = {
+    "ms": "millisecond",
+    "millisecond": "millisecond",
+    "s": "second",
+    "second": "second",
+    "m": "minute",
+    "minute": "minute",
+}
+
+
+def parse_interval(text: str) -> str:
+    """``"5s"`` or ``"5 seconds"`` -> ``"5 seconds"``, the text Spark's processing-time
+    trigger and the log read; ValueError naming what is wrong (also for the streaming
+    flow's ``interval``)."""
+    match = re.fullmatch(r"(\d+)\s*(ms|s|m|(millisecond|second|minute)s?)", str(text).strip())
     if not match:
-        raise ValueError(f"--interval must look like 5s, 500ms or 1m, got {text!r}")
-    unit = {"s": "second", "m": "minute", "ms": "millisecond"}[match[2]]
-    return f"{match[1]} {unit}{'' if int(match[1]) == 1 else 's'}"
+        raise ValueError(f"must look like 5s, 500ms, 1m or 5 seconds, got {text!r}")
+    unit = _UNITS[match[3] or match[2]]
+    return f"{int(match[1])} {unit}{'' if int(match[1]) == 1 else 's'}"
 
 
 if __name__ == "__main__":

@@ -30,18 +30,18 @@ class SimulationRequest:
 
     def __post_init__(self) -> None:
         if self.events < 0:
-            raise ValueError(f"--events must be >= 0, got {self.events}")
+            raise ValueError(f"events must be >= 0, got {self.events}")
         if not 0.0 <= self.fault_rate <= 1.0:
-            raise ValueError(f"--fault-rate must be between 0 and 1, got {self.fault_rate}")
+            raise ValueError(f"fault_rate must be between 0 and 1, got {self.fault_rate}")
         unknown = [kind for kind in self.faults if kind not in FAULT_KINDS]
         if unknown:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(FAULT_KINDS)}")
         if self.fault_rate > 0 and not self.faults:
-            raise ValueError(f"--faults names no fault kind; known: {', '.join(FAULT_KINDS)}")
+            raise ValueError(f"faults names no fault kind; known: {', '.join(FAULT_KINDS)}")
         if self.days < 1:
-            raise ValueError(f"--days must be >= 1, got {self.days}")
+            raise ValueError(f"days must be >= 1, got {self.days}")
         if not 0.0 <= self.ctr <= 1.0:
-            raise ValueError(f"--ctr must be between 0 and 1, got {self.ctr}")
+            raise ValueError(f"ctr must be between 0 and 1, got {self.ctr}")
         start_datetime(self.start_time)
 
 

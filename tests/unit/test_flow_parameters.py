@@ -33,8 +33,8 @@ def test_a_parameter_the_flow_cannot_honour_is_named(parameters, message):
 @pytest.mark.parametrize(
     ("parameters", "message"),
     [
-        ({"events": -1}, r"--events must be >= 0, got -1"),
-        ({"fault_rate": 2.0}, r"--fault-rate must be between 0 and 1, got 2.0"),
+        ({"events": -1}, r"events must be >= 0, got -1"),
+        ({"fault_rate": 2.0}, r"fault_rate must be between 0 and 1, got 2.0"),
         ({"workspace": "Bad Name"}, r"workspace 'Bad Name' is invalid"),
         ({"profile": "nope"}, r"unknown profile 'nope'"),
     ],
@@ -50,6 +50,7 @@ def test_medallion_checks_its_simulation_and_workspace_first(parameters, message
     [
         (streaming, {"layers": "bronze,nope"}, ValueError, r"unknown layer\(s\) \['nope'\]"),
         (streaming, {"layers": ""}, ValueError, r"layers='': no layer named"),
+        (streaming, {"interval": "five seconds"}, ValueError, r"interval='five seconds': must"),
         (streaming, {"workspace": "Bad Name"}, SettingsError, r"workspace 'Bad Name'"),
         (maintenance, {"retention_hours": 24}, ValueError, r"below the floor of 168 hours"),
         (maintenance, {"profile": "nope"}, SettingsError, r"unknown profile 'nope'"),

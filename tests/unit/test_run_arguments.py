@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from spark import run
-from spark.run import _interval, parse_layers
+from spark.run import parse_interval, parse_layers
 
 pytestmark = pytest.mark.unit
 
@@ -23,17 +23,23 @@ pytestmark = pytest.mark.unit
         (" 10 s ", "10 seconds"),
         ("500ms", "500 milliseconds"),
         ("1m", "1 minute"),
+        ("5 seconds", "5 seconds"),
+        ("1 second", "1 second"),
+        ("05 minutes", "5 minutes"),
+        ("250 milliseconds", "250 milliseconds"),
     ],
 )
 def test_an_interval_becomes_the_text_spark_and_the_log_read(text, interval):
-    assert _interval(text) == interval
+    assert parse_interval(text) == interval
 
 
-@pytest.mark.parametrize("text", ["", "5", "five seconds", "-1s", "1h", "1.5s"])
+@pytest.mark.parametrize(
+    "text", ["", "5", "five seconds", "-1s", "1h", "1.5s", "5 secs", "5 sseconds"]
+)
 def test_a_malformed_interval_is_named(text):
-    message = f"--interval must look like 5s, 500ms or 1m, got {text!r}"
+    message = f"must look like 5s, 500ms, 1m or 5 seconds, got {text!r}"
     with pytest.raises(ValueError, match=re.escape(message)):
-        _interval(text)
+        parse_interval(text)
 
 
 def test_layers_run_in_medallion_order_once_each():

@@ -147,8 +147,8 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
         (["--out", "jsonl:{folder}"], "--out {folder} is a folder; name a file"),
         (["--manifest", "{folder}"], "--manifest {folder} is a folder; name a file"),
         (["--truth", "{folder}/file.txt/t.json"], "{folder}/file.txt is a file, not a folder"),
-        (["--ctr", "7"], "--ctr must be between 0 and 1, got 7.0"),
-        (["--faults", "", "--fault-rate", "0.1"], "--faults names no fault kind"),
+        (["--ctr", "7"], "ctr must be between 0 and 1, got 7.0"),
+        (["--faults", "", "--fault-rate", "0.1"], "faults names no fault kind"),
     ],
 )
 def test_bad_arguments_are_one_line_before_anything_is_written(tmp_path, arguments, message):
@@ -254,7 +254,7 @@ def test_world_is_large_enough():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--fault-rate", "2"], "--fault-rate must be between 0 and 1"),
+        (["--fault-rate", "2"], "fault_rate must be between 0 and 1"),
         (["--faults", "gremlins"], "unknown fault kind(s) ['gremlins']"),
         (["--start-time", "tomorrow"], "--start-time 'tomorrow' is not an ISO-8601"),
         (["--out", "s3://x"], "--out must be 'kafka' or 'jsonl:PATH'"),
