@@ -126,9 +126,15 @@ def gold_writer(name: str, query_id: str | None) -> str:
     where under the job's name alone every batch up to the old query's last would be
     skipped, and the rows silver gained since would never reach gold. Merging again is
     safe: a batch's rows are recomputed from silver, so a MERGE that repeats one changes
-    nothing.
+    nothing. Without the id (PySpark's threads not pinned, or a batch run outside a query)
+    a batch would be skipped as above: it is refused instead.
     """
-    return f"{name}.{query_id}" if query_id else name
+    if not query_id:
+        raise RuntimeError(
+            f"{name}: a gold batch needs its streaming query's id (sql.streaming.queryId);"
+            " run gold as a streaming query, with PYSPARK_PIN_THREAD unset or true"
+        )
+    return f"{name}.{query_id}"
 
 
 def _near_days(touched: DataFrame) -> list:

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from spark.catalog import GOLD_TABLES
-from spark.jobs.gold import merge_condition
+from spark.jobs.gold import gold_writer, merge_condition
 from spark.transforms.gold import DATES, KEYS
 
 pytestmark = pytest.mark.unit
@@ -31,3 +31,12 @@ def test_every_gold_table_prunes_by_its_date_its_partitions_if_it_has_them():
     assert DATES.keys() == KEYS.keys()
     for spec in GOLD_TABLES:
         assert spec.partition_by in ((), (DATES[spec.name],)), spec.name
+
+
+def test_the_writer_is_the_job_and_its_query_and_nothing_less():
+    """A batch MERGEs as its query (a new checkpoint's batches are merged, not skipped as
+    the old query's); without the query's id it would be skipped, so it is refused."""
+    assert gold_writer("main.gold", "6d1f") == "main.gold.6d1f"
+    for missing in (None, ""):
+        with pytest.raises(RuntimeError, match=r"main.gold: a gold batch needs its streaming"):
+            gold_writer("main.gold", missing)
