@@ -34,13 +34,14 @@ _WORKSPACE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 _SPARK_MASTER = re.compile(
     r"^(local(\[(\*|0*[1-9]\d*)(\s*,\s*\d+)?\])?"
     r"|local-cluster\[\s*0*[1-9]\d*\s*,\s*0*[1-9]\d*\s*,\s*0*[1-9]\d*\s*\]|yarn"
-    r"|(spark|k8s)://\S+)$"
+    r"|(spark|k8s)://\S+)$",
+    re.ASCII,  # Spark reads [0-9] only
 )
 # A local driver's memory becomes the JVM's -Xmx as written: a whole number, then k, m, g
 # or t (8g; not 8gb, which Java refuses, nor 8192, which Java reads as bytes).
-_DRIVER_MEMORY = re.compile(r"^\d+[kmgt]$", re.IGNORECASE)
+_DRIVER_MEMORY = re.compile(r"^\d+[kmgt]$", re.IGNORECASE | re.ASCII)
 # Spark reads its other sizes itself: a whole number and b, k(b), m(b), g(b), t(b), p(b).
-_SPARK_SIZE = re.compile(r"^\d+([kmgtp]b?|b)?$", re.IGNORECASE)
+_SPARK_SIZE = re.compile(r"^\d+([kmgtp]b?|b)?$", re.IGNORECASE | re.ASCII)
 _SPARK_SIZE_KEYS = re.compile(r"\.(memory|memoryOverhead|maxResultSize)$")
 
 # Section -> the keys a profile must provide in it. Both profiles have exactly these.
@@ -366,7 +367,7 @@ def _offsets_per_partition(offsets: Any) -> bool:
             isinstance(partitions, Mapping)
             and bool(partitions)
             and all(
-                str(partition).isdigit()
+                re.fullmatch(r"[0-9]+", str(partition)) is not None
                 and isinstance(offset, int)
                 and not isinstance(offset, bool)
                 and offset >= -2

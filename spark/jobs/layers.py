@@ -154,7 +154,7 @@ def _cancellation(text: str, group: str | None) -> str | None:
     if not group:
         return None
     for line in text.splitlines():
-        line = line.strip().removeprefix(":").strip()
+        line = line.strip().removeprefix("Caused by:").removeprefix(":").strip()
         if line.startswith(CANCELLATION) and "cancelled" in line and group in line:
             return line
     return None

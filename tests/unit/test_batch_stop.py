@@ -113,6 +113,21 @@ def test_a_job_the_stop_cancelled_ends_the_batch_in_one_line_spark_reads_as_a_st
     assert not _is_interruption(spark, errors[0], "another-query's-group")
 
 
+def test_a_cancellation_under_another_exception_is_found_on_its_caused_by_line():
+    from spark.jobs.layers import _cancellation
+
+    text = (
+        "An error occurred while calling o9.save.\n: java.lang.RuntimeException: write failed\n"
+        "\tat x.y(Z.java:1)\nCaused by: org.apache.spark.SparkException: Job 7 cancelled"
+        " Query q [id = 1, runId = r-42] was stopped\n\tat a.b(C.java:2)"
+    )
+    assert _cancellation(text, "r-42") == (
+        "org.apache.spark.SparkException: Job 7 cancelled"
+        " Query q [id = 1, runId = r-42] was stopped"
+    )
+    assert _cancellation(text, "another-run") is None and _cancellation(text, None) is None
+
+
 def test_an_error_raised_from_none_over_an_interruption_is_the_batchs_failure(spark, tmp_path):
     """``raise ... from None`` hides the interruption from the printed error Spark reads:
     the batch failed as it said, and the one-line rewrite must not make it a stop."""

@@ -120,6 +120,8 @@ def test_bad_override_names_the_setting(monkeypatch, bad):
         ("REELHOUSE_SPARK_MASTER", "local[0]", r"spark.master 'local\[0\]' is not a Spark"),
         ("REELHOUSE_SPARK_MASTER", "local-cluster[0,1,1024]", r"'local-cluster\[0,1,1024\]' is"),
         ("REELHOUSE_SPARK_MASTER", "nomad://host:4646", r"'nomad://host:4646' is not a Spark"),
+        ("REELHOUSE_SPARK_MASTER", "local[\u0662]", r"is not a Spark master"),  # Arabic 2
+        ("REELHOUSE_DRIVER_MEMORY", "\u0664g", r"is not a size the JVM"),
         ("REELHOUSE_DRIVER_MEMORY", "8192", r"spark.driver.memory = '8192' is not a size the JVM"),
         ("REELHOUSE_SPARK_CONF", '{"spark.executor.memory": "2 g"}', r"executor.memory = '2 g'"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "{}", r"starting_offsets must be earliest"),
