@@ -267,16 +267,17 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
             raise SettingsError(f"profile {name!r}: setting {section}.{key} is empty")
     lake_root = _hadoop_path(str(lake["root"]))
     checkpoint_root = _hadoop_path(str(lake["checkpoint_root"]))
-    spark_conf = _string_map(name, "spark.conf", spark["conf"])
+    spark_conf = _spark_conf(name, spark["conf"])
     _check_spark(name, str(spark["master"]).strip(), spark_conf)
+    topic = f"{workspace}.{source['topic']}"
     return Profile(
         name=name,
         workspace=workspace,
         source=EventSource(
             bootstrap_servers=str(source["bootstrap_servers"]),
-            topic=f"{workspace}.{source['topic']}",
+            topic=topic,
             consumer_group=f"{workspace}.{source['consumer_group']}",
-            starting_offsets=_starting_offsets(name, source["starting_offsets"]),
+            starting_offsets=_starting_offsets(name, source["starting_offsets"], topic),
             max_offsets_per_trigger=_optional_int(
                 name, "source.max_offsets_per_trigger", source["max_offsets_per_trigger"]
             ),
@@ -339,9 +340,11 @@ def _optional_int(profile: str, key: str, value: Any) -> int | None:
     return number
 
 
-def _starting_offsets(profile: str, value: Any) -> str:
+def _starting_offsets(profile: str, value: Any, topic: str) -> str:
     """``earliest``, ``latest`` or a JSON object of offsets per topic and partition, as
-    Spark's Kafka source takes them (-2 for earliest, -1 for latest)."""
+    Spark's Kafka source takes them (-2 for earliest, -1 for latest). Its topic must be the
+    one the workspace reads: Spark asks for every partition of exactly the topics it
+    subscribes to, and refuses any other set only when the query starts."""
     text = str(value).strip()
     if text.lower() in ("earliest", "latest"):  # as Spark compares them
         return text.lower()
@@ -355,6 +358,12 @@ def _starting_offsets(profile: str, value: Any) -> str:
             " object of offsets per topic and partition, such as"
             f' \'{{"main.viewing-events": {{"0": 42}}}}\' (the topic with its workspace before'
             f" it), got {text[:80]!r}"
+        )
+    if set(offsets) != {topic}:
+        named = ", ".join(repr(name) for name in sorted(offsets))
+        raise SettingsError(
+            f"profile {profile!r}: source.starting_offsets gives offsets of topic {named},"
+            f" but this workspace reads {topic!r}; name that topic (with its workspace)"
         )
     return text
 
@@ -387,18 +396,15 @@ def _check_spark(profile: str, master: str, conf: Mapping[str, str]) -> None:
             " local[*], yarn or a cluster's URL (spark://host:7077, k8s://https://host:443)"
             " (set it with REELHOUSE_SPARK_MASTER)"
         )
-    for key, value in conf.items():
-        text = value.strip()
-        if not text:  # not set: Spark's default
-            continue
+    for key, text in conf.items():
         if key == "spark.driver.memory" and not _DRIVER_MEMORY.match(text):
             raise SettingsError(
-                f"profile {profile!r}: Spark setting {key} = {value!r} is not a size the JVM"
+                f"profile {profile!r}: Spark setting {key} = {text!r} is not a size the JVM"
                 " takes; use a whole number and k, m, g or t, such as 4g or 512m"
             )
         if _SPARK_SIZE_KEYS.search(key) and not _SPARK_SIZE.match(text):
             raise SettingsError(
-                f"profile {profile!r}: Spark setting {key} = {value!r} is not a size;"
+                f"profile {profile!r}: Spark setting {key} = {text!r} is not a size;"
                 " use a whole number and a unit, such as 4g or 512m"
             )
 
@@ -412,6 +418,14 @@ def _as_bool(profile: str, key: str, value: Any) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise SettingsError(f"profile {profile!r}: {key} must be true or false, got {value!r}")
+
+
+def _spark_conf(profile: str, value: Any) -> dict[str, str]:
+    """Spark's settings, trimmed as they are checked: Spark reads most values as written
+    (``"4g "`` is no size to it). An empty value is no setting: the project's default, or
+    Spark's, stays."""
+    conf = _string_map(profile, "spark.conf", value)
+    return {key.strip(): item.strip() for key, item in conf.items() if item.strip()}
 
 
 def _string_map(profile: str, key: str, value: Any) -> dict[str, str]:

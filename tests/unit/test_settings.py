@@ -129,6 +129,17 @@ def test_bad_override_names_the_setting(monkeypatch, bad):
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": {"x": 5}}', r"starting_offsets must be"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": {"0": -3}}', r"starting_offsets must be"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "bogus", r"starting_offsets must be earliest"),
+        (
+            "REELHOUSE_SOURCE_STARTING_OFFSETS",
+            '{"viewing-events": {"0": 42}}',
+            r"offsets of topic 'viewing-events', but this workspace reads 'main.viewing-events'",
+        ),
+        (
+            "REELHOUSE_SOURCE_STARTING_OFFSETS",
+            '{"main.viewing-events": {"0": 42}, "other": {"0": 1}}',
+            r"offsets of topic 'main.viewing-events', 'other', but this workspace reads",
+        ),
+        ("REELHOUSE_DRIVER_MEMORY", "4g x", r"spark.driver.memory = '4g x' is not a size"),
         ("REELHOUSE_LAKE_MAX_FILES_PER_TRIGGER", "-2", r"max_files_per_trigger must be a posi"),
     ],
 )
@@ -177,6 +188,19 @@ def test_sizes_spark_reads_itself_take_its_units(monkeypatch):
     conf = load_profile("local").spark_conf
     assert conf["spark.executor.memoryOverhead"] == "1gb"
     assert conf["spark.driver.maxResultSize"] == "512MB"
+
+
+def test_spark_settings_are_passed_as_they_are_checked(monkeypatch):
+    """Trimmed (Spark reads "4g " as no size), and an empty one is no setting at all."""
+    monkeypatch.setenv(
+        "REELHOUSE_SPARK_CONF",
+        '{" spark.executor.memory ": " 2g ", "spark.ui.enabled": " ", "spark.jars.packages": ""}',
+    )
+    monkeypatch.setenv("REELHOUSE_DRIVER_MEMORY", " 3g")
+    conf = load_profile("local").spark_conf
+    assert conf["spark.executor.memory"] == "2g"
+    assert conf["spark.driver.memory"] == "3g"
+    assert not {"spark.ui.enabled", "spark.jars.packages", " spark.executor.memory "} & set(conf)
 
 
 @pytest.mark.parametrize(("value", "limit"), [(" 0 ", None), ("-0", None), ("", None), (" 7 ", 7)])
