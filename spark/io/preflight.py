@@ -163,6 +163,7 @@ def start_session(profile: Profile, app_name: str):
     cluster manager takes: the reason is in the line)."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkRuntimeError
+    from pyspark.errors.exceptions.captured import CapturedException
 
     from spark.session import build_spark_session
 
@@ -179,7 +180,7 @@ def start_session(profile: Profile, app_name: str):
             "Spark's JVM exited before the session started (its reason is above): check Java"
             f" (java on the PATH, JAVA_HOME) and {settings}"
         ) from None
-    except Py4JJavaError as error:
+    except (Py4JJavaError, CapturedException) as error:
         raise PreflightError(
             f"Spark refused to start the session: {_java_reason(error)}; check {settings}"
         ) from None
@@ -187,7 +188,15 @@ def start_session(profile: Profile, app_name: str):
 
 def _java_reason(error: Exception) -> str:
     """``org.apache.spark.SparkException: Could not parse Master URL: 'x'``: the Java
-    exception's own line of a Py4J error (its first line names only the call)."""
+    exception's own line of a Py4J error (its first line names only the call). Once a
+    session has run in the process, PySpark hands the Java exceptions it knows over as its
+    own (``IllegalArgumentException``, the Java one kept as their origin)."""
+    from pyspark.errors.exceptions.captured import CapturedException
+
+    if isinstance(error, CapturedException):
+        origin = getattr(error, "_origin", None)  # the Java exception, when it came from one
+        text = origin.toString() if origin is not None else f"{type(error).__name__}: {error}"
+        return text.strip().splitlines()[0][:300]
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines[1:]:
         if not line.startswith("at "):

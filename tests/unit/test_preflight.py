@@ -162,3 +162,27 @@ def test_a_driver_behind_a_proxy_leaves_the_lake_check_to_its_jvm(monkeypatch, p
         monkeypatch.setenv(place, options)
     assert preflight.driver_proxy(proxied) == place
     preflight.check_lake_endpoint(proxied, timeout_s=1.0)  # no direct route is needed
+
+
+def test_a_setting_refused_after_an_earlier_session_is_one_line_too(spark, monkeypatch):
+    """Once a session has run in the process, PySpark hands Spark's IllegalArgumentException
+    over as its own captured exception, not a Py4J error: a session that then refuses a
+    setting is still one line naming the Java exception and its reason."""
+    from pyspark.errors.exceptions.captured import CapturedException
+
+    from spark import session as sessions
+    from spark.io.preflight import PreflightError, start_session
+    from spark.settings import load_profile
+
+    with pytest.raises(CapturedException) as refused:  # Spark's own refusal, from its JVM
+        spark.conf.set("spark.sql.shuffle.partitions", "many")
+
+    def refusing_build(profile, app_name):
+        raise refused.value
+
+    monkeypatch.setattr(sessions, "build_spark_session", refusing_build)
+    with pytest.raises(PreflightError) as error:
+        start_session(load_profile("local"), "x")
+    message = str(error.value)
+    assert message.startswith("Spark refused to start the session: org.apache.spark."), message
+    assert "spark.sql.shuffle.partitions" in message and "\n" not in message, message
