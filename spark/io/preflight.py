@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from contextlib import suppress
 
 from spark.settings import EventSource, Lake, Profile
 
@@ -191,11 +192,15 @@ def _java_reason(error: Exception) -> str:
     exception's own line of a Py4J error (its first line names only the call). Once a
     session has run in the process, PySpark hands the Java exceptions it knows over as its
     own (``IllegalArgumentException``, the Java one kept as their origin)."""
+    from py4j.protocol import Py4JError
     from pyspark.errors.exceptions.captured import CapturedException
 
     if isinstance(error, CapturedException):
+        text = f"{type(error).__name__}: {error}"
         origin = getattr(error, "_origin", None)  # the Java exception, when it came from one
-        text = origin.toString() if origin is not None else f"{type(error).__name__}: {error}"
+        if origin is not None:
+            with suppress(Py4JError):  # a JVM gone since: PySpark's own words
+                text = origin.toString()
         return text.strip().splitlines()[0][:300]
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines[1:]:
