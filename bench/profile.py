@@ -26,6 +26,7 @@ from datetime import datetime
 from bench.run import (
     RESULTS,
     add_backlog_arguments,
+    bench_profile,
     produce_backlog,
     start_stack,
     warm_up_size,
@@ -35,7 +36,7 @@ from local_stack.workspaces import drop_workspaces
 from spark.jobs.layers import Trigger
 from spark.run import LAYERS, run_layers
 from spark.session import build_spark_session
-from spark.settings import Profile, SettingsError, load_profile
+from spark.settings import Profile, SettingsError
 
 # How a streaming query describes a micro-batch's jobs (StreamExecution: its name, then
 # id, run id and batch on lines of their own); Delta may put "Delta: " before it.
@@ -130,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d%H%M%S")
     try:
         stack = start_stack()
-        warm = _with_ui(load_profile("local", f"profile-{stamp}-warm"))
-        measured = _with_ui(load_profile("local", f"profile-{stamp}"))
+        warm = _with_ui(bench_profile(f"profile-{stamp}-warm"))
+        measured = _with_ui(bench_profile(f"profile-{stamp}"))
     except (StackError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -102,6 +102,13 @@ def _timed(action) -> float:
     return time.monotonic() - started
 
 
+def bench_profile(workspace: str) -> Profile:
+    """The local profile of a bench workspace, reading its whole backlog from the earliest
+    offset, whatever ``REELHOUSE_SOURCE_STARTING_OFFSETS`` says for the user's own runs."""
+    profile = load_profile("local", workspace)
+    return replace(profile, source=replace(profile.source, starting_offsets="earliest"))
+
+
 def add_backlog_arguments(parser: argparse.ArgumentParser) -> None:
     """``--events``, ``--fault-rate`` and ``--warm-up-events``, as the bench's commands read
     them (``warm_up_size``)."""
@@ -159,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%d%H%M%S")
     try:
         stack = start_stack()
-        profile = load_profile("local", f"bench-{stamp}")
+        profile = bench_profile(f"bench-{stamp}")
         together = _on_topic_of(profile, f"bench-{stamp}-e2e")
         ungated = _on_topic_of(profile, f"bench-{stamp}-ungated")
-        ungated_gold = load_profile("local", f"bench-{stamp}-ungated-gold")
+        ungated_gold = bench_profile(f"bench-{stamp}-ungated-gold")
     except (StackError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -317,7 +324,7 @@ def _bronze_rounds(spark, profile, ungated, stamp: str, count: int) -> dict[str,
 
 def _on_topic_of(profile, workspace: str):
     """The local profile of ``workspace``, reading ``profile``'s topic."""
-    other = load_profile("local", workspace)
+    other = bench_profile(workspace)
     return replace(other, source=replace(other.source, topic=profile.source.topic))
 
 
@@ -346,7 +353,7 @@ def _warm_up(spark, stack: LocalStack, stamp: str, events: int) -> None:
     """Every measured query runs warm: the JVM's JIT, Spark's code generation and Great
     Expectations' first validation (about 8 s) are paid here, on a topic of its own, not
     by whichever query happens to run first."""
-    warm = load_profile("local", f"bench-{stamp}-warm")
+    warm = bench_profile(f"bench-{stamp}-warm")
     produce_backlog(stack, warm, events)
     run_layers(spark, warm, ["bronze", "silver", "gold"], Trigger(), run_id=f"bench-{stamp}-warm")
     _baseline_copy(spark, warm, stamp)

@@ -264,6 +264,8 @@ def medallion(
     seed = seed if seed is not None else time.time_ns() % 2**31
     # Every parameter is checked before the workspace's lock, the stack or Spark is touched.
     settings = load_profile(profile, workspace)
+    if "bronze" in wanted:
+        settings.source.check_starting_offsets()
     if simulate:
         SimulationRequest(events, seed=seed, fault_rate=fault_rate, with_truth=False)
     with holding_workspace(profile, workspace, doing="a medallion run"):

@@ -102,6 +102,8 @@ def streaming(
     except ValueError as error:
         raise ValueError(f"interval={interval!r}: {error}") from None
     settings = load_profile(profile, workspace)
+    if "bronze" in wanted:
+        settings.source.check_starting_offsets()
     logger = get_run_logger()
     with holding_workspace(profile, workspace, doing="a streaming run"):
         check_stack(settings)

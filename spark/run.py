@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             raise ValueError(f"--interval {error}") from None
         if "bronze" in layers:
+            profile.source.check_starting_offsets()
             check_source_reachable(profile.source)  # seconds, before a JVM is started
         spark = lake_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
         stop = threading.Event()

@@ -85,8 +85,25 @@ class EventSource:
     fail_on_data_loss: bool
     kafka_options: Mapping[str, str] = field(default_factory=dict)
 
+    def check_starting_offsets(self) -> None:
+        """Offsets given per partition must name this source's topic: Spark asks for every
+        partition of exactly the topics it subscribes to, and refuses any other set only
+        once the query starts. Checked where the source is read, not where the profile is
+        loaded: a command on another workspace that reads no events is not refused."""
+        if self.starting_offsets in ("earliest", "latest"):
+            return
+        topics = sorted(json.loads(self.starting_offsets))
+        if topics != [self.topic]:
+            named = ", ".join(repr(topic) for topic in topics)
+            raise SettingsError(
+                f"source.starting_offsets gives offsets of topic{'s' * (len(topics) > 1)}"
+                f" {named}, but this workspace reads {self.topic!r}; name that topic (with"
+                " its workspace), or start from earliest or latest"
+            )
+
     def spark_options(self) -> dict[str, str]:
         """Options for ``spark.readStream.format("kafka")``."""
+        self.check_starting_offsets()
         options = {
             "kafka.bootstrap.servers": self.bootstrap_servers,
             "subscribe": self.topic,
@@ -269,15 +286,14 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
     checkpoint_root = _hadoop_path(str(lake["checkpoint_root"]))
     spark_conf = _spark_conf(name, spark["conf"])
     _check_spark(name, str(spark["master"]).strip(), spark_conf)
-    topic = f"{workspace}.{source['topic']}"
     return Profile(
         name=name,
         workspace=workspace,
         source=EventSource(
             bootstrap_servers=str(source["bootstrap_servers"]),
-            topic=topic,
+            topic=f"{workspace}.{source['topic']}",
             consumer_group=f"{workspace}.{source['consumer_group']}",
-            starting_offsets=_starting_offsets(name, source["starting_offsets"], topic),
+            starting_offsets=_starting_offsets(name, source["starting_offsets"]),
             max_offsets_per_trigger=_optional_int(
                 name, "source.max_offsets_per_trigger", source["max_offsets_per_trigger"]
             ),
@@ -340,11 +356,10 @@ def _optional_int(profile: str, key: str, value: Any) -> int | None:
     return number
 
 
-def _starting_offsets(profile: str, value: Any, topic: str) -> str:
+def _starting_offsets(profile: str, value: Any) -> str:
     """``earliest``, ``latest`` or a JSON object of offsets per topic and partition, as
-    Spark's Kafka source takes them (-2 for earliest, -1 for latest). Its topic must be the
-    one the workspace reads: Spark asks for every partition of exactly the topics it
-    subscribes to, and refuses any other set only when the query starts."""
+    Spark's Kafka source takes them (-2 for earliest, -1 for latest); its topic is checked
+    where the source is read (``EventSource.check_starting_offsets``)."""
     text = str(value).strip()
     if text.lower() in ("earliest", "latest"):  # as Spark compares them
         return text.lower()
@@ -358,12 +373,6 @@ def _starting_offsets(profile: str, value: Any, topic: str) -> str:
             " object of offsets per topic and partition, such as"
             f' \'{{"main.viewing-events": {{"0": 42}}}}\' (the topic with its workspace before'
             f" it), got {text[:80]!r}"
-        )
-    if set(offsets) != {topic}:
-        named = ", ".join(repr(name) for name in sorted(offsets))
-        raise SettingsError(
-            f"profile {profile!r}: source.starting_offsets gives offsets of topic {named},"
-            f" but this workspace reads {topic!r}; name that topic (with its workspace)"
         )
     return text
 
@@ -421,9 +430,9 @@ def _as_bool(profile: str, key: str, value: Any) -> bool:
 
 
 def _spark_conf(profile: str, value: Any) -> dict[str, str]:
-    """Spark's settings, trimmed as they are checked: Spark reads most values as written
-    (``"4g "`` is no size to it). An empty value is no setting: the project's default, or
-    Spark's, stays."""
+    """Spark's settings, trimmed as they are checked (the driver's memory becomes the JVM's
+    ``-Xmx`` as written: ``"4g "`` is no size to Java). An empty value is no setting: the
+    project's default (``spark.session``) applies, else Spark's."""
     conf = _string_map(profile, "spark.conf", value)
     return {key.strip(): item.strip() for key, item in conf.items() if item.strip()}
 

@@ -65,6 +65,14 @@ def test_the_other_flows_check_their_parameters_first(
         flow.fn(**parameters)
 
 
+@pytest.mark.parametrize("flow", [medallion, streaming])
+def test_offsets_of_another_workspace_s_topic_are_refused_first(flow, monkeypatch):
+    _refuse_to_lock(monkeypatch)
+    monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 4}}')
+    with pytest.raises(SettingsError, match=r"this workspace reads 'other.viewing-events'"):
+        flow.fn(workspace="other", layers="bronze")
+
+
 def _refuse_to_lock(monkeypatch) -> None:
     """A flow that reaches for the workspace lock has started: the test then fails."""
 

@@ -64,3 +64,18 @@ def test_a_second_signal_exits_at_once_and_the_first_only_asks_to_stop(
     assert exits == [run.INTERRUPTED]
     assert capsys.readouterr().err.startswith("error: interrupted again: ")
     assert py4j.level == logging.CRITICAL
+
+
+def test_offsets_of_another_workspace_s_topic_are_refused_before_a_jvm_starts(monkeypatch, capsys):
+    def no_session(*args, **kwargs):
+        raise AssertionError("a Spark session was started")
+
+    monkeypatch.setattr(run, "lake_session", no_session)
+    monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 4}}')
+    assert run.main(["--workspace", "other", "--layers", "bronze"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: source.starting_offsets gives offsets of topic 'main.viewing-events', but this"
+        " workspace reads 'other.viewing-events'; name that topic (with its workspace), or"
+        " start from earliest or latest"
+    ), error

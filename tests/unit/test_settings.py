@@ -129,17 +129,7 @@ def test_bad_override_names_the_setting(monkeypatch, bad):
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": {"x": 5}}', r"starting_offsets must be"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": {"0": -3}}', r"starting_offsets must be"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "bogus", r"starting_offsets must be earliest"),
-        (
-            "REELHOUSE_SOURCE_STARTING_OFFSETS",
-            '{"viewing-events": {"0": 42}}',
-            r"offsets of topic 'viewing-events', but this workspace reads 'main.viewing-events'",
-        ),
-        (
-            "REELHOUSE_SOURCE_STARTING_OFFSETS",
-            '{"main.viewing-events": {"0": 42}, "other": {"0": 1}}',
-            r"offsets of topic 'main.viewing-events', 'other', but this workspace reads",
-        ),
-        ("REELHOUSE_DRIVER_MEMORY", "4g x", r"spark.driver.memory = '4g x' is not a size"),
+        ("REELHOUSE_DRIVER_MEMORY", " 4g x ", r"spark.driver.memory = '4g x' is not a size"),
         ("REELHOUSE_LAKE_MAX_FILES_PER_TRIGGER", "-2", r"max_files_per_trigger must be a posi"),
     ],
 )
@@ -190,8 +180,46 @@ def test_sizes_spark_reads_itself_take_its_units(monkeypatch):
     assert conf["spark.driver.maxResultSize"] == "512MB"
 
 
+@pytest.mark.parametrize(
+    ("workspace", "offsets", "message"),
+    [
+        (
+            "main",
+            '{"viewing-events": {"0": 42}}',
+            r"offsets of topic 'viewing-events', but this workspace reads 'main.viewing-events'",
+        ),
+        (
+            "main",
+            '{"main.viewing-events": {"0": 42}, "other": {"0": 1}}',
+            r"offsets of topics 'main.viewing-events', 'other', but this workspace reads",
+        ),
+        (
+            "other",
+            '{"main.viewing-events": {"0": 42}}',
+            r"topic 'main.viewing-events', but this workspace reads 'other.viewing-events'",
+        ),
+    ],
+)
+def test_offsets_of_another_topic_are_refused_where_the_source_is_read(
+    monkeypatch, workspace, offsets, message
+):
+    """Spark asks for exactly the subscribed topic's partitions; a workspace that reads no
+    events still loads (its commands, ``make setup``'s among them, need no offsets)."""
+    monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", offsets)
+    source = load_profile("local", workspace).source
+    with pytest.raises(SettingsError, match=message):
+        source.spark_options()
+
+
+def test_offsets_of_the_workspace_s_topic_are_read(monkeypatch):
+    offsets = '{"main.viewing-events": {"0": 42, "1": -2}}'
+    monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", offsets)
+    assert load_profile("local", "main").source.spark_options()["startingOffsets"] == offsets
+
+
 def test_spark_settings_are_passed_as_they_are_checked(monkeypatch):
-    """Trimmed (Spark reads "4g " as no size), and an empty one is no setting at all."""
+    """Trimmed (the JVM reads the driver's "3g " as no size), and an empty one is no
+    setting at all."""
     monkeypatch.setenv(
         "REELHOUSE_SPARK_CONF",
         '{" spark.executor.memory ": " 2g ", "spark.ui.enabled": " ", "spark.jars.packages": ""}',
