@@ -232,6 +232,7 @@ class Preflight:
         # The workspace's event hub and Kafka options exactly as the jobs get them.
         try:
             source = load_profile("azure", self.workspace).source
+            source.check_starting_offsets()
         except SettingsError as error:
             raise CheckFailed(str(error), "see README 'Running on Azure'") from None
         try:

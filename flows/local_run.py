@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     from spark.settings import SettingsError, load_profile
 
     try:
-        load_profile("local", args.workspace)
+        load_profile("local", args.workspace).source.check_starting_offsets()  # it runs bronze
         SimulationRequest(args.events, fault_rate=args.fault_rate, with_truth=False)
     except (SettingsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

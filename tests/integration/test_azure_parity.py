@@ -217,6 +217,12 @@ MISCONFIGURATIONS = {
         "event hub",
         ["has no event hub", "no-such-hub", "az eventhubs eventhub create"],
     ),
+    "offsets of another workspace's event hub": (
+        {"REELHOUSE_SOURCE_STARTING_OFFSETS": '{"main.viewing-events": {"0": 1}}'},
+        {},
+        "event hub",
+        ["source.starting_offsets", "topic 'main.viewing-events', but this workspace reads"],
+    ),
     "missing container": (
         {"REELHOUSE_ADLS_CONTAINER": "no-such-container"},
         {},

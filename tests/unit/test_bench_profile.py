@@ -133,3 +133,14 @@ def test_a_backlog_no_bench_can_run_is_refused_before_the_stack_starts(
         import_module(command).main([*extra, *arguments])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_bench_reads_its_backlog_from_the_earliest_offset_whatever_the_user_set(monkeypatch):
+    from bench.run import _on_topic_of, bench_profile
+
+    monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 4}}')
+    profile = bench_profile("bench-x")
+    together = _on_topic_of(profile, "bench-x-e2e")
+    for source in (profile.source, together.source):
+        assert source.spark_options()["startingOffsets"] == "earliest"
+    assert together.source.topic == "bench-x.viewing-events"

@@ -81,3 +81,13 @@ def _refuse_to_lock(monkeypatch) -> None:
 
     for module in ("flows.medallion", "flows.streaming", "flows.operations"):
         monkeypatch.setattr(f"{module}.holding_workspace", holding_workspace)
+
+
+def test_make_local_run_names_offsets_of_another_topic_before_prefect_starts(monkeypatch, capsys):
+    from flows import local_run
+
+    monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 4}}')
+    assert local_run.main(["--workspace", "other"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: source.starting_offsets gives offsets of topic"), error
+    assert "\n" not in error
