@@ -33,21 +33,37 @@ CHART_LIBRARIES = {
 EXAMPLE_CHARS = 160
 
 
+class ReportError(RuntimeError):
+    """Nothing to report, or nowhere to write it; the message says which."""
+
+
 def report_dir(profile: Profile) -> Path:
     return load_stack_settings().state_dir / "reports" / profile.workspace
 
 
+def check_chart_libraries() -> None:
+    """The chart libraries the report copies next to it: before a JVM is started."""
+    for source in CHART_LIBRARIES.values():
+        if not source.exists():
+            raise ReportError(f"{source} is missing; run `make setup`")
+
+
 def build_report(spark: SparkSession, profile: Profile, run_id: str | None = None) -> Path:
     """Write the report for the profile's workspace; return the index page's path."""
+    check_chart_libraries()
+    tables = _Tables(spark, profile)
+    if not tables.frames:  # a mistyped workspace, or one whose layers never ran
+        raise ReportError(
+            f"workspace {profile.workspace!r} has no tables at {profile.lake.root}: nothing to"
+            " report (run its layers first: make local-run, or python -m spark.run"
+            f" --workspace {profile.workspace})"
+        )
     target = report_dir(profile)
     assets = target / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     for name, source in CHART_LIBRARIES.items():
-        if not source.exists():
-            raise FileNotFoundError(f"{source} is missing; run `make setup`")
         shutil.copyfile(source, assets / name)
 
-    tables = _Tables(spark, profile)
     charts: list[tuple[str, dict]] = []
     sections = [
         _layer_section(tables),
@@ -148,12 +164,12 @@ def _layer_section(tables: _Tables) -> str:
     ]
     for name in sorted(table for table in batches if table.startswith("gold.")):
         rows.append([name, batches[name], "-", "-", 0, failed.get(name, 0)])
-    healthy = not any(failed.values())
-    badge = (
-        '<p class="ok">Healthy: no batch was stopped by a gate.</p>'
-        if healthy
-        else '<p class="bad">Attention: a gate stopped at least one batch.</p>'
-    )
+    if not batches:
+        badge = "<p>No batch validated yet.</p>"
+    elif any(failed.values()):
+        badge = '<p class="bad">Attention: a gate stopped at least one batch.</p>'
+    else:
+        badge = '<p class="ok">Healthy: no batch was stopped by a gate.</p>'
     return (
         "<h2>Layers</h2>"
         + badge
@@ -209,7 +225,9 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
         alt.Chart(alt.Data(values=data))
         .mark_line(point=True)
         .encode(
-            x=alt.X("batch:O", title="micro-batch"),
+            # Batch ids start from 0 again in every run: the time a batch was validated
+            # orders them across runs.
+            x=alt.X("validated:T", title="validated at"),
             y=alt.Y(
                 "pass_rate:Q", title="share of expectations passed", scale=alt.Scale(domain=[0, 1])
             ),
@@ -383,7 +401,14 @@ def _page(profile: Profile, run_id: str | None, sections: list[str], charts: lis
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         f"<p>Workspace <b>{_e(profile.workspace)}</b>, profile <b>{_e(profile.name)}</b>,"
-        f" generated {generated}" + (f", run {_e(run_id)}" if run_id else "") + "</p>"
+        f" generated {generated}"
+        + (
+            f" after run {_e(run_id)} (the summary counts every run on the workspace, the Data"
+            " Docs link this run's batches)"
+            if run_id
+            else " (every run on the workspace)"
+        )
+        + "</p>"
     )
     return _wrap("reelhouse quality report", header + "".join(sections), charts)
 
@@ -430,11 +455,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         profile = load_profile(args.profile, args.workspace)
+        check_chart_libraries()  # before a JVM is started
         spark = lake_session(profile, app_name="reelhouse-report")
-    except (SettingsError, PreflightError) as error:
+        print(build_report(spark, profile))
+    except (SettingsError, PreflightError, ReportError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(build_report(spark, profile))
     return 0
 
 

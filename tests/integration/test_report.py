@@ -145,3 +145,18 @@ def test_summary_links_to_data_docs_pages_that_render_offline(report, browser):
     browser.find_element(By.LINK_TEXT, "Data Docs").click()
     suites = browser.find_elements(By.CSS_SELECTOR, "a[href*='expectations/']")
     assert len(suites) >= 8
+
+
+def test_a_workspace_without_tables_is_named_not_reported(stack, spark, profile):
+    """A mistyped workspace, or one whose layers never ran: one line, and no empty report
+    that reads as healthy."""
+    from quality.report import ReportError, build_report, report_dir
+    from tests.integration.conftest import workspace_of
+
+    empty = workspace_of(profile, "no-tables")
+    with pytest.raises(ReportError) as refused:
+        build_report(spark, empty)
+    assert str(refused.value).startswith(
+        f"workspace {empty.workspace!r} has no tables at {empty.lake.root}: nothing to report"
+    )
+    assert not report_dir(empty).exists()

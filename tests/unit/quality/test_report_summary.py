@@ -1,0 +1,36 @@
+"""The quality report's summary says what its tables hold, before anything is drawn."""
+
+from __future__ import annotations
+
+import pytest
+
+from quality import report
+
+pytestmark = pytest.mark.unit
+
+
+class _NoValidations:
+    """A workspace whose layers wrote rows but whose gates recorded nothing (yet)."""
+
+    def get(self, name):
+        return None
+
+    def count(self, name):
+        return 10 if name == "bronze.events" else 0
+
+
+def test_a_workspace_with_no_validation_yet_is_not_called_healthy():
+    section = report._layer_section(_NoValidations())
+    assert "No batch validated yet." in section
+    assert "Healthy" not in section and "Attention" not in section
+
+
+def test_chart_libraries_missing_are_named_before_a_jvm_starts(monkeypatch, tmp_path, capsys):
+    def no_session(*args, **kwargs):
+        raise AssertionError("a Spark session was started")
+
+    monkeypatch.setattr("spark.io.preflight.lake_session", no_session)
+    missing = tmp_path / "vega.min.js"
+    monkeypatch.setitem(report.CHART_LIBRARIES, "vega.min.js", missing)
+    assert report.main(["--workspace", "main"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {missing} is missing; run `make setup`"
