@@ -107,4 +107,4 @@ quality-report: setup ## build the static quality report and print its path
 clean: ## stop Prefect and the stack, then delete their state (broker data, lake, logs)
 	-$(PY) -m local_stack prefect-down
 	-$(PY) -m local_stack down
-	rm -rf .stack
+	$(PY) -m local_stack clean

@@ -1,7 +1,8 @@
 """``python -m local_stack up|down|status``: the native local stack.
 
 ``workspaces`` lists what each workspace holds (lake and checkpoint blobs, topics);
-``drop-workspace NAME...`` deletes workspaces by name or shell pattern (``'bench-*'``).
+``drop-workspace NAME...`` deletes workspaces by name or shell pattern (``'bench-*'``);
+``clean`` deletes the state folder of a stopped stack.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             "prefect-down",
             "workspaces",
             "drop-workspace",
+            "clean",
         ],
     )
     parser.add_argument(
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             for line in stack.down():
                 print(line)
+            return 0
+        if args.command == "clean":
+            print(stack.delete_state())
             return 0
         return _print_status(stack)
     except (StackError, SettingsError) as error:

@@ -8,6 +8,7 @@ plus a command-line check, so a reused pid is never killed).
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import shutil
@@ -109,6 +110,7 @@ class Service:
         """Start the service unless it already runs; return what was done."""
         pid = self.running_pid()
         if pid is not None:
+            self._check_listening_on_our_ports(pid)
             self._wait_healthy(pid, lambda: _is_our_process(pid, self.marker))
             return f"{self.name}: already running (pid {pid}), reused"
         for port in self.ports():
@@ -130,6 +132,21 @@ class Service:
         started = time.monotonic()
         self._wait_healthy(process.pid, lambda: process.poll() is None)
         return f"{self.name}: started (pid {process.pid}) in {time.monotonic() - started:.1f}s"
+
+    def _check_listening_on_our_ports(self, pid: int) -> None:
+        """A running service keeps the ports it was started on: when the settings now name
+        others (``REELHOUSE_KAFKA_PORT`` set after ``up``), reusing it would wait out the
+        health check on ports nobody listens at. A service still starting listens on some of
+        its ports only, never on others: listening on a port the settings do not name tells
+        a service started with other settings."""
+        listening = _listening_ports(pid)
+        if listening - set(self.ports()):
+            raise StackSetupError(
+                f"{self.name} (pid {pid}) listens on port(s)"
+                f" {', '.join(map(str, sorted(listening)))}, but the settings now name"
+                f" {', '.join(map(str, self.ports()))}; to move it, restart the stack"
+                " (python -m local_stack down, then up)"
+            )
 
     def stop(self) -> str:
         """Stop our process (SIGTERM, then SIGKILL) and wait until its ports are free."""
@@ -634,6 +651,24 @@ def kafka_answers(bootstrap_servers: str, timeout_s: float) -> bool:
         return False
     finally:
         admin.close()
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports a process and its children listen on (empty if it cannot be seen)."""
+    try:
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.Error:
+        return set()
+    ports: set[int] = set()
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            ports |= {
+                connection.laddr.port
+                for connection in process.net_connections(kind="tcp")
+                if connection.status == psutil.CONN_LISTEN
+            }
+    return ports
 
 
 def port_owner(port: int) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 
 from local_stack.services import (
@@ -22,6 +23,23 @@ from local_stack.settings import PROJECT_ROOT, StackSettings, load_stack_setting
 from local_stack.topics import ensure_topic
 
 log = logging.getLogger(__name__)
+
+# What the stack and the project write under the state folder: `clean` deletes a folder
+# that holds nothing else (REELHOUSE_STACK_DIR may name any folder).
+STATE_ENTRIES = frozenset(
+    (
+        "azurite",
+        "eventhubs",
+        "kafka",
+        "keyvault",
+        "logs",
+        "prefect",
+        "reports",
+        "run",
+        "simulations",
+        "tls",
+    )
+)
 
 
 class LocalStack:
@@ -56,7 +74,11 @@ class LocalStack:
     def ensure_lake_container(self, name: str | None = None) -> bool:
         """Create the local lake's blob container (or container ``name``) if it is missing;
         True when created."""
-        from azure.core.exceptions import ResourceExistsError, ServiceRequestError
+        from azure.core.exceptions import (
+            HttpResponseError,
+            ResourceExistsError,
+            ServiceRequestError,
+        )
 
         client = azurite_blob_service(self.settings)
         container = name or self.settings.azurite.lake_container
@@ -69,6 +91,12 @@ class LocalStack:
                 f"cannot create container {container} on Azurite"
                 f" ({self.settings.azurite.blob_endpoint}): {str(error).splitlines()[0]};"
                 " is it running? `make stack-up`"
+            ) from None
+        except HttpResponseError as error:  # a name Azurite refuses, another account's
+            raise StackError(
+                f"Azurite refused container {container!r} of account"
+                f" {self.settings.azurite.account!r}: {error.message.splitlines()[0]}; check"
+                " the container and account names (local_stack/stack.toml)"
             ) from None
         return True
 
@@ -114,6 +142,32 @@ class LocalStack:
             except StackError as error:
                 messages.append(f"{service.name}: {error}")
         return messages
+
+    def delete_state(self) -> str:
+        """Delete the state folder (broker data, lake, checkpoints, logs, Prefect's
+        database) once every service is stopped, and only when it holds nothing but what
+        the stack writes there."""
+        state = self.settings.state_dir
+        if not state.exists():
+            return f"{state}: nothing to delete"
+        running = [
+            service.name
+            for service in (*self.services, self.keyvault, self.prefect_server, self.prefect_worker)
+            if service.running_pid() is not None
+        ]
+        if running:
+            raise StackError(
+                f"{', '.join(running)} still running: stop them first"
+                " (python -m local_stack down, prefect-down)"
+            )
+        foreign = sorted(entry.name for entry in state.iterdir() if entry.name not in STATE_ENTRIES)
+        if foreign:
+            raise StackError(
+                f"{state} holds {', '.join(foreign[:5])}, which the stack does not write there:"
+                " not deleted (check REELHOUSE_STACK_DIR, or delete the folder yourself)"
+            )
+        shutil.rmtree(state)
+        return f"{state}: deleted"
 
     def status(self) -> list[ServiceStatus]:
         return [service.status() for service in self.services]

@@ -121,6 +121,39 @@ def test_up_twice_gives_one_broker(stack: LocalStack):
     assert [process.pid for process in _kafka_processes()] == [first]
 
 
+def test_a_container_name_azurite_refuses_is_one_line(stack: LocalStack):
+    from local_stack.services import StackError
+
+    with pytest.raises(StackError) as refused:
+        stack.ensure_lake_container("Lake_1")
+    message = str(refused.value)
+    assert message.startswith("Azurite refused container 'Lake_1' of account"), message
+    assert message.endswith("check the container and account names (local_stack/stack.toml)")
+    assert "\n" not in message
+
+
+def test_up_with_moved_ports_names_the_running_service_at_once(stack: LocalStack, monkeypatch):
+    """A port setting changed after ``up``: one line naming the ports the running service
+    listens on, not a health check waited out on the new port and a wrong verdict."""
+    from local_stack.services import StackSetupError
+    from local_stack.settings import load_stack_settings
+    from tests.ports import free_port
+
+    port = free_port()
+    monkeypatch.setenv("REELHOUSE_KAFKA_PORT", str(port))
+    moved = LocalStack(load_stack_settings())
+    running = stack.kafka.ports()
+    with pytest.raises(StackSetupError) as refused:
+        moved.kafka.start()
+    assert str(refused.value) == (
+        f"kafka (pid {stack.kafka.running_pid()}) listens on port(s)"
+        f" {', '.join(map(str, sorted(running)))}, but the settings now name"
+        f" {', '.join(map(str, (port, *running[1:])))}; to move it, restart the stack"
+        " (python -m local_stack down, then up)"
+    )
+    assert stack.kafka.is_healthy()
+
+
 def test_broker_recovers_after_kill_9_with_acknowledged_records(
     stack: LocalStack, unique_name, services_may_stop
 ):
