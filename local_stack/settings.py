@@ -139,8 +139,14 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
     def seconds(key: str) -> float:
         return _seconds(key, get(key))
 
-    host = get("host")
-    state_dir = Path(get("state_dir"))
+    def text(key: str) -> str:
+        value = get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise SettingsError(f"stack setting {key} must be a non-empty string, got {value!r}")
+        return value.strip()
+
+    host = text("host")
+    state_dir = Path(text("state_dir"))
     if not state_dir.is_absolute():
         state_dir = PROJECT_ROOT / state_dir
     return StackSettings(
@@ -149,24 +155,24 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
             host=host,
             port=port("kafka.port"),
             controller_port=port("kafka.controller_port"),
-            heap=get("kafka.heap"),
+            heap=text("kafka.heap"),
             default_partitions=_positive(
                 "kafka.default_partitions", get("kafka.default_partitions")
             ),
             start_timeout_s=seconds("kafka.start_timeout_s"),
-            image=get("kafka.image"),
+            image=text("kafka.image"),
             sasl_port=port("kafka.sasl_port"),
-            eventhubs_namespace=get("kafka.eventhubs_namespace"),
+            eventhubs_namespace=text("kafka.eventhubs_namespace"),
         ),
         azurite=AzuriteSettings(
             host=host,
             blob_port=port("azurite.blob_port"),
             queue_port=port("azurite.queue_port"),
             table_port=port("azurite.table_port"),
-            account=get("azurite.account"),
-            lake_container=get("azurite.lake_container"),
+            account=text("azurite.account"),
+            lake_container=text("azurite.lake_container"),
             start_timeout_s=seconds("azurite.start_timeout_s"),
-            image=get("azurite.image"),
+            image=text("azurite.image"),
         ),
         keyvault=KeyVaultSettings(
             host=host,
@@ -177,7 +183,7 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
         prefect=PrefectSettings(
             host=host,
             port=port("prefect.port"),
-            work_pool=get("prefect.work_pool"),
+            work_pool=text("prefect.work_pool"),
             start_timeout_s=seconds("prefect.start_timeout_s"),
             home=state_dir / "prefect",
         ),
@@ -194,15 +200,17 @@ def _seconds(key: str, value: Any) -> float:
     return number
 
 
-def _port(key: str, value: str) -> int:
+def _port(key: str, value: Any) -> int:
     port = _positive(key, value)
     if port > 65535:
         raise SettingsError(f"stack setting {key} must be a port number, got {value!r}")
     return port
 
 
-def _positive(key: str, value: str) -> int:
+def _positive(key: str, value: Any) -> int:
     try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(value)  # TOML's true is no number, nor is 1.5 a whole one
         number = int(value)
     except (TypeError, ValueError):
         raise SettingsError(f"stack setting {key} must be an integer, got {value!r}") from None

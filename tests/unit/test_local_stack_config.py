@@ -42,6 +42,18 @@ def _published_ports(service: dict) -> set[int]:
             lambda text: re.sub(r"(?m)^start_timeout_s = .*$", 'start_timeout_s = "1m"', text),
             "kafka.start_timeout_s must be a number of seconds, got '1m'",
         ),
+        (
+            lambda text: re.sub(r"(?m)^state_dir = .*$", "state_dir = 5", text),
+            "stack setting state_dir must be a non-empty string, got 5",
+        ),
+        (
+            lambda text: re.sub(r"(?m)^port = .*$", "port = true", text, count=1),
+            "stack setting kafka.port must be an integer, got True",
+        ),
+        (
+            lambda text: re.sub(r"(?m)^heap = .*$", 'heap = ""', text),
+            "stack setting kafka.heap must be a non-empty string, got ''",
+        ),
     ],
 )
 def test_a_bad_stack_file_is_named_with_its_setting(tmp_path, change, message):
