@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.names and args.command != "drop-workspace":
         parser.error(f"{args.command} takes no workspace names (got {' '.join(args.names)})")
+    if args.workspace and args.command != "up":
+        # `down --workspace x` would stop the whole stack, not one workspace's part of it.
+        parser.error(f"--workspace is for up only; {args.command} acts on the whole stack")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     # kafka-python warns about its own event loop while listing topics: not ours to act on.
     logging.getLogger("kafka").setLevel(logging.ERROR)

@@ -150,9 +150,14 @@ class _BlobFolder:
         objects: Counter[str] = Counter()
         sizes: Counter[str] = Counter()
         try:
-            for blob in self.container.list_blobs(name_starts_with=self.prefix):
-                workspace = blob.name[len(self.prefix) :].split("/", 1)[0]
-                if workspace:
+            for blob in self.container.list_blobs(
+                name_starts_with=self.prefix, include=["metadata"]
+            ):
+                # A workspace is a folder: its blobs, and the marker blob hadoop-azure writes
+                # for the folder itself; a blob beside them (a README) is none.
+                workspace, inside, _ = blob.name[len(self.prefix) :].partition("/")
+                folder = (blob.metadata or {}).get("hdi_isfolder") == "true"
+                if workspace and (inside or folder):
                     objects[workspace] += 1
                     sizes[workspace] += blob.size or 0
         except ResourceNotFoundError:  # no container yet: nothing was ever written
@@ -196,6 +201,8 @@ class _LocalFolder:
             return {}
         usage = {}
         for folder in self.path.iterdir():
+            if not folder.is_dir():  # a file beside the workspaces' folders is none
+                continue
             files = [path for path in folder.rglob("*") if path.is_file()]
             usage[folder.name] = (len(files), sum(path.stat().st_size for path in files))
         return usage

@@ -6,6 +6,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from local_stack.__main__ import main
+from local_stack.services import azurite_blob_service
 from local_stack.stack import LocalStack
 from local_stack.topics import ensure_topic, list_topics
 from local_stack.workspaces import drop_workspaces, list_workspaces
@@ -93,3 +94,19 @@ def test_a_container_never_written_to_holds_no_workspace(stack: LocalStack):
 
     assert folder.usage() == {}
     assert folder.delete("main") == (0, 0)
+
+
+def test_a_blob_beside_the_workspaces_is_no_workspace(stack: LocalStack, unique_name):
+    from local_stack.workspaces import _folder
+
+    account = stack.settings.azurite.account
+    container = f"beside-{unique_name}"
+    stack.ensure_lake_container(container)
+    client = azurite_blob_service(stack.settings).get_container_client(container)
+    client.upload_blob("lake/README", b"not a workspace")
+    client.upload_blob("lake/ws-1/bronze/events/part-0", b"12345")
+    try:
+        folder = _folder(stack.settings, f"abfs://{container}@{account}.dfs.core.windows.net/lake")
+        assert folder.usage() == {"ws-1": (1, 5)}
+    finally:
+        client.delete_container()

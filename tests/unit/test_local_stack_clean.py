@@ -48,3 +48,15 @@ def test_a_running_service_s_state_is_kept(tmp_path, monkeypatch):
     with pytest.raises(StackError, match=r"^kafka still running: stop them first"):
         stack.delete_state()
     assert (tmp_path / "kafka").is_dir()
+
+
+@pytest.mark.parametrize("command", ["down", "status", "clean", "workspaces"])
+def test_workspace_is_refused_where_the_command_acts_on_the_whole_stack(command, capsys):
+    """``down --workspace test-1`` would stop every service, not one workspace's part."""
+    from local_stack.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--workspace", "test-1"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert f"--workspace is for up only; {command} acts on the whole stack" in error
