@@ -13,8 +13,9 @@ LAYER ?= silver
 BENCH_KEEP ?=
 BENCH_ROUNDS ?=
 
-# Prefect keeps its database and settings inside the project (git-ignored).
-export PREFECT_HOME := $(CURDIR)/.stack/prefect
+# Prefect keeps its database and settings in the stack's state folder (.stack, git-ignored,
+# or REELHOUSE_STACK_DIR), where python -m local_stack clean deletes them.
+export PREFECT_HOME := $(abspath $(or $(REELHOUSE_STACK_DIR),.stack))/prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL := INFO

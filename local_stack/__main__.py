@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.names and args.command != "drop-workspace":
         parser.error(f"{args.command} takes no workspace names (got {' '.join(args.names)})")
-    if args.workspace and args.command != "up":
+    if args.workspace is not None and args.command == "drop-workspace":
+        parser.error("drop-workspace takes workspace names, not --workspace")
+    if args.workspace is not None and args.command != "up":
         # `down --workspace x` would stop the whole stack, not one workspace's part of it.
         parser.error(f"--workspace is for up only; {args.command} acts on the whole stack")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")

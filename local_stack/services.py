@@ -8,7 +8,6 @@ plus a command-line check, so a reused pid is never killed).
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import os
 import shutil
@@ -58,6 +57,7 @@ class Service:
     name: str = ""
     marker: str = ""  # a string the process's command line must contain
     stop_signal: signal.Signals = signal.SIGTERM
+    restart: str = "python -m local_stack down, then up"  # how to restart it on new settings
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -91,7 +91,7 @@ class Service:
         """The pid of our running process, or None (stale pid files are removed)."""
         try:
             pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):  # none, or none that can be read
             return None
         if _is_our_process(pid, self.marker):
             return pid
@@ -138,14 +138,16 @@ class Service:
         others (``REELHOUSE_KAFKA_PORT`` set after ``up``), reusing it would wait out the
         health check on ports nobody listens at. A service still starting listens on some of
         its ports only, never on others: listening on a port the settings do not name tells
-        a service started with other settings."""
+        a service started with other settings. Its own process only: a worker's flow runs,
+        its children, listen on ports of their own."""
+        if not self.ports():
+            return
         listening = _listening_ports(pid)
         if listening - set(self.ports()):
             raise StackSetupError(
                 f"{self.name} (pid {pid}) listens on port(s)"
                 f" {', '.join(map(str, sorted(listening)))}, but the settings now name"
-                f" {', '.join(map(str, self.ports()))}; to move it, restart the stack"
-                " (python -m local_stack down, then up)"
+                f" {', '.join(map(str, self.ports()))}; to move it, restart it ({self.restart})"
             )
 
     def stop(self) -> str:
@@ -471,6 +473,7 @@ class KeyVaultStandIn(Service):
 
     name = "keyvault"
     marker = "local_stack.keyvault"
+    restart = "python -m local_stack keyvault-down, then keyvault-up"
 
     @property
     def identity_header_file(self) -> Path:
@@ -536,6 +539,7 @@ class PrefectServer(Service):
 
     name = "prefect-server"
     marker = "server start"
+    restart = "make prefect-down, then make prefect-up"
 
     def ports(self) -> tuple[int, ...]:
         return (self.settings.prefect.port,)
@@ -574,6 +578,7 @@ class PrefectWorker(Service):
 
     name = "prefect-worker"
     marker = "worker start"
+    restart = "make prefect-down, then make prefect-up"
 
     def ports(self) -> tuple[int, ...]:
         return ()
@@ -654,21 +659,16 @@ def kafka_answers(bootstrap_servers: str, timeout_s: float) -> bool:
 
 
 def _listening_ports(pid: int) -> set[int]:
-    """The TCP ports a process and its children listen on (empty if it cannot be seen)."""
+    """The TCP ports a process listens on (empty if it cannot be seen)."""
     try:
-        parent = psutil.Process(pid)
-        processes = [parent, *parent.children(recursive=True)]
+        connections = psutil.Process(pid).net_connections(kind="tcp")
     except psutil.Error:
         return set()
-    ports: set[int] = set()
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            ports |= {
-                connection.laddr.port
-                for connection in process.net_connections(kind="tcp")
-                if connection.status == psutil.CONN_LISTEN
-            }
-    return ports
+    return {
+        connection.laddr.port
+        for connection in connections
+        if connection.status == psutil.CONN_LISTEN
+    }
 
 
 def port_owner(port: int) -> str | None:

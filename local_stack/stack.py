@@ -160,13 +160,25 @@ class LocalStack:
                 f"{', '.join(running)} still running: stop them first"
                 " (python -m local_stack down, prefect-down)"
             )
-        foreign = sorted(entry.name for entry in state.iterdir() if entry.name not in STATE_ENTRIES)
-        if foreign:
-            raise StackError(
-                f"{state} holds {', '.join(foreign[:5])}, which the stack does not write there:"
-                " not deleted (check REELHOUSE_STACK_DIR, or delete the folder yourself)"
-            )
-        shutil.rmtree(state)
+        try:
+            entries = list(state.iterdir())
+            foreign = sorted(entry.name for entry in entries if entry.name not in STATE_ENTRIES)
+            if foreign:
+                raise StackError(
+                    f"{state} holds {', '.join(foreign[:5])}, which the stack does not write"
+                    " there: not deleted (check REELHOUSE_STACK_DIR, or delete the folder"
+                    " yourself)"
+                )
+            # Entry by entry: a state folder that is a link to another disk stays a link.
+            for entry in entries:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            if not state.is_symlink():
+                state.rmdir()
+        except OSError as error:
+            raise StackError(f"cannot delete {state}: {error}") from None
         return f"{state}: deleted"
 
     def status(self) -> list[ServiceStatus]:

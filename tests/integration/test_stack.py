@@ -148,7 +148,7 @@ def test_up_with_moved_ports_names_the_running_service_at_once(stack: LocalStack
     assert str(refused.value) == (
         f"kafka (pid {stack.kafka.running_pid()}) listens on port(s)"
         f" {', '.join(map(str, sorted(running)))}, but the settings now name"
-        f" {', '.join(map(str, (port, *running[1:])))}; to move it, restart the stack"
+        f" {', '.join(map(str, (port, *running[1:])))}; to move it, restart it"
         " (python -m local_stack down, then up)"
     )
     assert stack.kafka.is_healthy()

@@ -50,13 +50,61 @@ def test_a_running_service_s_state_is_kept(tmp_path, monkeypatch):
     assert (tmp_path / "kafka").is_dir()
 
 
+def test_a_state_folder_linked_to_another_disk_is_emptied_and_stays_a_link(tmp_path):
+    disk = tmp_path / "big-disk" / "reelhouse"
+    (disk / "kafka" / "data").mkdir(parents=True)
+    (disk / "run").mkdir()
+    state = tmp_path / "stack"
+    state.symlink_to(disk)
+
+    assert _stack(state).delete_state() == f"{state}: deleted"
+    assert state.is_symlink() and list(disk.iterdir()) == []
+
+
+def test_a_state_path_that_is_a_file_is_one_line(tmp_path):
+    state = tmp_path / "stack"
+    state.write_text("not a folder")
+    with pytest.raises(StackError, match=rf"^cannot delete {state}: "):
+        _stack(state).delete_state()
+
+
+def test_drop_workspace_takes_names_not_the_option(capsys):
+    from local_stack.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["drop-workspace", "--workspace", "test-1"])
+    assert "drop-workspace takes workspace names, not --workspace" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["down", "status", "clean", "workspaces"])
 def test_workspace_is_refused_where_the_command_acts_on_the_whole_stack(command, capsys):
     """``down --workspace test-1`` would stop every service, not one workspace's part."""
     from local_stack.__main__ import main
 
     with pytest.raises(SystemExit) as exited:
-        main([command, "--workspace", "test-1"])
+        main([command, "--workspace", ""])
     assert exited.value.code == 2
     error = capsys.readouterr().err
     assert f"--workspace is for up only; {command} acts on the whole stack" in error
+
+
+def test_a_service_listening_elsewhere_is_named_with_its_own_restart(tmp_path):
+    """This test's process plays the running service, listening on a port the settings do
+    not name; a worker (no ports of its own, its flow runs listen on theirs) is not judged."""
+    import os
+    import socket
+
+    from local_stack.services import StackSetupError
+
+    stack = _stack(tmp_path)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        stack.prefect_worker._check_listening_on_our_ports(os.getpid())
+        with pytest.raises(StackSetupError) as refused:
+            stack.keyvault._check_listening_on_our_ports(os.getpid())
+    message = str(refused.value)
+    assert message.startswith(f"keyvault (pid {os.getpid()}) listens on port(s) "), message
+    assert str(port) in message
+    assert message.endswith("restart it (python -m local_stack keyvault-down, then keyvault-up)")
