@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from kafka.errors import KafkaError
+
 from local_stack.settings import load_stack_settings
 from local_stack.simulate.faults import FAULT_KINDS
 from local_stack.simulate.producer import ProducerError, send_to_kafka, write_jsonl
@@ -50,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise ValueError(f"--out must be 'kafka' or 'jsonl:PATH', got {args.out!r}")
         # Before the events go out: a manifest that cannot be written after them is lost.
+        files = {"--manifest": manifest_path}
+        if request.with_truth:
+            files["--truth"] = truth_path
+        if args.out.startswith("jsonl:"):
+            files["--out"] = path
+        by_path: dict[Path, str] = {}
+        for option, file in files.items():
+            other = by_path.setdefault(file.resolve(), option)
+            if other != option:
+                raise ValueError(f"{other} and {option} name the same file {file}")
         _check_writable("--manifest", manifest_path)
         if request.with_truth:
             _check_writable("--truth", truth_path)
@@ -61,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.create_topic:
                 partitions = args.partitions or load_stack_settings().kafka.default_partitions
-                ensure_topic(
-                    profile.source.bootstrap_servers,
-                    topic,
-                    partitions,
-                    client_options=profile.source.client_options(),
-                )
+                try:
+                    ensure_topic(
+                        profile.source.bootstrap_servers,
+                        topic,
+                        partitions,
+                        client_options=profile.source.client_options(),
+                    )
+                except KafkaError as error:  # a name Kafka refuses, an ACL
+                    raise ProducerError(f"cannot create topic {topic!r}: {error}") from None
             seconds = send_to_kafka(
                 simulation.records,
                 topic,

@@ -17,6 +17,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka.net.sasl.oauth import AbstractTokenProvider
@@ -229,6 +230,7 @@ def send_to_kafka(
     their order (one key always goes to one process and one partition). One
     kafka-python producer tops out near 28,000 records/s here; two reach about 46,000.
     """
+    _check_not_ahead(records)
     config = kafka_python_config(client_options)
     if "sasl_oauth_token_provider" in config:
         # Here, in one line, not as a login the producers retry until their timeout; the
@@ -249,8 +251,29 @@ def send_to_kafka(
         _SHARED.clear()
     failures = [outcome for outcome in outcomes if outcome]
     if failures:
-        raise ProducerError(failures[0])
+        others = f" (and {len(failures) - 1} more of {producers} producers)" * (len(failures) > 1)
+        raise ProducerError(failures[0] + others)
     return time.monotonic() - started
+
+
+# A Kafka 4 broker refuses records timed further ahead than this
+# (log.message.timestamp.after.max.ms, one hour by default).
+AHEAD_LIMIT_S = 3600
+
+
+def _check_not_ahead(records: list) -> None:
+    """Before anything is sent: records a broker would refuse for their time, which a
+    simulation started near now has (its sessions run on into the future)."""
+    latest_ms = max((record.timestamp_ms for record in records), default=None)
+    limit_s = time.time() + AHEAD_LIMIT_S - 60  # a minute for the sending itself
+    if latest_ms is not None and latest_ms / 1000 > limit_s:
+        moment = datetime.fromtimestamp(latest_ms / 1000, UTC).isoformat(timespec="seconds")
+        latest = datetime.fromtimestamp(limit_s, UTC).isoformat(timespec="seconds")
+        raise ProducerError(
+            f"the simulated records run until {moment}, more than an hour from now: Kafka"
+            " refuses records timed that far ahead, so none was sent; give a --start-time"
+            f" whose run (its --days and late deliveries) ends before {latest}"
+        )
 
 
 # Handed to forked producer processes by inheritance (copy-on-write, never pickled).

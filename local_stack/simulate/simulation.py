@@ -6,7 +6,7 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from local_stack.simulate.faults import FAULT_KINDS, applicable_kinds, encode, make_fault
 from local_stack.simulate.sessions import SessionConfig, simulate_session
@@ -42,7 +42,15 @@ class SimulationRequest:
             raise ValueError(f"days must be >= 1, got {self.days}")
         if not 0.0 <= self.ctr <= 1.0:
             raise ValueError(f"ctr must be between 0 and 1, got {self.ctr}")
-        start_datetime(self.start_time)
+        start = start_datetime(self.start_time)
+        if start.year < 1970:  # Kafka's record timestamps count from 1970
+            raise ValueError(f"--start-time {self.start_time!r} is before 1970")
+        try:
+            start + timedelta(days=self.days + 1)  # the run, with its late deliveries
+        except OverflowError:
+            raise ValueError(
+                f"--start-time {self.start_time!r} with days={self.days} runs past the year 9999"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,21 @@ def test_each_client_gets_only_arguments_it_accepts(client):
 def test_an_unknown_client_is_named():
     with pytest.raises(ValueError, match="client must be one of producer, consumer, admin"):
         kafka_python_config({}, client="streams")
+
+
+def test_records_timed_over_an_hour_ahead_are_refused_before_any_is_sent():
+    """A Kafka 4 broker refuses them one by one (log.message.timestamp.after.max.ms): a run
+    started near now would lose its future records. None is sent, and the error says
+    which start time would do. No broker listens at this address: nothing was tried."""
+    import time
+
+    from local_stack.simulate.producer import send_to_kafka
+    from local_stack.simulate.simulation import Record
+
+    now_ms = int(time.time() * 1000)
+    records = [Record(b"k", b"now", now_ms), Record(b"k", b"later", now_ms + 2 * 3600 * 1000)]
+    with pytest.raises(ProducerError) as refused:
+        send_to_kafka(records, "t", {"bootstrap.servers": "127.0.0.1:1"}, rate=0, progress=False)
+    message = str(refused.value)
+    assert "more than an hour from now: Kafka refuses records timed that far ahead" in message
+    assert "so none was sent; give a --start-time" in message

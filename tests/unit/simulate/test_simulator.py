@@ -258,6 +258,13 @@ def test_world_is_large_enough():
         (["--faults", "gremlins"], "unknown fault kind(s) ['gremlins']"),
         (["--start-time", "tomorrow"], "--start-time 'tomorrow' is not an ISO-8601"),
         (["--out", "s3://x"], "--out must be 'kafka' or 'jsonl:PATH'"),
+        (["--start-time", "0001-01-01T00:00:00+00:00"], "is before 1970"),
+        (
+            ["--start-time", "9999-12-31T00:00:00+00:00", "--days", "3"],
+            "with days=3 runs past the year 9999",
+        ),
+        (["--out", "jsonl:run.jsonl", "--manifest", "run.jsonl"], "--manifest and --out name"),
+        (["--out", "jsonl:r.jsonl", "--truth", "m.json", "--manifest", "m.json"], "the same file"),
     ],
 )
 def test_bad_arguments_fail_with_one_line(arguments, message, tmp_path):
