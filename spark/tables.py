@@ -40,9 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     tables = describe_tables(spark, profile)
     if args.json:
         print(json.dumps(tables, indent=2))
+    elif not tables:  # a new workspace, or a mistyped name
+        print(
+            f"no tables in workspace {profile.workspace!r} at {profile.lake.root} (its layers"
+            " create them: make local-run, or python -m spark.run)"
+        )
     else:
+        width = max(len(table["name"]) for table in tables)
         for table in tables:
-            print(f"{table['name']:<22} {table['rows']:>10,}  {table['location']}")
+            print(f"{table['name']:<{width}} {table['rows']:>10,}  {table['location']}")
     return 0
 
 

@@ -383,6 +383,19 @@ def test_a_jvm_that_will_not_start_is_named_in_one_line(
     _assert_one_line_error(command, arguments, environment, message, profile)
 
 
+def test_a_workspace_without_tables_is_listed_as_such(stack, profile):
+    """A new workspace, or a mistyped name: the listing says it holds no tables (and
+    ``--json`` stays an empty list for scripts)."""
+    empty = workspace_of(profile, "no-tables-listed")
+    command = [sys.executable, "-m", "spark.tables", "--workspace", empty.workspace]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-1500:]
+    assert completed.stdout.strip() == (
+        f"no tables in workspace {empty.workspace!r} at {empty.lake.root} (its layers create"
+        " them: make local-run, or python -m spark.run)"
+    )
+
+
 def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(stack, profile, tmp_path):
     """systemd's default stop, ``timeout`` and ``kill -- -PGID`` send SIGTERM to the driver
     and its JVM at once, here as soon as the run says its queries run (the first batch is
