@@ -23,18 +23,13 @@ from spark.settings import SettingsError, load_profile
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        request = SimulationRequest(
-            events=args.events,
-            seed=args.seed,
-            fault_rate=args.fault_rate,
-            faults=_fault_kinds(args.faults),
-            start_time=args.start_time,
-            days=args.days,
-            ctr=args.ctr,
-            with_truth=not args.no_truth,
-        )
+        request = _request(args)
         if args.partitions is not None and args.partitions < 1:
             raise ValueError(f"--partitions must be >= 1, got {args.partitions}")
+        if args.producers < 1:
+            raise ValueError(f"--producers must be >= 1, got {args.producers}")
+        if not args.rate >= 0:  # NaN too
+            raise ValueError(f"--rate must be >= 0 (0 = as fast as possible), got {args.rate}")
         if args.out.startswith("jsonl:"):
             path = Path(args.out.removeprefix("jsonl:"))
             manifest_path = Path(args.manifest or f"{path}.manifest.json")
@@ -93,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(manifest_path, simulation.manifest)
         if simulation.truth is not None:
             _write_json(truth_path, simulation.truth)
+        elif args.truth is None:  # an earlier run's truth beside this manifest would mislead
+            truth_path.unlink(missing_ok=True)
     except (ValueError, SettingsError, ProducerError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -105,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"simulated events={manifest['events']} records={manifest['records']} "
         f"faults={sum(manifest['faults'].values())} bytes={manifest['bytes']} "
-        f"generate_s={generated_s:.1f} send_s={seconds:.1f} events_per_s={rate:,.0f} "
+        f"generate_s={generated_s:.1f} send_s={seconds:.1f} records_per_s={rate:,.0f} "
         f"-> {target}; manifest {manifest_path}"
     )
     return 0
@@ -137,7 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--manifest", help="default: PATH.manifest.json (jsonl) or .stack/simulations/"
     )
-    parser.add_argument("--truth", help="ground-truth file; default beside the manifest")
+    parser.add_argument(
+        "--truth", help="ground-truth file; default: PATH.truth.json (jsonl) or .stack/simulations/"
+    )
     parser.add_argument("--no-truth", action="store_true", help="skip the ground truth (faster)")
     parser.add_argument("--profile", help="default: REELHOUSE_PROFILE or local")
     parser.add_argument("--workspace", help="default: REELHOUSE_WORKSPACE or main")
@@ -146,6 +145,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+# The request names its fields as the flows' parameters do; here they are options.
+_OPTIONS = {
+    "events": "--events",
+    "fault_rate": "--fault-rate",
+    "faults": "--faults",
+    "start_time": "--start-time",
+    "days": "--days",
+    "ctr": "--ctr",
+}
+
+
+def _request(args: argparse.Namespace) -> SimulationRequest:
+    try:
+        return SimulationRequest(
+            events=args.events,
+            seed=args.seed,
+            fault_rate=args.fault_rate,
+            faults=_fault_kinds(args.faults),
+            start_time=args.start_time,
+            days=args.days,
+            ctr=args.ctr,
+            with_truth=not args.no_truth,
+        )
+    except ValueError as error:
+        field, _, rest = str(error).partition(" ")
+        raise ValueError(f"{_OPTIONS.get(field, field)} {rest}") from None
 
 
 def _fault_kinds(text: str) -> tuple[str, ...]:

@@ -230,13 +230,14 @@ def send_to_kafka(
     their order (one key always goes to one process and one partition). One
     kafka-python producer tops out near 28,000 records/s here; two reach about 46,000.
     """
+    if producers < 1:
+        raise ValueError(f"producers must be >= 1, got {producers}")
     _check_not_ahead(records)
     config = kafka_python_config(client_options)
     if "sasl_oauth_token_provider" in config:
         # Here, in one line, not as a login the producers retry until their timeout; the
         # producer processes inherit the token.
         config["sasl_oauth_token_provider"].token()
-    producers = max(1, producers)
     context = multiprocessing.get_context("fork")
     sent = context.Value("q", 0)
     _SHARED.update(records=records, sent=sent)

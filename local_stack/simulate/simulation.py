@@ -36,6 +36,9 @@ class SimulationRequest:
         unknown = [kind for kind in self.faults if kind not in FAULT_KINDS]
         if unknown:
             raise ValueError(f"unknown fault kind(s) {unknown}; known: {', '.join(FAULT_KINDS)}")
+        repeated = sorted({kind for kind in self.faults if self.faults.count(kind) > 1})
+        if repeated:  # a kind named twice would be drawn twice as often
+            raise ValueError(f"faults names {', '.join(repeated)} more than once")
         if self.fault_rate > 0 and not self.faults:
             raise ValueError(f"faults names no fault kind; known: {', '.join(FAULT_KINDS)}")
         if self.days < 1:
@@ -44,12 +47,12 @@ class SimulationRequest:
             raise ValueError(f"ctr must be between 0 and 1, got {self.ctr}")
         start = start_datetime(self.start_time)
         if start.year < 1970:  # Kafka's record timestamps count from 1970
-            raise ValueError(f"--start-time {self.start_time!r} is before 1970")
+            raise ValueError(f"start_time {self.start_time!r} is before 1970")
         try:
             start + timedelta(days=self.days + 1)  # the run, with its late deliveries
         except OverflowError:
             raise ValueError(
-                f"--start-time {self.start_time!r} with days={self.days} runs past the year 9999"
+                f"start_time {self.start_time!r} with days={self.days} runs past the year 9999"
             ) from None
 
 
@@ -74,9 +77,9 @@ def start_datetime(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--start-time {text!r} is not an ISO-8601 date-time") from None
+        raise ValueError(f"start_time {text!r} is not an ISO-8601 date-time") from None
     if moment.tzinfo is None:
-        raise ValueError(f"--start-time {text!r} needs a UTC offset, e.g. {DEFAULT_START}")
+        raise ValueError(f"start_time {text!r} needs a UTC offset, e.g. {DEFAULT_START}")
     return moment
 
 

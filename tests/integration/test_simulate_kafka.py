@@ -42,7 +42,7 @@ def test_simulator_delivers_every_record_in_key_order(stack, profile, tmp_path, 
         text=True,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "events_per_s=" in completed.stdout
+    assert "records_per_s=" in completed.stdout
 
     expected = simulate(SimulationRequest(events=20000, seed=3, fault_rate=0.02, with_truth=False))
     assert json.loads(manifest.read_text())["records"] == len(expected.records)

@@ -141,14 +141,29 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path):
     assert first[0] != other[0]
 
 
+def test_a_run_without_truth_removes_the_earlier_truth_beside_its_manifest(tmp_path):
+    out = ["--out", f"jsonl:{tmp_path}/events.jsonl", "--events", "20"]
+    simulate = [sys.executable, "-m", "local_stack.simulate", *out]
+    subprocess.run(simulate, check=True, capture_output=True)
+    truth = tmp_path / "events.jsonl.truth.json"
+    assert truth.exists()
+    subprocess.run([*simulate, "--no-truth", "--seed", "8"], check=True, capture_output=True)
+    assert not truth.exists()
+    assert json.loads((tmp_path / "events.jsonl.manifest.json").read_text())["seed"] == 8
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
         (["--out", "jsonl:{folder}"], "--out {folder} is a folder; name a file"),
         (["--manifest", "{folder}"], "--manifest {folder} is a folder; name a file"),
         (["--truth", "{folder}/file.txt/t.json"], "{folder}/file.txt is a file, not a folder"),
-        (["--ctr", "7"], "ctr must be between 0 and 1, got 7.0"),
-        (["--faults", "", "--fault-rate", "0.1"], "faults names no fault kind"),
+        (["--ctr", "7"], "--ctr must be between 0 and 1, got 7.0"),
+        (["--faults", "", "--fault-rate", "0.1"], "--faults names no fault kind"),
+        (["--faults", "duplicate,non_utf8,duplicate"], "--faults names duplicate more than once"),
+        (["--producers", "0"], "--producers must be >= 1, got 0"),
+        (["--rate", "-5"], "--rate must be >= 0 (0 = as fast as possible), got -5.0"),
+        (["--rate", "nan"], "--rate must be >= 0"),
     ],
 )
 def test_bad_arguments_are_one_line_before_anything_is_written(tmp_path, arguments, message):
@@ -254,7 +269,7 @@ def test_world_is_large_enough():
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--fault-rate", "2"], "fault_rate must be between 0 and 1"),
+        (["--fault-rate", "2"], "--fault-rate must be between 0 and 1"),
         (["--faults", "gremlins"], "unknown fault kind(s) ['gremlins']"),
         (["--start-time", "tomorrow"], "--start-time 'tomorrow' is not an ISO-8601"),
         (["--out", "s3://x"], "--out must be 'kafka' or 'jsonl:PATH'"),
