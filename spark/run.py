@@ -146,14 +146,35 @@ def summarize_error(error: BaseException) -> str:
     while cause is not None:
         text += "\n" + str(cause)
         cause = cause.__context__
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for line in lines:
         if "GateFailure:" in line:
             return line.split("GateFailure:", 1)[1].strip()
-    for line in text.splitlines():
-        line = line.strip()
+    raised = _python_exception(lines)
+    if raised:  # a batch function's own error, carried through the JVM
+        return raised[:400]
+    for line in lines:
+        line = _STREAM_FAILED.sub("", line.strip())
         if line and not line.startswith(("at ", "===", "Traceback", "JVM stacktrace")):
             return re.sub(r"\s+", " ", line)[:400]
     return type(error).__name__
+
+
+# Which query failed is in the log; the reason is what a person reads.
+_STREAM_FAILED = re.compile(r"^\[STREAM_FAILED\] Query \[[^]]*\] terminated with exception: ")
+
+
+def _python_exception(lines: list[str]) -> str | None:
+    """The exception line (``RuntimeError: ...``) of the last Python traceback in a JVM
+    error's text: the first line after the traceback that its frames do not indent."""
+    raised = None
+    in_traceback = False
+    for line in lines:
+        if line.rstrip().endswith("Traceback (most recent call last):"):
+            in_traceback = True
+        elif in_traceback and line.strip() and not line[0].isspace():
+            raised, in_traceback = line.strip(), False
+    return raised
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,3 +79,38 @@ def test_offsets_of_another_workspace_s_topic_are_refused_before_a_jvm_starts(mo
         " workspace reads 'other.viewing-events'; name that topic (with its workspace), or"
         " start from earliest or latest"
     ), error
+
+
+def test_a_batch_functions_own_error_is_the_summary(spark, tmp_path):
+    """A batch function's error reaches Python wrapped in the JVM's streaming error, its
+    traceback inside; the summary is the error it raised, not the wrapping."""
+    from pyspark.errors import StreamingQueryException
+
+    spark.range(3).write.parquet(str(tmp_path / "source"))
+
+    def fail(batch, batch_id):
+        raise RuntimeError("injected failure")
+
+    query = (
+        spark.readStream.schema("id long")
+        .parquet(str(tmp_path / "source"))
+        .writeStream.foreachBatch(fail)
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    with pytest.raises(StreamingQueryException) as failed:
+        query.awaitTermination()
+    assert run.summarize_error(failed.value) == "RuntimeError: injected failure"
+
+
+def test_a_streaming_failure_is_summarized_without_the_query_ids():
+    error = RuntimeError(
+        "[STREAM_FAILED] Query [id = 7, runId = 8] terminated with exception: assertion"
+        " failed: If startingOffsets contains specific offsets, you must specify all"
+        " TopicPartitions.\n\tat scala.Predef$.assert(Predef.scala:279)"
+    )
+    assert run.summarize_error(error) == (
+        "assertion failed: If startingOffsets contains specific offsets, you must specify all"
+        " TopicPartitions."
+    )
