@@ -9,6 +9,7 @@ from typing import Any
 from local_stack import class_archive
 from local_stack.jvm import spark_jars
 from local_stack.settings import EMULATOR_KEY, PACKAGE_DIR, load_stack_settings
+from spark.settings import SettingsError
 
 PROFILE_FILE = PACKAGE_DIR / "profile.toml"
 
@@ -28,15 +29,28 @@ class LocalProfileProvider:
             # The emulator's published development key: valid only against Azurite.
             "emulator_key": EMULATOR_KEY,
         }
-        with PROFILE_FILE.open("rb") as handle:
-            raw = _fill(tomllib.load(handle), values)
-        conf = {**raw["spark"].get("conf", {}), "spark.jars": ",".join(spark_jars())}
+        try:
+            with PROFILE_FILE.open("rb") as handle:
+                raw = _fill(tomllib.load(handle), values)
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise SettingsError(f"cannot read the local profile {PROFILE_FILE}: {error}") from None
+        spark = raw.get("spark")
+        if not isinstance(spark, dict):  # spark.settings names the missing or wrong section
+            return raw
+        conf = spark.get("conf", {})
+        if not isinstance(conf, dict):
+            raise SettingsError(
+                f"{PROFILE_FILE}: [spark] conf must be a table of Spark settings, got {conf!r}"[
+                    :200
+                ]
+            )
+        conf = {**conf, "spark.jars": ",".join(spark_jars())}
         # The classes a driver loads, mapped from make setup's archive when there is one.
         archive = class_archive.driver_options()
         if archive:
             options = conf.get("spark.driver.extraJavaOptions", "")
             conf["spark.driver.extraJavaOptions"] = f"{options} {archive}".strip()
-        raw["spark"]["conf"] = conf
+        spark["conf"] = conf
         return raw
 
 

@@ -171,18 +171,29 @@ def known_profiles() -> list[str]:
 
 def selected_profile_name(explicit: str | None = None) -> str:
     """``--profile`` wins, then ``REELHOUSE_PROFILE``, then ``local``."""
+    _check_named("profile", explicit, PROFILE_ENV, DEFAULT_PROFILE)
     return explicit or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
 
 
 def selected_workspace(explicit: str | None = None) -> str:
     """``--workspace`` wins, then ``REELHOUSE_WORKSPACE``, then ``main``."""
+    _check_named("workspace", explicit, WORKSPACE_ENV, DEFAULT_WORKSPACE)
     workspace = explicit or os.environ.get(WORKSPACE_ENV) or DEFAULT_WORKSPACE
-    if not _WORKSPACE_NAME.match(workspace):
+    if not _WORKSPACE_NAME.fullmatch(workspace):  # not match: $ lets a final newline through
         raise SettingsError(
             f"workspace {workspace!r} is invalid: use lower-case letters, digits, '-' or '_'"
             " (at most 41 characters)"
         )
     return workspace
+
+
+def _check_named(what: str, explicit: str | None, variable: str, default: str) -> None:
+    """An empty name given on purpose (``--workspace "$UNSET"``) is a mistake, not a wish
+    for the default: it would run on another workspace than the one meant."""
+    if explicit is not None and not explicit.strip():
+        raise SettingsError(
+            f"{what} {explicit!r} is empty: name one, or leave it out for {variable} or {default!r}"
+        )
 
 
 def load_profile(name: str | None = None, workspace: str | None = None) -> Profile:
@@ -238,13 +249,19 @@ def _apply_env_overrides(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Profile values from ``REELHOUSE_<SECTION>_<KEY>``. A table's override is a JSON
     object merged into the profile's table (a key set to null removes it), so one Kafka
     option or Spark setting can change without restating, or losing, the others."""
-    result = {section: dict(values) for section, values in raw.items()}
+    # A section that is not a table is named by _validate.
+    result = {
+        section: dict(values) if isinstance(values, Mapping) else values
+        for section, values in raw.items()
+    }
     for section, keys in CONTRACT.items():
         for key in keys:
             variable = override_variable(section, key)
             if variable not in os.environ:
                 continue
             value: Any = os.environ[variable]
+            if not isinstance(result.get(section, {}), Mapping):
+                continue
             held = result.get(section, {}).get(key)
             if isinstance(held, Mapping):
                 value = _merged(variable, held, value)
@@ -270,8 +287,12 @@ def _merged(variable: str, held: Mapping[str, Any], text: str) -> dict[str, Any]
 def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
     for section, keys in CONTRACT.items():
         values = raw.get(section)
-        if not isinstance(values, Mapping):
+        if values is None:
             raise SettingsError(f"profile {name!r} has no [{section}] section")
+        if not isinstance(values, Mapping):
+            raise SettingsError(
+                f"profile {name!r}: [{section}] must be a table of settings, got {values!r}"[:200]
+            )
         for key in keys:
             if key not in values:
                 raise SettingsError(
@@ -279,7 +300,12 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
                     f" (set it in the profile or with {override_variable(section, key)})"
                 )
     source, lake, spark, secrets = raw["source"], raw["lake"], raw["spark"], raw["secrets"]
-    for section, key in (("source", "bootstrap_servers"), ("source", "topic"), ("lake", "root")):
+    for section, key in (
+        ("source", "bootstrap_servers"),
+        ("source", "topic"),
+        ("lake", "root"),
+        ("lake", "checkpoint_root"),  # else the checkpoints land at /<workspace>
+    ):
         if not str(raw[section][key]).strip():
             raise SettingsError(f"profile {name!r}: setting {section}.{key} is empty")
     lake_root = _hadoop_path(str(lake["root"]))
@@ -295,7 +321,10 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
             consumer_group=f"{workspace}.{source['consumer_group']}",
             starting_offsets=_starting_offsets(name, source["starting_offsets"]),
             max_offsets_per_trigger=_optional_int(
-                name, "source.max_offsets_per_trigger", source["max_offsets_per_trigger"]
+                name,
+                "source.max_offsets_per_trigger",
+                source["max_offsets_per_trigger"],
+                most=2**63 - 1,  # a Java long
             ),
             fail_on_data_loss=_as_bool(
                 name, "source.fail_on_data_loss", source["fail_on_data_loss"]
@@ -307,7 +336,7 @@ def _validate(name: str, workspace: str, raw: Mapping[str, Any]) -> Profile:
             checkpoint_root=f"{checkpoint_root}/{workspace}",
             catalog=str(lake["catalog"]),
             max_files_per_trigger=_optional_int(
-                name, "lake.max_files_per_trigger", lake["max_files_per_trigger"]
+                name, "lake.max_files_per_trigger", lake["max_files_per_trigger"], most=2**31 - 1
             ),
             storage_conf=_string_map(name, "lake.storage_conf", lake["storage_conf"]),
         ),
@@ -334,8 +363,9 @@ def _split_table(table: str) -> tuple[str, str]:
     return layer, name
 
 
-def _optional_int(profile: str, key: str, value: Any) -> int | None:
-    """A positive whole number, or None for 0 or empty (no limit)."""
+def _optional_int(profile: str, key: str, value: Any, most: int) -> int | None:
+    """A positive whole number up to ``most`` (what Spark reads it into), or None for 0 or
+    empty (no limit)."""
     if isinstance(value, bool):  # TOML's true is not a number
         number = -1
     elif isinstance(value, int):
@@ -349,9 +379,10 @@ def _optional_int(profile: str, key: str, value: Any) -> int | None:
         number = int(text) if re.fullmatch(r"[+-]?\d+", text) else -1
     if number == 0:
         return None
-    if number < 1:
+    if not 1 <= number <= most:
         raise SettingsError(
-            f"profile {profile!r}: {key} must be a positive integer (0 for no limit), got {value!r}"
+            f"profile {profile!r}: {key} must be a whole number from 1 to {most:,} (0 for no"
+            f" limit), got {value!r}"
         )
     return number
 

@@ -48,7 +48,7 @@ def test_workspace_from_environment(monkeypatch):
     assert load_profile("local").source.topic == "bench.viewing-events"
 
 
-@pytest.mark.parametrize("bad", ["Upper", "a b", "../x", "x" * 60])
+@pytest.mark.parametrize("bad", ["Upper", "a b", "../x", "x" * 60, "main\n"])
 def test_invalid_workspace_is_refused(bad):
     with pytest.raises(SettingsError, match="workspace"):
         selected_workspace(bad)
@@ -71,7 +71,7 @@ def test_the_next_layers_batch_size_is_delta_s_default_unless_set(monkeypatch):
     monkeypatch.setenv("REELHOUSE_MAX_FILES_PER_TRIGGER", "8")
     assert load_profile("local", "main").lake.stream_options() == {"maxFilesPerTrigger": "8"}
     monkeypatch.setenv(override_variable("lake", "max_files_per_trigger"), "some")
-    with pytest.raises(SettingsError, match=r"lake.max_files_per_trigger must be a positive"):
+    with pytest.raises(SettingsError, match=r"lake.max_files_per_trigger must be a whole number"):
         load_profile("local")
 
 
@@ -98,12 +98,62 @@ def test_a_table_override_that_is_no_json_object_is_named(monkeypatch):
         load_profile("local")
 
 
-@pytest.mark.parametrize("bad", ["lots", "-5"])
+@pytest.mark.parametrize("bad", ["lots", "-5", "99999999999999999999", "1e30"])
 def test_bad_override_names_the_setting(monkeypatch, bad):
     monkeypatch.setenv(override_variable("source", "max_offsets_per_trigger"), bad)
     with pytest.raises(
-        SettingsError, match=r"source.max_offsets_per_trigger must be a positive integer"
+        SettingsError,
+        match=r"source.max_offsets_per_trigger must be a whole number from 1 to"
+        r" 9,223,372,036,854,775,807 \(0 for no limit\)",
     ):
+        load_profile("local")
+
+
+def test_a_file_limit_spark_reads_as_an_int_is_bounded(monkeypatch):
+    monkeypatch.setenv(override_variable("lake", "max_files_per_trigger"), str(2**31))
+    with pytest.raises(SettingsError, match=r"from 1 to 2,147,483,647"):
+        load_profile("local")
+
+
+@pytest.mark.parametrize("name", ["workspace", "profile"])
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_name_given_on_purpose_is_refused(monkeypatch, name, empty):
+    monkeypatch.setenv("REELHOUSE_WORKSPACE", "elsewhere")
+    with pytest.raises(SettingsError, match=rf"^{name} {empty!r} is empty: name one"):
+        load_profile(**{"name" if name == "profile" else name: empty})
+
+
+def test_an_empty_environment_variable_is_unset_as_in_a_shell(monkeypatch):
+    monkeypatch.setenv("REELHOUSE_WORKSPACE", "")
+    assert load_profile().workspace == "main"
+
+
+def test_a_section_that_is_no_table_is_named(monkeypatch):
+    from local_stack.profile import LocalProfileProvider
+
+    raw = LocalProfileProvider().raw_profile()
+    monkeypatch.setattr(LocalProfileProvider, "raw_profile", lambda self: {**raw, "lake": 1})
+    monkeypatch.setenv(override_variable("lake", "root"), "file:/tmp/x")
+    with pytest.raises(
+        SettingsError, match=r"'local': \[lake\] must be a table of settings, got 1"
+    ):
+        load_profile("local")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[spark]\nconf = 'x'\n", r"\[spark\] conf must be a table of Spark settings, got 'x'"),
+        ("[spark\n", r"cannot read the local profile .*profile.toml: "),
+    ],
+)
+def test_a_local_profile_file_gone_wrong_is_one_line(monkeypatch, tmp_path, text, message):
+    from local_stack import profile
+
+    broken = tmp_path / "profile.toml"
+    broken.write_text(profile.PROFILE_FILE.read_text().split("[spark]")[0] + text)
+    monkeypatch.setattr(profile, "PROFILE_FILE", broken)
+    with pytest.raises(SettingsError, match=message):
         load_profile("local")
 
 
@@ -130,7 +180,7 @@ def test_bad_override_names_the_setting(monkeypatch, bad):
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"t": {"0": -3}}', r"starting_offsets must be"),
         ("REELHOUSE_SOURCE_STARTING_OFFSETS", "bogus", r"starting_offsets must be earliest"),
         ("REELHOUSE_DRIVER_MEMORY", " 4g x ", r"spark.driver.memory = '4g x' is not a size"),
-        ("REELHOUSE_LAKE_MAX_FILES_PER_TRIGGER", "-2", r"max_files_per_trigger must be a posi"),
+        ("REELHOUSE_LAKE_MAX_FILES_PER_TRIGGER", "-2", r"max_files_per_trigger must be a whole"),
     ],
 )
 def test_spark_settings_a_jvm_would_refuse_are_named_before_it_starts(
@@ -242,9 +292,12 @@ def test_starting_offsets_are_read_as_spark_reads_them(monkeypatch):
     assert load_profile("local").source.starting_offsets == "latest"
 
 
-def test_empty_required_setting_is_named(monkeypatch):
-    monkeypatch.setenv(override_variable("source", "bootstrap_servers"), " ")
-    with pytest.raises(SettingsError, match=r"source.bootstrap_servers is empty"):
+@pytest.mark.parametrize(
+    ("section", "key"), [("source", "bootstrap_servers"), ("lake", "checkpoint_root")]
+)
+def test_empty_required_setting_is_named(monkeypatch, section, key):
+    monkeypatch.setenv(override_variable(section, key), " ")
+    with pytest.raises(SettingsError, match=rf"{section}.{key} is empty"):
         load_profile("local")
 
 
