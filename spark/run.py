@@ -296,7 +296,13 @@ def parse_interval(text: str) -> str:
     if not match:
         raise ValueError(f"must look like 5s, 500ms, 1m or 5 seconds, got {text!r}")
     unit = _UNITS[match[3] or match[2]]
+    if int(match[1]) * _MILLISECONDS[unit] > _LONGEST_INTERVAL_MS:
+        raise ValueError(f"must be at most a day (1440m), got {text!r}")
     return f"{int(match[1])} {unit}{'' if int(match[1]) == 1 else 's'}"
+
+
+_MILLISECONDS = {"millisecond": 1, "second": 1_000, "minute": 60_000}
+_LONGEST_INTERVAL_MS = 24 * 3_600_000  # Spark overflows far beyond; nobody waits longer
 
 
 if __name__ == "__main__":

@@ -42,6 +42,12 @@ def test_a_malformed_interval_is_named(text):
         parse_interval(text)
 
 
+@pytest.mark.parametrize("text", ["1441m", "86401s", "99999999999999999999s"])
+def test_an_interval_longer_than_a_day_is_named(text):
+    with pytest.raises(ValueError, match=re.escape(f"must be at most a day (1440m), got {text!r}")):
+        parse_interval(text)
+
+
 def test_layers_run_in_medallion_order_once_each():
     assert parse_layers("gold, bronze,silver,bronze") == ["bronze", "silver", "gold"]
 
