@@ -27,6 +27,7 @@ from bench.run import (
     RESULTS,
     add_backlog_arguments,
     bench_profile,
+    check_backlog,
     produce_backlog,
     start_stack,
     warm_up_size,
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the run's workspaces")
     args = parser.parse_args(argv)
+    check_backlog(parser, args)
     warm_up_events = warm_up_size(args)
     layers = list(LAYERS)[: list(LAYERS).index(args.layer) + 1]
 

@@ -119,6 +119,15 @@ def add_backlog_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_backlog(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """A backlog too large to build in memory is refused before any service or JVM starts
+    (the simulator builds a run in memory before sending it)."""
+    try:
+        SimulationRequest(events=args.events, fault_rate=args.fault_rate, with_truth=False)
+    except ValueError as error:
+        parser.error(f"argument --events: {str(error).removeprefix('events ')}")
+
+
 def warm_up_size(args: argparse.Namespace) -> int:
     return args.warm_up_events or max(MIN_WARM_UP_EVENTS, args.events // 10)
 
@@ -161,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         help="runs of bronze, bronze ungated and the baseline copy, each (median reported)",
     )
     args = parser.parse_args(argv)
+    check_backlog(parser, args)
     warm_up_events = warm_up_size(args)
 
     stamp = time.strftime("%Y%m%d%H%M%S")
@@ -336,14 +346,20 @@ def start_stack() -> LocalStack:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
     return value

@@ -121,6 +121,9 @@ def test_each_job_is_named_by_its_step_and_the_steps_are_summed():
         (["--events", "-1"], "argument --events: must be at least 1, not -1"),
         (["--fault-rate", "7"], "argument --fault-rate: must be between 0 and 1, not 7.0"),
         (["--warm-up-events", "0"], "argument --warm-up-events: must be at least 1, not 0"),
+        (["--events", "1e6"], "argument --events: must be a whole number, not '1e6'"),
+        (["--fault-rate", "some"], "argument --fault-rate: must be a number, not 'some'"),
+        (["--events", "10000000000"], "argument --events: 10,000,000,000 would take about"),
     ],
 )
 def test_a_backlog_no_bench_can_run_is_refused_before_the_stack_starts(
