@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,20 +33,58 @@ def main(argv: list[str] | None = None) -> int:
     from flows.medallion import medallion
 
     started = time.monotonic()
-    state = medallion(
-        profile="local",
-        workspace=args.workspace,
-        events=args.events,
-        fault_rate=args.fault_rate,
-        seed=args.seed,
-        return_state=True,
-    )
+    with _tracebacks_off_the_console():
+        state = medallion(
+            profile="local",
+            workspace=args.workspace,
+            events=args.events,
+            fault_rate=args.fault_rate,
+            seed=args.seed,
+            return_state=True,
+        )
     if not state.is_completed():
-        print(f"\nreelhouse: the run failed: {state.message}", file=sys.stderr)
+        reason = (state.message or state.name).strip().splitlines()[0]
+        print(f"\nreelhouse: the run failed: {reason}", file=sys.stderr)
+        if state.state_details.flow_run_id:
+            print(
+                "the run's whole log, tracebacks included: prefect flow-run logs"
+                f" {state.state_details.flow_run_id}",
+                file=sys.stderr,
+            )
         return 1
     result = state.result()
     _print_summary(result, time.monotonic() - started)
     return 0
+
+
+class _NoTraceback(logging.Filter):
+    """A console that shows a failed run's reason in one line: the run's log on the API
+    (``prefect flow-run logs``), written before the console, keeps the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+@contextmanager
+def _tracebacks_off_the_console() -> Iterator[None]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    handlers = [
+        handler
+        for name in ("prefect", "")
+        for handler in logging.getLogger(name).handlers
+        if isinstance(handler, PrefectConsoleHandler)
+    ]
+    quiet = _NoTraceback()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def _print_summary(result: dict, seconds: float) -> None:

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.guard import holding_workspace
-from flows.medallion import _spark, run_layer
+from flows.medallion import _spark, check_stack, run_layer
 from spark.settings import load_profile
 
 
@@ -32,6 +32,10 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
     Runs started outside Prefect (``python -m spark.run``) are not on Prefect's record: stop
     them first.
     """
+    # The names as resolved (an empty one means the environment's or the default), for the
+    # confirmation and the lock alike.
+    settings = load_profile(profile, workspace)
+    profile, workspace = settings.name, settings.workspace
     if confirm != workspace:
         raise ValueError(
             f"replay deletes silver and gold of workspace {workspace!r}; "
@@ -39,8 +43,8 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
         )
     from prefect.runtime import flow_run
 
-    settings = load_profile(profile, workspace)
     with holding_workspace(profile, workspace, doing="replay", exclusive=True):
+        check_stack(settings)
         # One run id per replay: the quality report counts a batch per run, and every replay's
         # batches start from 0.
         run_id = f"replay-{workspace}-{flow_run.id or int(time.time())}"
@@ -93,10 +97,17 @@ def maintenance(
             f"retention_hours={retention_hours} is below the floor of"
             f" {MIN_VACUUM_RETENTION_HOURS} hours"
         )
-    load_profile(profile, workspace)
+    settings = load_profile(profile, workspace)
+    profile, workspace = settings.name, settings.workspace  # as resolved, for the lock too
     with holding_workspace(profile, workspace, doing="maintenance"):
-        return {
+        check_stack(settings)
+        result = {
             "optimized": optimize(profile, workspace),
             "vacuumed": vacuum(profile, workspace, retention_hours),
             "checkpointed": checkpoint(profile, workspace),
         }
+    if not result["checkpointed"]:
+        get_run_logger().warning(
+            "workspace %r has no tables at %s: nothing to maintain", workspace, settings.lake.root
+        )
+    return result

@@ -75,6 +75,9 @@ def _lag(progress: dict) -> str:
     return "n/a"
 
 
+_MEANING = {"max_runtime_s": " (0 = until cancelled)"}
+
+
 @flow(name="streaming")
 def streaming(
     profile: str = "local",
@@ -101,11 +104,19 @@ def streaming(
         trigger = Trigger("continuous", parse_interval(interval))
     except ValueError as error:
         raise ValueError(f"interval={interval!r}: {error}") from None
+    for name, value, least in (
+        ("progress_every_s", progress_every_s, 1),
+        ("max_runtime_s", max_runtime_s, 0),
+        ("max_restarts", max_restarts, 0),
+    ):
+        if not value >= least:
+            raise ValueError(f"{name}={value!r}: must be >= {least}{_MEANING.get(name, '')}")
     settings = load_profile(profile, workspace)
+    profile, workspace = settings.name, settings.workspace  # as resolved, for the lock too
     if "bronze" in wanted:
         settings.source.check_starting_offsets()
-    logger = get_run_logger()
     with holding_workspace(profile, workspace, doing="a streaming run"):
+        logger = get_run_logger()
         check_stack(settings)
         spark = _spark(profile, workspace)
         gate = load_gate(settings, str(flow_run.id or "streaming"))
@@ -129,7 +140,7 @@ def streaming(
                     restarts[layer] += 1
                     if restarts[layer] > max_restarts:
                         raise RuntimeError(
-                            f"layer {layer} failed {max_restarts} times in a row: "
+                            f"layer {layer} failed {restarts[layer]} times in a row: "
                             f"{summarize_error(error) if error else 'stopped'}"
                         )
                     backoff = min(2 ** restarts[layer], 60)

@@ -65,7 +65,18 @@ def checkpoint_tables(spark: SparkSession, profile: Profile) -> list[str]:
 
 
 def reset_downstream(spark: SparkSession, profile: Profile) -> list[str]:
-    """Delete silver and gold tables and their checkpoints so they rebuild from bronze."""
+    """Delete silver and gold tables and their checkpoints so they rebuild from bronze.
+
+    Refused, with nothing deleted, when the workspace has no ``bronze.events`` to rebuild
+    them from (a mistyped workspace, or one whose bronze never ran)."""
+    from delta.tables import DeltaTable
+
+    bronze = profile.lake.table_location("bronze.events")
+    if not DeltaTable.isDeltaTable(spark, bronze):
+        raise RuntimeError(
+            f"workspace {profile.workspace!r} has no bronze.events at {bronze}: nothing to"
+            " replay silver and gold from; nothing was deleted"
+        )
     removed = []
     paths = [profile.lake.table_location(name) for name in DOWNSTREAM_OF_BRONZE["tables"]]
     paths += [

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -201,10 +203,29 @@ def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace
         client.update_global_concurrency_limit(lock, GlobalConcurrencyLimitUpdate(active=False))
         try:
             disabled = maintenance(workspace=target.workspace, return_state=True)
+            # make local-run, the user's command, says why in one line; the traceback stays
+            # in the run's log.
+            local_run = subprocess.run(
+                [sys.executable, "-m", "flows.local_run", "--events", "10"]
+                + ["--workspace", target.workspace],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
         finally:
             client.update_global_concurrency_limit(lock, GlobalConcurrencyLimitUpdate(active=True))
     assert disabled.is_failed()
     assert f"its lock {lock!r} is disabled; enable it with `prefect" in disabled.message
+    assert local_run.returncode == 1, local_run.stderr
+    printed = local_run.stdout + local_run.stderr
+    assert "Traceback" not in printed, printed
+    failed = [line for line in printed.splitlines() if line.startswith("reelhouse:")]
+    assert failed == [
+        "reelhouse: the run failed: Flow run encountered an exception: RuntimeError: a medallion"
+        f" run on workspace {target.workspace!r} refused: its lock {lock!r} is disabled; enable"
+        f" it with `prefect global-concurrency-limit enable {lock}`"
+    ], printed
+    assert "the run's whole log, tracebacks included: prefect flow-run logs " in printed
 
 
 def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace, spark) -> None:
@@ -302,3 +323,22 @@ def test_maintenance_compacts_and_keeps_every_row(workspace, spark) -> None:
     files_after = silver.detail().first()["numFiles"]
     assert files_after == files_before - compaction["files_removed"] + compaction["files_added"]
     assert files_after <= files_before
+
+
+def test_replay_of_a_workspace_without_bronze_deletes_and_creates_nothing(workspace, spark):
+    """A mistyped workspace: nothing to rebuild from, so nothing is touched."""
+    from delta.tables import DeltaTable
+
+    from flows.operations import replay
+
+    target, _ = workspace
+    name = f"{target.workspace}-typo"
+    state = replay(workspace=name, confirm=name, return_state=True)
+    assert state.is_failed()
+    empty = load_profile("local", name)
+    assert (
+        f"workspace {name!r} has no bronze.events at {empty.lake.table_location('bronze.events')}:"
+        " nothing to replay silver and gold from; nothing was deleted" in state.message
+    )
+    for table in ("bronze.events", "silver.events", "silver.quarantine"):
+        assert not DeltaTable.isDeltaTable(spark, empty.lake.table_location(table)), table

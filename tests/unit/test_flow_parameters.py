@@ -52,6 +52,11 @@ def test_medallion_checks_its_simulation_and_workspace_first(parameters, message
         (streaming, {"layers": ""}, ValueError, r"layers='': no layer named"),
         (streaming, {"interval": "five seconds"}, ValueError, r"interval='five seconds': must"),
         (streaming, {"workspace": "Bad Name"}, SettingsError, r"workspace 'Bad Name'"),
+        (streaming, {"max_runtime_s": -1}, ValueError, r"max_runtime_s=-1: must be >= 0 \(0 ="),
+        (streaming, {"max_restarts": -3}, ValueError, r"^max_restarts=-3: must be >= 0$"),
+        (streaming, {"progress_every_s": 0}, ValueError, r"^progress_every_s=0: must be >= 1$"),
+        (replay, {"workspace": "Bad Name"}, SettingsError, r"workspace 'Bad Name' is invalid"),
+        (replay, {"profile": "nope", "workspace": "x"}, SettingsError, r"unknown profile 'nope'"),
         (maintenance, {"retention_hours": 24}, ValueError, r"below the floor of 168 hours"),
         (maintenance, {"profile": "nope"}, SettingsError, r"unknown profile 'nope'"),
         (replay, {"workspace": "Bad Name", "confirm": "Bad Name"}, SettingsError, r"invalid"),
@@ -71,6 +76,18 @@ def test_offsets_of_another_workspace_s_topic_are_refused_first(flow, monkeypatc
     monkeypatch.setenv("REELHOUSE_SOURCE_STARTING_OFFSETS", '{"main.viewing-events": {"0": 4}}')
     with pytest.raises(SettingsError, match=r"this workspace reads 'other.viewing-events'"):
         flow.fn(workspace="other", layers="bronze")
+
+
+@pytest.mark.parametrize("flow", [medallion, streaming, replay, maintenance])
+@pytest.mark.parametrize("name", ["profile", "workspace"])
+def test_an_empty_name_is_refused_before_the_lock(flow, name, monkeypatch):
+    """An empty workspace would otherwise mean the environment's (or main), and replay's
+    confirm='' would match it."""
+    _refuse_to_lock(monkeypatch)
+    monkeypatch.setenv("REELHOUSE_WORKSPACE", "elsewhere")
+    parameters = {name: " ", "confirm": " "} if flow is replay else {name: " "}
+    with pytest.raises(SettingsError, match=rf"^{name} ' ' is empty: name one, or leave it out"):
+        flow.fn(**parameters)
 
 
 def _refuse_to_lock(monkeypatch) -> None:
