@@ -24,6 +24,7 @@ from local_stack.settings import load_stack_settings
 from local_stack.simulate.simulation import SimulationRequest
 from local_stack.stack import LocalStack
 from spark.gates import GateFailure
+from spark.io.delta import CheckpointLost
 from spark.settings import Profile, load_profile
 
 
@@ -35,8 +36,8 @@ def _retry_unless_gate_failed(task, task_run, state) -> bool:
     """Retry transient failures; a failed quality gate is never retried."""
     try:
         state.result()
-    except GateFailure:  # spark.run raises LayerGateFailure, a GateFailure, for these
-        return False
+    except (GateFailure, CheckpointLost):  # a person must act: spark.run raises
+        return False  # LayerGateFailure, a GateFailure, for a gate
     except Exception:
         return True
     return False

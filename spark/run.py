@@ -27,6 +27,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.gates import Gate, GateFailure, load_gate
+from spark.io.delta import CheckpointLost
 from spark.io.preflight import PreflightError, check_source_reachable, lake_session
 from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the layers started
         print("error: interrupted", file=sys.stderr)
         return INTERRUPTED
-    except (SettingsError, PreflightError, RunError, ValueError) as error:
+    except (SettingsError, PreflightError, RunError, CheckpointLost, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     seconds = time.monotonic() - started

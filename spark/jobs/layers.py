@@ -12,7 +12,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import BRONZE_EVENTS, SILVER_EVENTS, SILVER_QUARANTINE, ensure_table
 from spark.gates import Gate, PromoteEverything
-from spark.io.delta import append_idempotent
+from spark.io.delta import append_idempotent, refuse_a_lost_checkpoint
 from spark.io.leftovers import clear_unfinished_first_offsets
 from spark.jobs.steps import step
 from spark.settings import Profile
@@ -60,10 +60,16 @@ def start_foreach_batch(
     checkpoint: str,
     name: str,
     trigger: Trigger,
+    appends_to: str | None = None,
 ) -> StreamingQuery:
-    """Start ``source`` with ``write_batch`` per micro-batch, checkpointed under ``checkpoint``."""
+    """Start ``source`` with ``write_batch`` per micro-batch, checkpointed under ``checkpoint``.
+
+    ``appends_to``: the table its batches append to as ``name`` (``append_idempotent``);
+    the query is refused when that table holds batches its checkpoint does not know."""
     location = profile.lake.checkpoint_location(checkpoint)
     clear_unfinished_first_offsets(source.sparkSession, location)
+    if appends_to:
+        refuse_a_lost_checkpoint(source.sparkSession, location, appends_to, name)
     return (
         source.writeStream.foreachBatch(stopped_in_one_line(source.sparkSession, write_batch))
         .option("checkpointLocation", location)
@@ -178,7 +184,7 @@ def start_bronze(
         outcome.settle()
 
     return start_foreach_batch(
-        to_bronze(records), write_batch, profile, "bronze_events", name, trigger
+        to_bronze(records), write_batch, profile, "bronze_events", name, trigger, location
     )
 
 
@@ -248,7 +254,9 @@ def start_silver(
         .options(**profile.lake.stream_options())
         .load(bronze_location)
     )
-    return start_foreach_batch(source, write_batch, profile, "silver_events", name, trigger)
+    return start_foreach_batch(
+        source, write_batch, profile, "silver_events", name, trigger, silver_location
+    )
 
 
 def _silver_ids_near(

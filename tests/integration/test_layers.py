@@ -35,9 +35,9 @@ from spark.catalog import (
     registered_location,
 )
 from spark.gates import load_gate
-from spark.io.delta import append_idempotent
+from spark.io.delta import CheckpointLost, append_idempotent
 from spark.io.leftovers import clear_uncommitted_delta_log
-from spark.jobs.layers import Trigger, start_bronze, start_silver
+from spark.jobs.layers import Trigger, query_name, start_bronze, start_silver
 from spark.run import Interrupted, run_layers
 from spark.settings import load_profile
 from spark.transforms import gold
@@ -747,6 +747,34 @@ def test_gold_on_a_new_checkpoint_merges_what_silver_gained(stack, spark, profil
 
     traffic = _table(spark, renewed, "gold.traffic_by_hour").agg(F.sum("events")).first()[0]
     assert traffic == _table(spark, renewed, "silver.events").count() == len(payloads)
+
+
+def test_bronze_and_silver_on_a_lost_checkpoint_are_refused_and_lose_nothing(stack, spark, profile):
+    """Their appends are idempotent per query name and batch id: started again from batch
+    0 on a new checkpoint, each would skip as written every batch up to its last, and lose
+    the records new among them. They are refused instead, and the old checkpoints go on."""
+    first = load_profile("local", f"{profile.workspace}-lost-checkpoint")
+    records = simulate(SimulationRequest(events=60, seed=21)).records
+    produce_records(first, records[:30], partitions=1)
+    run_layers(spark, first, ["bronze", "silver"], Trigger())
+    moved = f"{first.lake.checkpoint_root}-moved"
+    elsewhere = replace(first, lake=replace(first.lake, checkpoint_root=moved))
+    produce_records(first, records[30:], partitions=1)
+
+    for layer, table in (("bronze", "bronze.events"), ("silver", "silver.events")):
+        with pytest.raises(CheckpointLost) as refused:
+            run_layers(spark, elsewhere, [layer], Trigger())
+        checkpoint = elsewhere.lake.checkpoint_location(table.replace(".", "_"))
+        assert str(refused.value) == (
+            f"{first.lake.table_location(table)} holds batches 0-0 of"
+            f" {query_name(first, table)}, but its checkpoint {checkpoint} has none"
+            " (deleted, or lake.checkpoint_root changed): started again, it would skip as"
+            " written every batch up to that one, and lose the records of its own among them;"
+            " restore the checkpoint, or replay the layers downstream of bronze"
+        )
+    run_layers(spark, first, ["bronze", "silver"], Trigger())
+    assert _table(spark, first, "bronze.events").count() == len(records)
+    assert _table(spark, first, "silver.events").count() == 60
 
 
 def _append_to_silver(spark, profile, payloads: list[dict]) -> None:
