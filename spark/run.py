@@ -28,7 +28,12 @@ from pyspark.sql.streaming import StreamingQuery
 
 from spark.gates import Gate, GateFailure, load_gate
 from spark.io.delta import CheckpointLost
-from spark.io.preflight import PreflightError, check_source_reachable, lake_session
+from spark.io.preflight import (
+    PreflightError,
+    check_source_reachable,
+    check_source_topic,
+    lake_session,
+)
 from spark.jobs.gold import start_gold
 from spark.jobs.layers import Trigger, start_bronze, start_silver
 from spark.settings import Profile, SettingsError, load_profile
@@ -208,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         if "bronze" in layers:
             profile.source.check_starting_offsets()
             check_source_reachable(profile.source)  # seconds, before a JVM is started
+            check_source_topic(profile)
         spark = lake_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):

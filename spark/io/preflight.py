@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -49,6 +50,69 @@ def check_source_reachable(source: EventSource, timeout_s: float = 5.0) -> None:
     if unknown == len(errors):
         raise UnknownHostError(f"{message} (no such host: check the name)")
     raise PreflightError(message)
+
+
+# Kafka's error code for a topic its broker does not hold, in a metadata answer.
+_UNKNOWN_TOPIC = 3
+
+
+def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int:
+    """Ask the event source, as the profile's client options log in, for its topic; return
+    its partition count. Raise PreflightError when no answer comes within ``timeout_s``
+    (a security protocol the broker does not speak: Spark's client would retry until
+    stopped) or the topic does not exist (Spark would fail only once the query starts).
+    For after ``check_source_reachable``."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    # kafka-python's options from the Java client's (the simulator's translation).
+    from local_stack.simulate.producer import ProducerError, kafka_python_config
+
+    source = profile.source
+    where = f"{source.bootstrap_servers} (source.bootstrap_servers)"
+    protocol = source.kafka_options.get("security.protocol", "PLAINTEXT")
+    client_log = logging.getLogger("kafka")  # a line per retry: the answer is ours, below
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        config = kafka_python_config(source.client_options(), client="admin")
+        if "sasl_oauth_token_provider" in config:
+            config["sasl_oauth_token_provider"].token()  # its own one-line refusal
+        admin = KafkaAdminClient(
+            **config,
+            client_id="reelhouse-preflight",
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+        try:
+            described = admin.describe_topics([source.topic])
+        finally:
+            admin.close()
+    except ProducerError as error:
+        raise PreflightError(f"Kafka source {where}: {error}") from None
+    except KafkaError as error:
+        raise PreflightError(
+            f"Kafka source {where} gave no answer within {timeout_s:.0f} s over security"
+            f" protocol {protocol} ({type(error).__name__}): is that the protocol, and are"
+            " these the credentials, its listener takes? (source.kafka_options)"
+        ) from None
+    finally:
+        client_log.setLevel(level)
+    answer = next((topic for topic in described if topic.get("name") == source.topic), {})
+    code = answer.get("error_code", _UNKNOWN_TOPIC)
+    if code == _UNKNOWN_TOPIC:
+        first = (
+            f"send events to it first (python -m local_stack.simulate --workspace"
+            f" {profile.workspace})"
+            if profile.name == "local"
+            else "create the event hub, or check the workspace"
+        )
+        raise PreflightError(f"topic {source.topic} does not exist at {where}: {first}")
+    if code:
+        raise PreflightError(
+            f"Kafka source {where} answered for topic {source.topic} with Kafka error {code}"
+        )
+    return len(answer.get("partitions") or [])
 
 
 # Ports of the Azure storage schemes when the profile names no endpoint: abfs keeps TLS

@@ -356,7 +356,29 @@ def test_a_lake_that_does_not_answer_is_named_in_one_line(command, stack, profil
     table read."""
     environment = {"REELHOUSE_LAKE_STORAGE_CONF": _storage_conf_with_endpoint("127.0.0.1:1")}
     message = "lake unreachable: lake.root=abfs://"
-    _assert_one_line_error(command, [], environment, message, profile)
+    arguments = ["--layers", "silver"] if command == "spark.run" else []  # no topic needed
+    _assert_one_line_error(command, arguments, environment, message, profile)
+
+
+def test_a_missing_topic_or_a_protocol_the_broker_does_not_speak_is_one_line(stack, profile):
+    """Before a JVM starts: Spark would fail on a missing topic only once its query starts,
+    after four Java stack traces, and retry a TLS handshake with a plain-text broker until
+    stopped."""
+    missing = workspace_of(profile, "no-topic")
+    _assert_one_line_error(
+        "spark.run",
+        ["--layers", "bronze", "--workspace", missing.workspace],
+        {},
+        f"error: topic {missing.source.topic} does not exist at 127.0.0.1:",
+        profile,
+    )
+    _assert_one_line_error(
+        "spark.run",
+        ["--layers", "bronze"],
+        {"REELHOUSE_SOURCE_KAFKA_OPTIONS": '{"security.protocol": "SSL"}'},
+        "gave no answer within 10 s over security protocol SSL (KafkaTimeoutError)",
+        profile,
+    )
 
 
 @pytest.mark.parametrize(
