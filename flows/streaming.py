@@ -93,7 +93,14 @@ def streaming(
 
     from spark.gates import load_gate
     from spark.jobs.layers import Trigger
-    from spark.run import LAYERS, parse_interval, parse_layers, summarize_error
+    from spark.run import (
+        LAYERS,
+        LayerGateFailure,
+        gate_failed,
+        parse_interval,
+        parse_layers,
+        summarize_error,
+    )
 
     # Every parameter is checked before the workspace's lock, the stack or Spark is touched.
     try:
@@ -137,6 +144,11 @@ def streaming(
                     if query.isActive:
                         continue
                     error = query.exception()
+                    if error is not None and gate_failed(error):  # the same batch would fail
+                        raise LayerGateFailure(  # again: a person must look, as in medallion
+                            f"layer {layer} stopped by its quality gate, not restarted:"
+                            f" {summarize_error(error)}"
+                        )
                     restarts[layer] += 1
                     if restarts[layer] > max_restarts:
                         raise RuntimeError(

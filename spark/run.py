@@ -127,12 +127,12 @@ def _await(query: StreamingQuery, layer: str, stop: threading.Event | None = Non
                 return False
     except Exception as error:  # a StreamingQueryException carries the JVM cause
         summary = summarize_error(error)
-        failure = LayerGateFailure if _gate_failed(error) else RunError
+        failure = LayerGateFailure if gate_failed(error) else RunError
         raise failure(f"layer {layer} failed: {summary}") from None
     return True
 
 
-def _gate_failed(error: BaseException) -> bool:
+def gate_failed(error: BaseException) -> bool:
     chain: BaseException | None = error
     while chain is not None:
         if isinstance(chain, GateFailure) or "GateFailure:" in str(chain):

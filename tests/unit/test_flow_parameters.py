@@ -108,3 +108,48 @@ def test_make_local_run_names_offsets_of_another_topic_before_prefect_starts(mon
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: source.starting_offsets gives offsets of topic"), error
     assert "\n" not in error
+
+
+class _StoppedQuery:
+    """A query its layer's gate stopped: how Spark hands the failure back."""
+
+    isActive = False
+    lastProgress = None
+
+    def __init__(self, starts: list[str]) -> None:
+        starts.append("started")
+
+    def exception(self):
+        return RuntimeError(
+            "[FOREACH_BATCH_USER_FUNCTION_ERROR] ... Traceback (most recent call last):\n"
+            '  File "quality/gates.py", line 1, in settle\n'
+            "quality.gates.GateFailure: silver.events: 3 checks set to fail not met"
+        )
+
+    def stop(self) -> None:
+        pass
+
+
+def test_streaming_does_not_restart_a_layer_its_gate_stopped(monkeypatch):
+    import logging
+
+    from flows import streaming as module
+    from spark import run
+    from spark.run import LayerGateFailure
+
+    starts: list[str] = []
+    monkeypatch.setattr(module, "holding_workspace", lambda *a, **k: _nothing())
+    monkeypatch.setattr(module, "check_stack", lambda settings: None)
+    monkeypatch.setattr(module, "_spark", lambda profile, workspace: None)
+    monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("test"))
+    monkeypatch.setattr("spark.gates.load_gate", lambda settings, run_id: None)
+    monkeypatch.setitem(run.LAYERS, "silver", lambda *args: _StoppedQuery(starts))
+    with pytest.raises(LayerGateFailure, match=r"^layer silver stopped by its quality gate, not"):
+        streaming.fn(layers="silver", max_restarts=5)
+    assert starts == ["started"]
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()
