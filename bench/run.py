@@ -35,16 +35,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import psutil
+from kafka.errors import KafkaError
 
 from local_stack.services import StackError
-from local_stack.simulate.producer import send_to_kafka
+from local_stack.simulate.producer import ProducerError, send_to_kafka
 from local_stack.simulate.simulation import SimulationRequest, simulate
 from local_stack.stack import LocalStack
 from local_stack.topics import ensure_topic
 from local_stack.workspaces import drop_workspaces, format_bytes, list_workspaces
 from spark.gates import PromoteEverything
+from spark.io.preflight import PreflightError
 from spark.jobs.layers import Trigger
-from spark.run import run_layers
+from spark.run import RunError, run_layers
 from spark.session import ENGINE_CONF, JVM_OPTIONS, build_spark_session
 from spark.settings import Profile, SettingsError, load_profile
 
@@ -177,12 +179,53 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack = start_stack()
         profile = bench_profile(f"bench-{stamp}")
-        together = _on_topic_of(profile, f"bench-{stamp}-e2e")
-        ungated = _on_topic_of(profile, f"bench-{stamp}-ungated")
-        ungated_gold = bench_profile(f"bench-{stamp}-ungated-gold")
     except (StackError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    sessions: list = []
+    try:
+        _measure(args, stack, profile, stamp, warm_up_events, sessions)
+    except (RunError, PreflightError, ProducerError, KafkaError) as error:
+        # A failed run leaves no results, and (below) none of its workspaces.
+        print(f"error: the bench stopped: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep:
+            # Spark's Kafka consumer pool outlives the session and warns, once a minute
+            # per consumer, about the topics dropped below for as long as its JVM lives.
+            if sessions:
+                _stop_jvm(sessions[0])
+            _drop_run_workspaces(stack, stamp)
+    return 0
+
+
+def _drop_run_workspaces(stack: LocalStack, stamp: str) -> None:
+    try:
+        dropped = drop_workspaces(stack.settings, [f"bench-{stamp}", f"bench-{stamp}-*"])
+    except Exception as error:  # the stack went down too: say what is left, keep the cause
+        print(
+            f"error: could not drop the run's workspaces bench-{stamp}*: {error}"
+            " (python -m local_stack drop-workspace 'bench-*' once the stack is up)",
+            file=sys.stderr,
+        )
+        return
+    freed = format_bytes(sum(usage.bytes for usage in dropped))
+    print(f"dropped the run's {len(dropped)} workspaces ({freed}); --keep keeps them")
+
+
+def _measure(
+    args: argparse.Namespace,
+    stack: LocalStack,
+    profile: Profile,
+    stamp: str,
+    warm_up_events: int,
+    sessions: list,
+) -> None:
+    """Every measure of the run on ``profile``'s workspace and those beside it, into
+    ``bench/results/latest.json`` and a printed table; its Spark session into ``sessions``."""
+    together = _on_topic_of(profile, f"bench-{stamp}-e2e")
+    ungated = _on_topic_of(profile, f"bench-{stamp}-ungated")
+    ungated_gold = bench_profile(f"bench-{stamp}-ungated-gold")
     pids = [os.getpid(), *(s.running_pid() for s in stack.services if s.running_pid())]
 
     results: dict = {
@@ -198,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         results["produce_eps"] = records / send_s
 
         spark = build_spark_session(profile, app_name="reelhouse-bench")
+        sessions.append(spark)
         _warm_up(spark, stack, stamp, warm_up_events)
         rounds = _bronze_rounds(spark, profile, ungated, stamp, args.bronze_rounds)
         layer_s = {"bronze": statistics.median(rounds["bronze"])}
@@ -277,14 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
     _print_table(results)
-    if not args.keep:
-        # Spark's Kafka consumer pool outlives the session and warns, once a minute per
-        # consumer, about the topics dropped below for as long as its JVM lives.
-        _stop_jvm(spark)
-        dropped = drop_workspaces(stack.settings, [f"bench-{stamp}", f"bench-{stamp}-*"])
-        freed = format_bytes(sum(usage.bytes for usage in dropped))
-        print(f"dropped the run's {len(dropped)} workspaces ({freed}); --keep keeps them")
-    return 0
 
 
 def _stop_jvm(spark) -> None:
