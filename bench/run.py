@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     sessions: list = []
     try:
         _measure(args, stack, profile, stamp, warm_up_events, sessions)
-    except (RunError, PreflightError, ProducerError, KafkaError) as error:
+    except (RunError, PreflightError, ProducerError, KafkaError, ValueError) as error:
         # A failed run leaves no results, and (below) none of its workspaces.
         print(f"error: the bench stopped: {error}", file=sys.stderr)
         return 1
@@ -194,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             # Spark's Kafka consumer pool outlives the session and warns, once a minute
             # per consumer, about the topics dropped below for as long as its JVM lives.
             if sessions:
-                _stop_jvm(sessions[0])
+                try:
+                    _stop_jvm(sessions[0])
+                except Exception as error:  # the workspaces still go; the run's error stays
+                    print(f"error: could not stop Spark's JVM: {error}", file=sys.stderr)
             _drop_run_workspaces(stack, stamp)
     return 0
 

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             return_state=True,
         )
     if not state.is_completed():
-        reason = (state.message or state.name).strip().splitlines()[0]
+        reason = ((state.message or "").strip() or state.name).splitlines()[0]
         print(f"\nreelhouse: the run failed: {reason}", file=sys.stderr)
         if state.state_details.flow_run_id:
             print(

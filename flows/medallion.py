@@ -67,9 +67,10 @@ def _retry_if_transient(task, task_run, state) -> bool:
     retry_condition_fn=_retry_if_transient,
     cache_policy=NO_CACHE,
 )
-def check_stack(profile: Profile) -> str:
-    """Make sure the event source and the lake's endpoint answer; on the local profile,
-    start the stack if down.
+def check_stack(profile: Profile, reads_events: bool = True) -> str:
+    """Make sure the event source (unless not ``reads_events``: replay and maintenance) and
+    the lake's endpoint answer; on the local profile, start the stack if down, and create
+    the workspace's topic for a run that reads it.
 
     A service still starting or briefly unreachable is retried for about a minute; a
     stack that cannot start until someone acts (``make setup`` not run, a port another
@@ -88,14 +89,15 @@ def check_stack(profile: Profile) -> str:
     if profile.name == "local":
         stack = LocalStack()  # a bad stack.toml is no reason to retry
         try:
-            for line in stack.up(topics=(profile.source.topic,)):
+            for line in stack.up(topics=(profile.source.topic,) if reads_events else ()):
                 logger.info(line)
         except (StackSetupError, JvmArtifactsMissing) as error:
             raise RuntimeError(f"local stack cannot start: {error}") from None
         except Exception as error:
             raise TransientError(f"local stack not ready: {error}") from error
     try:
-        check_source_reachable(profile.source)
+        if reads_events:
+            check_source_reachable(profile.source)
         check_lake_endpoint(profile)
     except UnknownHostError as error:
         raise RuntimeError(str(error)) from None

@@ -44,7 +44,7 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
     from prefect.runtime import flow_run
 
     with holding_workspace(profile, workspace, doing="replay", exclusive=True):
-        check_stack(settings)
+        check_stack(settings, reads_events=False)  # the lake alone
         # One run id per replay: the quality report counts a batch per run, and every replay's
         # batches start from 0.
         run_id = f"replay-{workspace}-{flow_run.id or int(time.time())}"
@@ -100,7 +100,7 @@ def maintenance(
     settings = load_profile(profile, workspace)
     profile, workspace = settings.name, settings.workspace  # as resolved, for the lock too
     with holding_workspace(profile, workspace, doing="maintenance"):
-        check_stack(settings)
+        check_stack(settings, reads_events=False)  # the lake alone
         result = {
             "optimized": optimize(profile, workspace),
             "vacuumed": vacuum(profile, workspace, retention_hours),

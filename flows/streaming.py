@@ -132,11 +132,13 @@ def streaming(
         previous_handler = None
         if threading.current_thread() is threading.main_thread():
             previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        queries = {layer: LAYERS[layer](spark, settings, trigger, gate) for layer in wanted}
+        queries = {}
         restarts = {layer: 0 for layer in wanted}
         started = time.monotonic()
         last_report = started
         try:
+            for layer in wanted:  # a layer refused at its start stops those started before it
+                queries[layer] = LAYERS[layer](spark, settings, trigger, gate)
             while not stop.is_set():
                 if max_runtime_s and time.monotonic() - started >= max_runtime_s:
                     break

@@ -86,15 +86,17 @@ def run_layers(
             progress[layer] = query.lastProgress or {}
             log.info("layer %s: done", layer)
         return progress
-    queries = {layer: LAYERS[layer](spark, profile, trigger, gate) for layer in layers}
-    log.info(
-        "layers %s: running (%s, every %s) until stopped",
-        ", ".join(layers),
-        trigger.mode,
-        trigger.interval,
-    )
     stop = stop or threading.Event()
+    queries: dict[str, StreamingQuery] = {}
     try:
+        for layer in layers:  # a layer refused at its start stops those started before it
+            queries[layer] = LAYERS[layer](spark, profile, trigger, gate)
+        log.info(
+            "layers %s: running (%s, every %s) until stopped",
+            ", ".join(layers),
+            trigger.mode,
+            trigger.interval,
+        )
         while not stop.is_set():
             for layer, query in queries.items():
                 if not query.isActive:

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         _write_json(manifest_path, simulation.manifest)
         if simulation.truth is not None:
             _write_json(truth_path, simulation.truth)
-        elif args.truth is None:  # an earlier run's truth beside this manifest would mislead
-            truth_path.unlink(missing_ok=True)
+        elif args.truth is None and truth_path.resolve() not in by_path:
+            truth_path.unlink(missing_ok=True)  # an earlier run's would mislead
     except (ValueError, SettingsError, ProducerError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

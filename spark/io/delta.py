@@ -60,6 +60,6 @@ def refuse_a_lost_checkpoint(
             f"{location} holds batches 0-{version} of {app_id}, but its checkpoint"
             f" {checkpoint} has none (deleted, or lake.checkpoint_root changed): started"
             " again, it would skip as written every batch up to that one, and lose the"
-            " records of its own among them; restore the checkpoint, or replay the layers"
-            " downstream of bronze"
+            " records of its own among them; restore the checkpoint (silver's tables can"
+            " also be rebuilt from bronze by the replay flow)"
         )

@@ -56,14 +56,16 @@ def check_source_reachable(source: EventSource, timeout_s: float = 5.0) -> None:
 _UNKNOWN_TOPIC = 3
 
 
-def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int:
+def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
     """Ask the event source, as the profile's client options log in, for its topic; return
-    its partition count. Raise PreflightError when no answer comes within ``timeout_s``
-    (a security protocol the broker does not speak: Spark's client would retry until
-    stopped) or the topic does not exist (Spark would fail only once the query starts).
+    its partition count (None when the profile's Kafka options are ones only Spark's own
+    client takes: then Spark alone decides). Raise PreflightError when no answer comes
+    within ``timeout_s`` (a security protocol the broker does not speak: Spark's client
+    would retry until stopped), the broker refuses, or the topic does not exist (Spark
+    would fail only once the query starts).
     For after ``check_source_reachable``."""
     from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, KafkaTimeoutError
 
     # kafka-python's options from the Java client's (the simulator's translation).
     from local_stack.simulate.producer import ProducerError, kafka_python_config
@@ -75,26 +77,36 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int:
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)
     try:
-        config = kafka_python_config(source.client_options(), client="admin")
+        try:
+            config = kafka_python_config(source.client_options(), client="admin")
+        except ProducerError:
+            return None  # options Spark's client takes and this one does not: Spark decides
         if "sasl_oauth_token_provider" in config:
             config["sasl_oauth_token_provider"].token()  # its own one-line refusal
         admin = KafkaAdminClient(
-            **config,
-            client_id="reelhouse-preflight",
-            bootstrap_timeout_ms=int(timeout_s * 1000),
-            request_timeout_ms=int(timeout_s * 1000),
+            **{
+                **config,  # the profile's request.timeout.ms too: ours, below, win
+                "client_id": "reelhouse-preflight",
+                "bootstrap_timeout_ms": int(timeout_s * 1000),
+                "request_timeout_ms": int(timeout_s * 1000),
+            }
         )
         try:
             described = admin.describe_topics([source.topic])
         finally:
             admin.close()
-    except ProducerError as error:
+    except ProducerError as error:  # the token endpoint refused
         raise PreflightError(f"Kafka source {where}: {error}") from None
-    except KafkaError as error:
+    except KafkaTimeoutError:
         raise PreflightError(
             f"Kafka source {where} gave no answer within {timeout_s:.0f} s over security"
-            f" protocol {protocol} ({type(error).__name__}): is that the protocol, and are"
-            " these the credentials, its listener takes? (source.kafka_options)"
+            f" protocol {protocol}: is that the protocol, and are these the credentials, its"
+            " listener takes? (source.kafka_options)"
+        ) from None
+    except KafkaError as error:
+        raise PreflightError(
+            f"Kafka source {where} refused the request for topic {source.topic}:"
+            f" {type(error).__name__} {error}"
         ) from None
     finally:
         client_log.setLevel(level)

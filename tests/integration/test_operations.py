@@ -328,6 +328,7 @@ def test_maintenance_compacts_and_keeps_every_row(workspace, spark) -> None:
 def test_replay_of_a_workspace_without_bronze_deletes_and_creates_nothing(workspace, spark):
     """A mistyped workspace: nothing to rebuild from, so nothing is touched."""
     from delta.tables import DeltaTable
+    from kafka import KafkaAdminClient
 
     from flows.operations import replay
 
@@ -342,3 +343,8 @@ def test_replay_of_a_workspace_without_bronze_deletes_and_creates_nothing(worksp
     )
     for table in ("bronze.events", "silver.events", "silver.quarantine"):
         assert not DeltaTable.isDeltaTable(spark, empty.lake.table_location(table)), table
+    admin = KafkaAdminClient(bootstrap_servers=empty.source.bootstrap_servers)
+    try:
+        assert empty.source.topic not in admin.list_topics()
+    finally:
+        admin.close()

@@ -186,3 +186,33 @@ def test_a_setting_refused_after_an_earlier_session_is_one_line_too(spark, monke
     message = str(error.value)
     assert message.startswith("Spark refused to start the session: org.apache.spark."), message
     assert "spark.sql.shuffle.partitions" in message and "\n" not in message, message
+
+
+def _profile_with_kafka_options(monkeypatch, bootstrap: str, options: dict):
+    import json
+
+    from spark.settings import load_profile
+
+    monkeypatch.setenv("REELHOUSE_SOURCE_BOOTSTRAP_SERVERS", bootstrap)
+    monkeypatch.setenv("REELHOUSE_SOURCE_KAFKA_OPTIONS", json.dumps(options))
+    return load_profile("local", "preflight")
+
+
+def test_the_topic_check_times_out_in_one_line_whatever_timeout_the_profile_sets(monkeypatch):
+    """The azure profile sets request.timeout.ms: the check's own timeout takes its place
+    (passed twice, it was a TypeError)."""
+    from spark.io.preflight import PreflightError, check_source_topic
+    from tests.ports import free_port
+
+    nothing = f"127.0.0.1:{free_port()}"
+    profile = _profile_with_kafka_options(monkeypatch, nothing, {"request.timeout.ms": "60000"})
+    with pytest.raises(PreflightError, match=rf"^Kafka source {nothing} .* no answer within 1 s"):
+        check_source_topic(profile, timeout_s=1)
+
+
+def test_options_only_spark_s_client_takes_leave_the_topic_to_spark(monkeypatch):
+    from spark.io.preflight import check_source_topic
+
+    options = {"client.dns.lookup": "use_all_dns_ips"}
+    profile = _profile_with_kafka_options(monkeypatch, "127.0.0.1:1", options)
+    assert check_source_topic(profile, timeout_s=1) is None
