@@ -17,6 +17,11 @@ import time
 from collections.abc import Mapping
 
 from local_stack.simulate.producer import ProducerError, kafka_python_config
+from local_stack.topics import (
+    TOPIC_AUTHORIZATION_FAILED,
+    UNKNOWN_TOPIC_OR_PARTITION,
+    describe_topic,
+)
 
 
 class KafkaCheckError(RuntimeError):
@@ -41,11 +46,6 @@ class EventHubMissing(KafkaCheckError):
 
 class EventHubForbidden(KafkaCheckError):
     """The credentials log in, but may not read the event hub."""
-
-
-# Kafka's error codes for a topic in a metadata answer.
-UNKNOWN_TOPIC_OR_PARTITION = 3
-TOPIC_AUTHORIZATION_FAILED = 29
 
 
 def check_kafka_sasl(
@@ -84,27 +84,15 @@ def event_hub_partitions(
     Event Hubs answers it with an authorization error when the identity holds no data role
     on it (or the connection string's policy has no Listen claim).
     """
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    config = {
-        **kafka_python_config(client_options, client="admin"),
-        "client_id": "reelhouse-preflight",
-        "request_timeout_ms": int(timeout_s * 1000),
-    }
     try:
-        admin = KafkaAdminClient(**config)
-        try:
-            described = admin.describe_topics([event_hub])
-        finally:
-            admin.close()
-    except KafkaError as error:
+        code, partitions = describe_topic(client_options, event_hub, timeout_s)
+    except (KafkaError, ProducerError) as error:
         raise KafkaCheckError(
             f"cannot describe event hub {event_hub} in namespace {namespace}:"
             f" {type(error).__name__} {error}"
         ) from None
-    answer = next((topic for topic in described if topic.get("name") == event_hub), {})
-    code = answer.get("error_code", UNKNOWN_TOPIC_OR_PARTITION)
     if code == UNKNOWN_TOPIC_OR_PARTITION:
         raise EventHubMissing(f"namespace {namespace} has no event hub {event_hub}")
     if code == TOPIC_AUTHORIZATION_FAILED:
@@ -116,7 +104,7 @@ def event_hub_partitions(
         raise KafkaCheckError(
             f"namespace {namespace} answered for event hub {event_hub} with Kafka error {code}"
         )
-    return len(answer.get("partitions") or [])
+    return partitions
 
 
 def _ssl_context(config: dict) -> ssl.SSLContext:

@@ -267,7 +267,6 @@ def medallion(
     seed = seed if seed is not None else time.time_ns() % 2**31
     # Every parameter is checked before the workspace's lock, the stack or Spark is touched.
     settings = load_profile(profile, workspace)
-    profile, workspace = settings.name, settings.workspace  # as resolved, for the lock too
     if "bronze" in wanted:
         settings.source.check_starting_offsets()
     if simulate:

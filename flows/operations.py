@@ -32,10 +32,7 @@ def replay(profile: str = "local", workspace: str = "main", confirm: str = "") -
     Runs started outside Prefect (``python -m spark.run``) are not on Prefect's record: stop
     them first.
     """
-    # The names as resolved (an empty one means the environment's or the default), for the
-    # confirmation and the lock alike.
-    settings = load_profile(profile, workspace)
-    profile, workspace = settings.name, settings.workspace
+    settings = load_profile(profile, workspace)  # a bad name before the confirmation
     if confirm != workspace:
         raise ValueError(
             f"replay deletes silver and gold of workspace {workspace!r}; "
@@ -98,7 +95,6 @@ def maintenance(
             f" {MIN_VACUUM_RETENTION_HOURS} hours"
         )
     settings = load_profile(profile, workspace)
-    profile, workspace = settings.name, settings.workspace  # as resolved, for the lock too
     with holding_workspace(profile, workspace, doing="maintenance"):
         check_stack(settings, reads_events=False)  # the lake alone
         result = {

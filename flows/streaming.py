@@ -119,7 +119,6 @@ def streaming(
         if not value >= least:
             raise ValueError(f"{name}={value!r}: must be >= {least}{_MEANING.get(name, '')}")
     settings = load_profile(profile, workspace)
-    profile, workspace = settings.name, settings.workspace  # as resolved, for the lock too
     if "bronze" in wanted:
         settings.source.check_starting_offsets()
     with holding_workspace(profile, workspace, doing="a streaming run"):

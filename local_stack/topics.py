@@ -10,6 +10,10 @@ from kafka.errors import TopicAlreadyExistsError
 
 from local_stack.simulate.producer import kafka_python_config
 
+# Kafka's error codes for a topic in a metadata answer.
+UNKNOWN_TOPIC_OR_PARTITION = 3
+TOPIC_AUTHORIZATION_FAILED = 29
+
 
 def ensure_topic(
     bootstrap_servers: str,
@@ -70,3 +74,27 @@ def _admin_client(
         "bootstrap_servers": bootstrap_servers.split(","),
     }
     return KafkaAdminClient(**config)
+
+
+def describe_topic(
+    client_options: Mapping[str, str], topic: str, timeout_s: float
+) -> tuple[int, int]:
+    """``topic``'s error code (0, or UNKNOWN_TOPIC_OR_PARTITION when it does not exist)
+    and partition count, as these Java-client options log in and see it. A KafkaError
+    when no answer comes within ``timeout_s``, to reach the cluster and for the answer; a
+    ProducerError for options kafka-python does not take, or a token refused."""
+    config = {
+        **kafka_python_config(client_options, client="admin"),  # its timeouts: ours win
+        "client_id": "reelhouse-preflight",
+        "bootstrap_timeout_ms": int(timeout_s * 1000),
+        "request_timeout_ms": int(timeout_s * 1000),
+    }
+    if "sasl_oauth_token_provider" in config:
+        config["sasl_oauth_token_provider"].token()  # its own one-line refusal
+    admin = KafkaAdminClient(**config)
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    answer = next((item for item in described if item.get("name") == topic), {})
+    return answer.get("error_code", UNKNOWN_TOPIC_OR_PARTITION), len(answer.get("partitions") or [])

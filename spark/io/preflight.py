@@ -52,10 +52,6 @@ def check_source_reachable(source: EventSource, timeout_s: float = 5.0) -> None:
     raise PreflightError(message)
 
 
-# Kafka's error code for a topic its broker does not hold, in a metadata answer.
-_UNKNOWN_TOPIC = 3
-
-
 def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
     """Ask the event source, as the profile's client options log in, for its topic; return
     its partition count (None when the profile's Kafka options are ones only Spark's own
@@ -64,37 +60,24 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
     would retry until stopped), the broker refuses, or the topic does not exist (Spark
     would fail only once the query starts).
     For after ``check_source_reachable``."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError, KafkaTimeoutError
 
     # kafka-python's options from the Java client's (the simulator's translation).
     from local_stack.simulate.producer import ProducerError, kafka_python_config
+    from local_stack.topics import UNKNOWN_TOPIC_OR_PARTITION, describe_topic
 
     source = profile.source
     where = f"{source.bootstrap_servers} (source.bootstrap_servers)"
     protocol = source.kafka_options.get("security.protocol", "PLAINTEXT")
+    try:
+        kafka_python_config(source.client_options(), client="admin")
+    except ProducerError:
+        return None  # options Spark's client takes and this one does not: Spark decides
     client_log = logging.getLogger("kafka")  # a line per retry: the answer is ours, below
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)
     try:
-        try:
-            config = kafka_python_config(source.client_options(), client="admin")
-        except ProducerError:
-            return None  # options Spark's client takes and this one does not: Spark decides
-        if "sasl_oauth_token_provider" in config:
-            config["sasl_oauth_token_provider"].token()  # its own one-line refusal
-        admin = KafkaAdminClient(
-            **{
-                **config,  # the profile's request.timeout.ms too: ours, below, win
-                "client_id": "reelhouse-preflight",
-                "bootstrap_timeout_ms": int(timeout_s * 1000),
-                "request_timeout_ms": int(timeout_s * 1000),
-            }
-        )
-        try:
-            described = admin.describe_topics([source.topic])
-        finally:
-            admin.close()
+        code, partitions = describe_topic(source.client_options(), source.topic, timeout_s)
     except ProducerError as error:  # the token endpoint refused
         raise PreflightError(f"Kafka source {where}: {error}") from None
     except KafkaTimeoutError:
@@ -110,9 +93,7 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
         ) from None
     finally:
         client_log.setLevel(level)
-    answer = next((topic for topic in described if topic.get("name") == source.topic), {})
-    code = answer.get("error_code", _UNKNOWN_TOPIC)
-    if code == _UNKNOWN_TOPIC:
+    if code == UNKNOWN_TOPIC_OR_PARTITION:
         first = (
             f"send events to it first (python -m local_stack.simulate --workspace"
             f" {profile.workspace})"
@@ -124,7 +105,7 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
         raise PreflightError(
             f"Kafka source {where} answered for topic {source.topic} with Kafka error {code}"
         )
-    return len(answer.get("partitions") or [])
+    return partitions
 
 
 # Ports of the Azure storage schemes when the profile names no endpoint: abfs keeps TLS
