@@ -437,6 +437,12 @@ def _check_spark(profile: str, master: str, conf: Mapping[str, str]) -> None:
             " (set it with REELHOUSE_SPARK_MASTER)"
         )
     for key, text in conf.items():
+        if key == "spark.sql.session.timeZone" and text.upper() != "UTC":
+            raise SettingsError(
+                f"profile {profile!r}: Spark setting {key} = {text!r}: the lake's dates and"
+                " hours are UTC (silver's event_hour, gold's days); leave it out (the project"
+                " sets UTC) or set UTC"
+            )
         if key == "spark.driver.memory" and not _DRIVER_MEMORY.match(text):
             raise SettingsError(
                 f"profile {profile!r}: Spark setting {key} = {text!r} is not a size the JVM"

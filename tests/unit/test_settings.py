@@ -219,6 +219,14 @@ def test_spark_settings_spark_takes_are_kept(monkeypatch, variable, value):
     assert held[variable] == value
 
 
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/New_York", "+01:00"])
+def test_a_session_time_zone_other_than_utc_is_refused(monkeypatch, zone):
+    """The lake's dates and hours are UTC: another zone would shift every key."""
+    monkeypatch.setenv("REELHOUSE_SPARK_CONF", f'{{"spark.sql.session.timeZone": "{zone}"}}')
+    with pytest.raises(SettingsError, match=r"timeZone = .*: the lake's dates and hours are UTC"):
+        load_profile("local")
+
+
 def test_sizes_spark_reads_itself_take_its_units(monkeypatch):
     """Only the driver's memory goes to the JVM as written; Spark reads 1gb elsewhere."""
     monkeypatch.setenv(
