@@ -67,16 +67,13 @@ def ground_truth(payloads: list[dict]) -> dict:
 
         session = sessions.setdefault(
             event["session_id"],
-            {
-                "user_id": user,
-                "region": region,
-                "device_type": event["device_type"],
-                "start": moment,
-                "end": moment,
-                "titles": set(),
-                "completed": False,
-            },
+            {"first": (moment, event["event_id"]), "start": moment, "end": moment}
+            | {"titles": set(), "completed": False}
+            | _attributes(event),
         )
+        if (moment, event["event_id"]) < session["first"]:
+            # A session's user, region and device are its first event's (time, then id).
+            session.update(first=(moment, event["event_id"]), **_attributes(event))
         session["start"] = min(session["start"], moment)
         session["end"] = max(session["end"], moment)
         if kind == "play":
@@ -100,6 +97,10 @@ def ground_truth(payloads: list[dict]) -> dict:
         "user_engagement": _engagement(engagement),
         "regional_trends": _trends(trends),
     }
+
+
+def _attributes(event: dict) -> dict:
+    return {key: event[key] for key in ("user_id", "region", "device_type")}
 
 
 def _title_popularity(cells: dict) -> list[dict]:

@@ -7,8 +7,9 @@ Definitions (also in the README, "Gold metrics"):
   ``unique_viewers`` = distinct users with a play, ``watch_minutes`` = sum of
   ``played_s`` / 60 of the title's events in that hour (an event's seconds count in its
   own hour, the end of the segment they measure). A row exists for every title with any
-  event in the hour.
-- sessions: per ``session_id``: first and last event time, ``duration_s`` = last - first,
+  event in the hour; its ``title_name`` and ``genre`` are those of the latest of them.
+- sessions: per ``session_id``: the user, region and device type of its first event,
+  first and last event time, ``duration_s`` = last - first,
   ``titles_watched`` = distinct titles played, ``completed`` = any complete event. A
   session spans at most two UTC dates (the gold job reads a batch's days and their
   neighbours).
@@ -32,6 +33,7 @@ from pyspark.sql import functions as F
 
 # The silver columns the metrics read.
 INPUT_COLUMNS = (
+    "event_id",
     "event_type",
     "event_ts",
     "event_date",
@@ -85,6 +87,12 @@ def _watch_minutes() -> F.Column:
     return F.sum(played).cast("double") / 60.0
 
 
+def _order() -> F.Column:
+    """Events in time order, ties by event id: a group's first or latest event is the same
+    in every batch and every run (Spark's ``first`` takes whichever row comes first)."""
+    return F.struct("event_ts", "event_id")
+
+
 def title_popularity(events: DataFrame) -> DataFrame:
     """Plays, unique viewers and watch minutes per region, hour and title."""
     is_play = F.col("event_type") == "play"
@@ -92,8 +100,8 @@ def title_popularity(events: DataFrame) -> DataFrame:
         events.filter(F.col("title_id").isNotNull())
         .groupBy("region", "event_hour", "title_id")
         .agg(
-            F.first("title_name", ignorenulls=True).alias("title_name"),
-            F.first("genre", ignorenulls=True).alias("genre"),
+            F.max_by("title_name", _order()).alias("title_name"),
+            F.max_by("genre", _order()).alias("genre"),
             F.count(F.when(is_play, 1)).alias("plays"),
             F.count_distinct(F.when(is_play, F.col("user_id"))).alias("unique_viewers"),
             _watch_minutes().alias("watch_minutes"),
@@ -104,12 +112,13 @@ def title_popularity(events: DataFrame) -> DataFrame:
 
 def sessions(events: DataFrame) -> DataFrame:
     """One row per session: start, end, duration, titles watched, completed."""
+    first = F.min_by(F.struct("user_id", "region", "device_type"), _order())
     return (
         events.groupBy("session_id")
         .agg(
-            F.first("user_id").alias("user_id"),
-            F.first("region").alias("region"),
-            F.first("device_type").alias("device_type"),
+            first["user_id"].alias("user_id"),
+            first["region"].alias("region"),
+            first["device_type"].alias("device_type"),
             F.min("event_ts").alias("start_ts"),
             F.max("event_ts").alias("end_ts"),
             F.count_distinct(F.when(F.col("event_type") == "play", F.col("title_id"))).alias(

@@ -637,7 +637,8 @@ def test_gold_tables_equal_the_ground_truth(spark, reference, simulation):
 
 def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, profile):
     """A session seen first at 00:01 is counted on that day; its app_open, from 23:58 the
-    day before, arrives in a later micro-batch. The session then starts the day before, and
+    day before and on another device, arrives in a later micro-batch. The session then
+    starts the day before, on that device (a session's device is its first event's), and
     the day it left has no session of that region and device: its statistics row goes."""
     moved = load_profile("local", f"{profile.workspace}-moved-start")
     ensure_topic(moved.source.bootstrap_servers, moved.source.topic, partitions=1)
@@ -645,15 +646,19 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
     same = ("session_id", "user_id", "profile_id", "region", "country", "device_type")
     session = {key: first[key] for key in same}
     later = {**first, "event_ts": "2026-11-02T00:01:00.000+00:00"}
-    earlier = {**second, **session, "event_ts": "2026-11-01T23:58:00.000+00:00"}
-    group = (F.col("region") == session["region"]) & (
-        F.col("device_type") == session["device_type"]
-    )
+    device = "web" if session["device_type"] != "web" else "tv"
+    earlier = {
+        **second,
+        **session,
+        "device_type": device,
+        "event_ts": "2026-11-01T23:58:00.000+00:00",
+    }
 
     def stats() -> list[tuple]:
-        rows = _table(spark, moved, "gold.session_stats").filter(group).orderBy("day")
+        rows = _table(spark, moved, "gold.session_stats").orderBy("day")
         return [
-            (str(r.day), r.sessions, r.avg_duration_s, r.p90_duration_s) for r in rows.collect()
+            (str(r.day), r.region, r.device_type, r.sessions, r.avg_duration_s, r.p90_duration_s)
+            for r in rows.collect()
         ]
 
     def versions() -> dict[str, int]:
@@ -667,12 +672,12 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
 
     _send(moved, [later])
     run_layers(spark, moved, ["bronze", "silver", "gold"], Trigger())
-    assert stats() == [("2026-11-02", 1, 0.0, 0.0)]
+    assert stats() == [("2026-11-02", session["region"], session["device_type"], 1, 0.0, 0.0)]
     before = versions()
 
     _send(moved, [earlier])
     progress = run_layers(spark, moved, ["bronze", "silver", "gold"], Trigger())
-    assert stats() == [("2026-11-01", 1, 180.0, 180.0)]
+    assert stats() == [("2026-11-01", session["region"], device, 1, 180.0, 180.0)]
     # Neither event has a title or a genre: the second batch has no title_popularity or
     # regional_trends rows, and commits nothing to them; its session is merged.
     assert versions() == {**before, "gold.sessions": before["gold.sessions"] + 1}
@@ -680,8 +685,8 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
     # them (the gate's read and the write are two reads of one record).
     assert batch_size(progress["bronze"]).startswith("1 offsets in "), progress["bronze"]
     sessions = _table(spark, moved, "gold.sessions").collect()
-    assert [(s.session_id, str(s.start_date), s.duration_s) for s in sessions] == [
-        (session["session_id"], "2026-11-01", 180.0)
+    assert [(s.session_id, str(s.start_date), s.device_type, s.duration_s) for s in sessions] == [
+        (session["session_id"], "2026-11-01", device, 180.0)
     ]
 
 

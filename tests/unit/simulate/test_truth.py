@@ -18,8 +18,11 @@ def _event(
     genre="drama",
     played=None,
     region="japan",
+    device="tv",
+    event_id=None,
 ):
     return {
+        "event_id": event_id or f"e-{ts}-{kind}-{user}",
         "event_type": kind,
         "event_ts": ts,
         "user_id": user,
@@ -28,7 +31,7 @@ def _event(
         "genre": genre,
         "played_s": played,
         "region": region,
-        "device_type": "tv",
+        "device_type": device,
     }
 
 
@@ -81,3 +84,28 @@ def test_metrics_follow_their_definitions():
     trends = {r["day"]: r for r in truth["regional_trends"]}
     assert trends["2026-11-01"]["plays"] == 2 and trends["2026-11-01"]["change_pct"] is None
     assert trends["2026-11-02"]["change"] == 0 and trends["2026-11-02"]["change_pct"] == 0.0
+
+
+def test_a_session_is_its_first_event_s_user_region_and_device_whatever_the_arrival_order():
+    """Events arrive out of order; the earliest (then the smallest event id) names them."""
+    events = [
+        _event("play", "2026-11-01T10:05:00+00:00", device="mobile", region="brazil"),
+        _event("app_open", "2026-11-01T10:00:00+00:00", device="tv", event_id="e-2"),
+        _event("search", "2026-11-01T10:00:00+00:00", device="web", event_id="e-1"),
+    ]
+    (session,) = ground_truth(events)["sessions"]
+    assert (session["device_type"], session["region"]) == ("web", "japan")
+    assert session["duration_s"] == 300.0
+
+
+def test_a_session_over_midnight_counts_on_both_days_and_starts_on_the_first():
+    events = [
+        _event("play", "2026-11-01T23:50:00+00:00"),
+        _event("complete", "2026-11-02T00:20:00+00:00", played=1800.0),
+    ]
+    truth = ground_truth(events)
+    days = {r["day"]: r for r in truth["user_engagement"]}
+    assert (days["2026-11-01"]["sessions"], days["2026-11-02"]["sessions"]) == (1, 1)
+    assert (days["2026-11-01"]["watch_minutes"], days["2026-11-02"]["watch_minutes"]) == (0, 30)
+    (stats,) = truth["session_stats"]
+    assert (stats["day"], stats["sessions"], stats["median_duration_s"]) == ("2026-11-01", 1, 1800)
