@@ -16,7 +16,8 @@ from local_stack.services import StackError
 from local_stack.stack import LocalStack
 from local_stack.workspaces import (
     WorkspaceUsage,
-    drop_workspaces,
+    choose_workspaces,
+    drop_workspace,
     format_bytes,
     list_workspaces,
 )
@@ -81,12 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "workspaces":
             return _print_workspaces(list_workspaces(stack.settings))
         if args.command == "drop-workspace":
-            dropped = drop_workspaces(stack.settings, args.names)
-            if not dropped:
-                print(f"no workspace matches {' '.join(args.names)}")
-            for usage in dropped:
-                print(f"dropped {_describe(usage)}")
-            return 0
+            chosen, unmatched = choose_workspaces(stack.settings, args.names)
+            for usage in chosen:  # each as it goes: a failure later leaves these told
+                print(f"dropped {_describe(drop_workspace(stack.settings, usage))}", flush=True)
+            for pattern in unmatched:
+                print(f"no workspace matches {pattern}", file=sys.stderr)
+            return 1 if unmatched else 0
         if args.command == "down":
             for line in stack.down():
                 print(line)

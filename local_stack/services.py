@@ -645,6 +645,9 @@ def kafka_answers(bootstrap_servers: str, timeout_s: float) -> bool:
         admin = KafkaAdminClient(
             bootstrap_servers=bootstrap_servers,
             request_timeout_ms=int(timeout_s * 1000),
+            # The client's own bootstrap wait is 30 s: a port that accepts and never
+            # answers must not hold `status` that long.
+            bootstrap_timeout_ms=int(timeout_s * 1000),
             client_id="reelhouse-health",
         )
     except (KafkaError, OSError, ValueError):

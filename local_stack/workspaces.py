@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from local_stack.services import StackError, azurite_blob_service
 from local_stack.settings import StackSettings
-from spark.settings import load_profile
+from spark.settings import is_workspace_name, load_profile
 
 # The Blob API takes at most 256 sub-requests in one batch.
 _BATCH_SIZE = 256
@@ -77,21 +77,40 @@ def list_workspaces(settings: StackSettings) -> list[WorkspaceUsage]:
 def drop_workspaces(settings: StackSettings, patterns: Iterable[str]) -> list[WorkspaceUsage]:
     """Delete every workspace whose name matches one of the shell-style ``patterns``
     (``bench-2026*``): its tables, checkpoints and topics. Returns what each one held."""
+    chosen, _ = choose_workspaces(settings, patterns)
+    return [drop_workspace(settings, usage) for usage in chosen]
+
+
+def choose_workspaces(
+    settings: StackSettings, patterns: Iterable[str]
+) -> tuple[list[WorkspaceUsage], list[str]]:
+    """The workspaces matching any of ``patterns``, and the patterns that match none."""
     patterns = list(patterns)
     if not patterns:
         raise StackError("name the workspaces to drop (shell patterns such as 'bench-*')")
+    blank = [pattern for pattern in patterns if not pattern.strip()]
+    if blank:
+        raise StackError(f"workspace name {blank[0]!r} is empty: name the workspaces to drop")
     existing = list_workspaces(settings)
     chosen = [
         usage
         for usage in existing
         if any(fnmatch.fnmatchcase(usage.name, pattern) for pattern in patterns)
     ]
-    folders = _folders(settings)
-    for usage in chosen:
-        for folder in folders:
-            folder.delete(usage.name)
-        _delete_topics(settings, usage.topics)
-    return chosen
+    unmatched = [
+        pattern
+        for pattern in patterns
+        if not any(fnmatch.fnmatchcase(usage.name, pattern) for usage in existing)
+    ]
+    return chosen, unmatched
+
+
+def drop_workspace(settings: StackSettings, usage: WorkspaceUsage) -> WorkspaceUsage:
+    """Delete one workspace's folders and topics; what it held."""
+    for folder in _folders(settings):
+        folder.delete(usage.name)
+    _delete_topics(settings, usage.topics)
+    return usage
 
 
 def format_bytes(size: int) -> str:
@@ -110,7 +129,10 @@ def _require_running(settings: StackSettings) -> None:
     stack = LocalStack(settings)
     for service in stack.services:
         if not service.is_healthy():
-            raise StackError(f"{service.name} is not running: start the stack with `make stack-up`")
+            raise StackError(
+                f"{service.name} is not running or not answering: start the stack with"
+                " `make stack-up` (`python -m local_stack status` says which)"
+            )
 
 
 def _folders(settings: StackSettings) -> list[_Folder]:
@@ -156,8 +178,7 @@ class _BlobFolder:
                 # A workspace is a folder: its blobs, and the marker blob hadoop-azure writes
                 # for the folder itself; a blob beside them (a README) is none.
                 workspace, inside, _ = blob.name[len(self.prefix) :].partition("/")
-                folder = (blob.metadata or {}).get("hdi_isfolder") == "true"
-                if workspace and (inside or folder):
+                if is_workspace_name(workspace) and (inside or _is_folder_marker(blob)):
                     objects[workspace] += 1
                     sizes[workspace] += blob.size or 0
         except ResourceNotFoundError:  # no container yet: nothing was ever written
@@ -171,8 +192,9 @@ class _BlobFolder:
         try:
             blobs = [
                 blob
-                for blob in self.container.list_blobs(name_starts_with=marker)
-                if blob.name == marker or blob.name.startswith(f"{marker}/")
+                for blob in self.container.list_blobs(name_starts_with=marker, include=["metadata"])
+                if (blob.name == marker and _is_folder_marker(blob))
+                or blob.name.startswith(f"{marker}/")
             ]
         except ResourceNotFoundError:  # no container: a workspace with topics only
             return 0, 0
@@ -189,6 +211,11 @@ class _BlobFolder:
         return len(blobs), sum(blob.size or 0 for blob in blobs)
 
 
+def _is_folder_marker(blob) -> bool:
+    """The blob hadoop-azure writes for a folder itself (a file of that name is not one)."""
+    return (blob.metadata or {}).get("hdi_isfolder") == "true"
+
+
 class _LocalFolder:
     """A folder on local disk (``REELHOUSE_LAKE_ROOT=file:///...``)."""
 
@@ -201,7 +228,9 @@ class _LocalFolder:
             return {}
         usage = {}
         for folder in self.path.iterdir():
-            if not folder.is_dir():  # a file beside the workspaces' folders is none
+            # A file beside the workspaces' folders is none, nor a folder no workspace could
+            # be named (.hidden), nor a link to a folder elsewhere.
+            if folder.is_symlink() or not folder.is_dir() or not is_workspace_name(folder.name):
                 continue
             files = [path for path in folder.rglob("*") if path.is_file()]
             usage[folder.name] = (len(files), sum(path.stat().st_size for path in files))
@@ -209,6 +238,11 @@ class _LocalFolder:
 
     def delete(self, workspace: str) -> tuple[int, int]:
         folder = self.path / workspace
+        if folder.is_symlink():
+            raise StackError(
+                f"{folder} is a symbolic link, not a workspace's folder: not followed;"
+                " remove the link yourself"
+            )
         if not folder.is_dir():
             return 0, 0
         files = [path for path in folder.rglob("*") if path.is_file()]
@@ -224,7 +258,7 @@ def _workspace_topics(settings: StackSettings) -> dict[str, list[str]]:
     topics: dict[str, list[str]] = {}
     for topic in list_topics(settings.kafka.bootstrap_servers):
         workspace, dot, _ = topic.partition(".")
-        if dot and not topic.startswith("__"):  # not the broker's own (__consumer_offsets)
+        if dot and is_workspace_name(workspace):  # not the broker's own (__consumer_offsets)
             topics.setdefault(workspace, []).append(topic)
     return topics
 

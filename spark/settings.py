@@ -187,6 +187,11 @@ def selected_workspace(explicit: str | None = None) -> str:
     return workspace
 
 
+def is_workspace_name(name: str) -> bool:
+    """A name a workspace may have (lower-case letters, digits, ``-`` and ``_``)."""
+    return _WORKSPACE_NAME.fullmatch(name) is not None
+
+
 def _check_named(what: str, explicit: str | None, variable: str, default: str) -> None:
     """An empty name given on purpose (``--workspace "$UNSET"``) is a mistake, not a wish
     for the default: it would run on another workspace than the one meant."""

@@ -105,8 +105,29 @@ def test_a_blob_beside_the_workspaces_is_no_workspace(stack: LocalStack, unique_
     client = azurite_blob_service(stack.settings).get_container_client(container)
     client.upload_blob("lake/README", b"not a workspace")
     client.upload_blob("lake/ws-1/bronze/events/part-0", b"12345")
+    client.upload_blob("lake/_spark_metadata/x", b"no workspace name")
+    # A file named as a workspace, beside that workspace's checkpoints' folder.
+    client.upload_blob("lake/ws-2", b"a file")
+    client.upload_blob("_checkpoints/ws-2/offsets/0", b"v1")
     try:
         folder = _folder(stack.settings, f"abfs://{container}@{account}.dfs.core.windows.net/lake")
         assert folder.usage() == {"ws-1": (1, 5)}
+        assert folder.delete("ws-2") == (0, 0)
+        names = {blob.name for blob in client.list_blobs()}
+        assert {"lake/ws-2", "lake/README", "lake/_spark_metadata/x"} <= names
     finally:
         client.delete_container()
+
+
+def test_drop_workspace_names_what_matched_nothing_and_refuses_an_empty_name(
+    stack: LocalStack, capsys
+):
+    assert main(["drop-workspace", "no-such-workspace-x", "nor-y*"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "no workspace matches no-such-workspace-x",
+        "no workspace matches nor-y*",
+    ]
+    assert main(["drop-workspace", " "]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: workspace name ' ' is empty: name the workspaces to drop"
+    )

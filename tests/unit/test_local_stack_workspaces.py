@@ -32,6 +32,24 @@ def test_a_local_folder_drops_one_workspace_and_not_one_sharing_its_prefix(tmp_p
     assert folder.delete("ws1") == (0, 0)
 
 
+def test_only_folders_a_workspace_could_be_are_workspaces(tmp_path):
+    """A hidden folder, a name no workspace may have and a link to a folder elsewhere are
+    listed as none, so no pattern drops them; a link is never followed."""
+    root, elsewhere = tmp_path / "lake", tmp_path / "elsewhere"
+    for relative in ("ws1/x", ".hidden/x", "Not A Workspace/x"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b"x")
+    (elsewhere / "keep").parent.mkdir(parents=True)
+    (elsewhere / "keep").write_bytes(b"kept")
+    (root / "ws2").symlink_to(elsewhere, target_is_directory=True)
+    folder = _LocalFolder(root)
+
+    assert folder.usage() == {"ws1": (1, 1)}
+    with pytest.raises(StackError, match=r"ws2 is a symbolic link, not a workspace's folder"):
+        folder.delete("ws2")
+    assert (elsewhere / "keep").read_bytes() == b"kept"
+
+
 def test_a_file_root_is_a_local_folder(tmp_path):
     folder = _folder(load_stack_settings(), f"file:{tmp_path}/lake")
 
@@ -67,7 +85,9 @@ def test_a_stopped_stack_is_named():
         kafka=replace(settings.kafka, port=free_port()),
         azurite=replace(settings.azurite, blob_port=free_port()),
     )
-    with pytest.raises(StackError, match=r"^kafka is not running: start the stack with"):
+    with pytest.raises(
+        StackError, match=r"^kafka is not running or not answering: start the stack with"
+    ):
         _require_running(settings)
 
 
