@@ -153,9 +153,14 @@ def _add_suite(context, suite):
 
     lines = [f"- **{check.action}** `{check.name}`: {check.description}" for check in suite.checks]
     notes = f"{suite.description}\n\nChecks and their actions:\n\n" + "\n".join(lines)
-    built = gx.ExpectationSuite(name=suite.name, notes=notes)
-    for check in suite.checks:
-        built.add_expectation_configuration(check.expectation.configuration)
+    # Given whole, as the gates build theirs: adding them one by one replaces an
+    # expectation of the same type on the same column (played_s at least 0, then at most a
+    # day: only the second stayed, and its results were shown for neither).
+    built = gx.ExpectationSuite(
+        name=suite.name,
+        notes=notes,
+        expectations=[check.expectation.copy(deep=True) for check in suite.checks],
+    )
     return context.suites.add(built)
 
 

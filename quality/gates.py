@@ -267,7 +267,8 @@ class QualityGate:
         return self._batch_definitions[suite.table], self._expectation_suites[suite.table]
 
     def _events(self, table, batch_id, results, duration_s) -> list[ValidationEvent]:
-        validated_ts = datetime.now(UTC).replace(tzinfo=None)
+        # Aware: Spark reads a naive datetime in the driver's zone, not as UTC.
+        validated_ts = datetime.now(UTC)
         return [
             ValidationEvent(
                 run_id=self.run_id,
@@ -404,19 +405,26 @@ def _unexpected_rows(frame: DataFrame, checks: list[Check]) -> list[tuple[int, l
 
 
 def _raised(result) -> bool:
-    """The expectation could not run (Great Expectations puts the exception at the top of
+    """The expectation could not run (Great Expectations says so in the result's
     ``exception_info``, or per metric)."""
+    return _raised_message(result) is not None
+
+
+def _raised_message(result) -> str | None:
+    """What stopped the expectation from running, from the result's own ``exception_info``
+    or any of its metrics' (a column the frame lacks is reported per metric)."""
     info = result.exception_info or {}
-    return bool(info.get("raised_exception")) or any(
-        isinstance(value, dict) and value.get("raised_exception") for value in info.values()
-    )
+    reports = [info, *(value for value in info.values() if isinstance(value, dict))]
+    for report in reports:
+        if report.get("raised_exception"):
+            return str(report.get("exception_message") or "expectation raised")
+    return None
 
 
 def _check_result(check: Check, result) -> CheckResult:
     details = result.result or {}
-    exception = result.exception_info or {}
-    if exception.get("raised_exception"):
-        message = str(exception.get("exception_message") or "expectation raised")
+    message = _raised_message(result)
+    if message is not None:
         return CheckResult(check, False, None, None, [message[:EXAMPLE_CHARS]], error=message)
     examples = [
         _example(value) for value in (details.get("partial_unexpected_list") or [])[:EXAMPLES_KEPT]

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from local_stack.settings import NODE_DIR, load_stack_settings
+from quality.validation_log import stopped_batch
 from spark.settings import Profile
 
 CHART_LIBRARIES = {
@@ -130,12 +131,9 @@ def _layer_section(tables: _Tables) -> str:
             events.groupBy("table")
             .agg(
                 F.count_distinct("run_id", "batch_id").alias("batches"),
-                F.count_distinct(
-                    F.when(
-                        (F.col("action") == "fail") & ~F.col("success"),
-                        F.struct("run_id", "batch_id"),
-                    )
-                ).alias("failed"),
+                F.count_distinct(F.when(stopped_batch(), F.struct("run_id", "batch_id"))).alias(
+                    "failed"
+                ),
             )
             .collect()
         ):
@@ -144,6 +142,8 @@ def _layer_section(tables: _Tables) -> str:
     bronze = tables.count("bronze.events")
     silver = tables.count("silver.events")
     quarantined = tables.count("silver.quarantine")
+    # Silver promotes or quarantines every bronze record it reads, each once: what it read
+    # is both together, and the rest of bronze waits for its next run.
     rows = [
         [
             "bronze.events",
@@ -151,19 +151,21 @@ def _layer_section(tables: _Tables) -> str:
             bronze,
             bronze,
             0,
+            "-",
             failed.get("bronze.events", 0),
         ],
         [
             "silver.events",
             batches.get("silver.events", 0),
-            bronze,
+            silver + quarantined,
             silver,
             quarantined,
+            bronze - silver - quarantined,
             failed.get("silver.events", 0),
         ],
     ]
     for name in sorted(table for table in batches if table.startswith("gold.")):
-        rows.append([name, batches[name], "-", "-", 0, failed.get(name, 0)])
+        rows.append([name, batches[name], "-", "-", 0, "-", failed.get(name, 0)])
     if not batches:
         badge = "<p>No batch validated yet.</p>"
     elif any(failed.values()):
@@ -173,7 +175,18 @@ def _layer_section(tables: _Tables) -> str:
     return (
         "<h2>Layers</h2>"
         + badge
-        + _table(["table", "batches", "rows in", "promoted", "quarantined", "failed batches"], rows)
+        + _table(
+            [
+                "table",
+                "batches",
+                "rows in",
+                "promoted",
+                "quarantined",
+                "not read yet",
+                "failed batches",
+            ],
+            rows,
+        )
     )
 
 
@@ -216,7 +229,10 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
             "table": r["table"],
             "run": r["run_id"],
             "batch": r["batch_id"],
-            "validated": r["validated_ts"].isoformat() if r["validated_ts"] else None,
+            # Spark hands timestamps back naive, in the driver's zone.
+            "validated": r["validated_ts"].astimezone(UTC).isoformat()
+            if r["validated_ts"]
+            else None,
             "pass_rate": r["pass_rate"],
         }
         for r in over_time
@@ -270,7 +286,7 @@ def _data_docs_section(tables: _Tables, site: Path, run_id: str | None) -> str:
         ).where(F.col("recency") <= MAX_BATCHES_PER_TABLE)
         fields = list(RecordedCheck.__dataclass_fields__)
         recorded = [
-            RecordedCheck(**row.asDict())
+            RecordedCheck(**{**row.asDict(), "validated_ts": row["validated_ts"].astimezone(UTC)})
             for row in events.join(latest, ["table", "run_id", "batch_id"], "left_semi")
             .select(*fields)
             .collect()

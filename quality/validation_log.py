@@ -61,6 +61,17 @@ def record_validation(
         frame.write.format("delta").mode("append").save(location)
 
 
+def stopped_batch():
+    """A recorded check that stopped its batch: a ``fail`` check not met, or a ``drop``
+    check that could not run (it cannot say which rows to drop: no count of them)."""
+    from pyspark.sql import functions as F
+
+    return ~F.col("success") & (
+        (F.col("action") == "fail")
+        | ((F.col("action") == "drop") & F.col("unexpected_count").isNull())
+    )
+
+
 def gate_summary(spark: SparkSession, profile: Profile, run_id: str) -> list[dict]:
     """Per gated table, for one run: batches validated, checks run and checks not met by
     action (``warn`` promoted anyway, ``drop`` quarantined rows, ``fail`` stopped the run)."""

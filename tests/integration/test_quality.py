@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 import uuid
 from collections import Counter
 
@@ -13,6 +15,7 @@ from pyspark.sql import functions as F
 
 from quality.gates import build_gate
 from quality.suites import Check, Suite, default_suites
+from spark.gates import GateFailure
 from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
 from spark.transforms.gold import KEYS
@@ -199,3 +202,62 @@ def test_a_failed_batch_promotes_nothing_until_the_suite_is_relaxed(stack, spark
     plays = silver.filter(F.col("event_type") == "play").count()
     gold_plays = _table(spark, strict, "gold.title_popularity").agg(F.sum("plays")).first()[0]
     assert gold_plays == plays > 0
+
+
+@pytest.fixture
+def driver_in_tokyo():
+    """The driver process on a laptop's clock nine hours east of UTC."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    yield
+    if saved is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
+
+
+def test_a_drop_check_that_cannot_run_stops_its_batch_on_record(
+    stack, spark, profile, driver_in_tokyo
+):
+    """A drop check on a column the batch lacks cannot say which rows to drop: the batch
+    stops with Great Expectations' error, is recorded as stopped at the right UTC time
+    (whatever the driver's clock), and the report says a gate stopped a batch."""
+    from quality.report import _layer_section, _Tables
+
+    renamed = workspace_of(profile, f"raised-{uuid.uuid4().hex[:6]}")
+    suite = Suite(
+        table="silver.events",
+        allows_drop=True,
+        checks=(
+            Check(
+                name="silver_renamed_present",
+                action="drop",
+                expectation=gx.expectations.ExpectColumnValuesToNotBeNull(column="renamed"),
+                description="a column the batch does not have",
+            ),
+        ),
+    )
+    gate = build_gate(renamed, "run-raised", {"silver.events": suite})
+    batch = spark.createDataFrame([(1,), (None,)], "x int")
+
+    with pytest.raises(GateFailure) as stopped:
+        gate("silver.events", batch, 0)
+    assert str(stopped.value).startswith(
+        "quality gate failed for silver.events batch 0: silver_renamed_present ("
+    )
+    assert "renamed" in str(stopped.value).split("silver_renamed_present", 1)[1]
+
+    record = _table(spark, renamed, "quality.validation_events").select(
+        "action",
+        "success",
+        "unexpected_count",
+        (F.unix_timestamp(F.current_timestamp()) - F.unix_timestamp("validated_ts")).alias("age"),
+    )
+    ((action, success, unexpected, age),) = record.collect()
+    assert (action, success, unexpected) == ("drop", False, None)
+    assert 0 <= age < 600, age
+    assert "Attention: a gate stopped at least one batch." in _layer_section(
+        _Tables(spark, renamed)
+    )

@@ -55,6 +55,9 @@ def test_pages_for_every_suite_and_batch_work_offline_and_escape_the_data(tmp_pa
     assert len(list((site / "validations").rglob("*.html"))) == 3
 
     page = latest.read_text()
+    # Every check, two of one type on one column (played_s) among them.
+    evaluated = re.search(r"Evaluated Expectations</div></td><td[^>]*><div[^>]*>(\d+)<", page)
+    assert int(evaluated.group(1)) == len(suites["silver.events"].checks)
     assert "&lt;script&gt;alert(" in page
     assert PAYLOAD not in page and "<img src=x" not in page
     suite_page = (site / docs.suite_pages["silver.events"]).read_text()

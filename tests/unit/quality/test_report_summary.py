@@ -25,6 +25,22 @@ def test_a_workspace_with_no_validation_yet_is_not_called_healthy():
     assert "Healthy" not in section and "Attention" not in section
 
 
+class _SilverBehind:
+    """Silver read 1,094 of bronze's 1,294 records: 1,000 promoted, 94 quarantined."""
+
+    def get(self, name):
+        return None
+
+    def count(self, name):
+        return {"bronze.events": 1294, "silver.events": 1000, "silver.quarantine": 94}[name]
+
+
+def test_silver_s_rows_in_are_what_it_read_and_the_rest_is_not_read_yet():
+    section = report._layer_section(_SilverBehind())
+    cells = "".join(f"<td>{cell}</td>" for cell in ("silver.events", 0, 1094, 1000, 94, 200, 0))
+    assert cells in section
+
+
 def test_chart_libraries_missing_are_named_before_a_jvm_starts(monkeypatch, tmp_path, capsys):
     def no_session(*args, **kwargs):
         raise AssertionError("a Spark session was started")
