@@ -104,13 +104,15 @@ def load_deployment(path: Path = DEPLOYMENT_FILE) -> Deployment:
     settings = Deployment(
         eventhubs=EventHubsSettings(
             namespace=namespace,
-            bootstrap_servers=hubs["bootstrap_servers"]
+            bootstrap_servers=_bootstrap(hubs["bootstrap_servers"])
             or f"{namespace}.servicebus.windows.net:9093",
             auth=_choice(hubs["auth"], EVENTHUBS_AUTH, "REELHOUSE_EVENTHUBS_AUTH"),
             login_module=_choice(
                 hubs["login_module"], LOGIN_MODULES, "REELHOUSE_KAFKA_LOGIN_MODULE"
             ),
-            truststore_pem=hubs["truststore_pem"],
+            truststore_pem=_existing_file(
+                hubs["truststore_pem"], "REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM"
+            ),
         ),
         storage=StorageSettings(
             account=account,
@@ -122,7 +124,10 @@ def load_deployment(path: Path = DEPLOYMENT_FILE) -> Deployment:
                 storage["emulator_endpoint"], "REELHOUSE_ADLS_EMULATOR_ENDPOINT"
             ),
         ),
-        keyvault=KeyVaultSettings(url=vault["url"].rstrip("/"), ca_file=vault["ca_file"]),
+        keyvault=KeyVaultSettings(
+            url=vault["url"].rstrip("/"),
+            ca_file=_existing_file(vault["ca_file"], "REELHOUSE_KEYVAULT_CA_FILE"),
+        ),
     )
     _check_identities(settings)
     return replace(
@@ -185,6 +190,34 @@ def _host_port(value: str, variable: str) -> str:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"{variable} must look like host:port (127.0.0.1:10000); got {value!r}")
+    return value
+
+
+def _bootstrap(value: str) -> str:
+    """``""`` (the namespace's endpoint) or servers as ``host[:port],...``: Kafka's clients
+    take a bare host as port 9093 here, as the preflight does."""
+    value = str(value).strip()
+    if not value:
+        return ""
+    for address in value.split(","):
+        address = address.strip()
+        host, colon, port = address.rpartition(":")
+        if not colon:
+            host, port = address, "9093"
+        if not host or " " in host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(
+                "REELHOUSE_EVENTHUBS_BOOTSTRAP must list host:port servers"
+                f" (<namespace>.servicebus.windows.net:9093); got {address!r} in {value!r}"
+            )
+    return value
+
+
+def _existing_file(value: str, variable: str) -> str:
+    """``""`` (not set) or the path of a file that exists (a certificate a client loads
+    only when it first connects, by then far from the setting that named it)."""
+    value = str(value).strip()
+    if value and not Path(value).is_file():
+        raise SettingsError(f"{variable} names {value!r}, which is not a file")
     return value
 
 

@@ -191,7 +191,12 @@ class Preflight:
         return f"{hubs.bootstrap_servers} reachable"
 
     def _kafka_handshake(self) -> str:
-        from azure_profile.kafka_check import KafkaCheckError, check_kafka_sasl
+        from azure_profile.kafka_check import (
+            KafkaCheckError,
+            KafkaTlsError,
+            KafkaUnreachable,
+            check_kafka_sasl,
+        )
 
         hubs, storage = self.deployment.eventhubs, self.deployment.storage
         try:
@@ -208,6 +213,18 @@ class Preflight:
             check_kafka_sasl(
                 {"bootstrap.servers": hubs.bootstrap_servers, **options}, hubs.namespace
             )
+        except KafkaUnreachable as error:
+            raise CheckFailed(
+                str(error),
+                "check the namespace's networking (public access or a private endpoint, its"
+                " firewall) and that this host may connect out on port 9093",
+            ) from None
+        except KafkaTlsError as error:
+            raise CheckFailed(
+                str(error),
+                "trust the endpoint's certificate authority (the system's, or a PEM file in"
+                " REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM)",
+            ) from None
         except KafkaCheckError as error:
             raise CheckFailed(
                 str(error),

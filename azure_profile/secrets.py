@@ -65,6 +65,7 @@ class KeyVaultSecrets:
             HttpResponseError,
             ResourceNotFoundError,
             ServiceRequestError,
+            ServiceResponseError,
         )
 
         try:
@@ -82,6 +83,10 @@ class KeyVaultSecrets:
         except ServiceRequestError as error:
             raise SecretResolutionError(
                 f"Key Vault {self.url} is unreachable: {_first_line(error)}", "unreachable"
+            ) from None
+        except ServiceResponseError as error:  # connected, and no answer in time
+            raise SecretResolutionError(
+                f"Key Vault {self.url} did not answer: {_first_line(error)}", "unreachable"
             ) from None
         except HttpResponseError as error:
             if error.status_code == 403:
@@ -108,6 +113,9 @@ class KeyVaultSecrets:
 
             options = {
                 "retry_total": RETRIES,
+                # A vault that takes the connection and never answers is named after one
+                # read timeout, not three.
+                "retry_read": 0,
                 "connection_timeout": CONNECTION_TIMEOUT_S,
                 "read_timeout": READ_TIMEOUT_S,
                 # A vault on this machine (parity tests) has an IP-address host that the

@@ -8,6 +8,8 @@ import pytest
 
 from azure_profile.deployment import load_deployment
 from azure_profile.eventhubs import kafka_options, parse_connection_string
+from azure_profile.kafka_check import KafkaAuthError, KafkaTlsError, KafkaUnreachable
+from azure_profile.preflight import CheckFailed, Preflight
 from azure_profile.storage import lake_url, storage_conf
 from local_stack.simulate.producer import kafka_python_config
 from spark.session import REDACTION_CONF
@@ -182,6 +184,23 @@ def test_an_emulator_endpoint_switches_to_the_blob_api_over_http(azure_environme
         ),
         ("REELHOUSE_SECRETS_PROVIDER", "keyvault", "Key Vault URL is not set"),
         (
+            "REELHOUSE_KEYVAULT_CA_FILE",
+            "/nonexistent.pem",
+            "REELHOUSE_KEYVAULT_CA_FILE names '/nonexistent.pem', which is not a file",
+        ),
+        (
+            "REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM",
+            "/nonexistent.pem",
+            "REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM names '/nonexistent.pem', which is not a file",
+        ),
+        (
+            "REELHOUSE_EVENTHUBS_BOOTSTRAP",
+            "127.0.0.1:99999",
+            "REELHOUSE_EVENTHUBS_BOOTSTRAP must list host:port servers",
+        ),
+        ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ",", "got '' in ','"),
+        ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ":9093", "got ':9093'"),
+        (
             "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING",
             "Endpoint=sb://other-namespace.servicebus.windows.net/;SharedAccessKeyName=R;"
             "SharedAccessKey=x",
@@ -220,12 +239,13 @@ def test_connection_string_parts():
     )
 
 
-def test_a_parity_trust_store_is_passed_as_pem(azure_environment, monkeypatch):
-    monkeypatch.setenv("REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM", "/tmp/ca.pem")
+def test_a_parity_trust_store_is_passed_as_pem(azure_environment, monkeypatch, tmp_path):
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM", str(tmp_path / "ca.pem"))
     deployment = load_deployment()
     options = kafka_options(deployment.eventhubs, connection_string=CONNECTION_STRING)
     assert options["ssl.truststore.type"] == "PEM"
-    assert options["ssl.truststore.location"] == "/tmp/ca.pem"
+    assert options["ssl.truststore.location"] == str(tmp_path / "ca.pem")
 
 
 @pytest.mark.parametrize(
@@ -257,3 +277,26 @@ def test_spark_redaction_masks_every_secret_form(text):
 def test_spark_redaction_covers_every_secret_setting(key):
     assert re.search(REDACTION_CONF["spark.redaction.regex"], key)
     assert re.search(REDACTION_CONF["spark.sql.redaction.options.regex"], key)
+
+
+@pytest.mark.parametrize(
+    ("raised", "hint"),
+    [
+        (KafkaTlsError("TLS to x:9093 failed"), "trust the endpoint's certificate authority"),
+        (KafkaUnreachable("cannot reach x:9093: no answer"), "check the namespace's networking"),
+        (KafkaAuthError("x:9093 rejected the login"), "copy the namespace's connection string"),
+    ],
+)
+def test_the_handshake_s_hint_follows_what_failed(azure_environment, monkeypatch, raised, hint):
+    def failing(options, namespace):
+        raise raised
+
+    monkeypatch.setattr("azure_profile.kafka_check.check_kafka_sasl", failing)
+    preflight = Preflight(
+        deployment=load_deployment(),
+        secrets={"eventhubs_connection_string": CONNECTION_STRING},
+    )
+    with pytest.raises(CheckFailed) as failed:
+        preflight._kafka_handshake()
+    assert str(failed.value) == str(raised)
+    assert failed.value.hint.startswith(hint)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
 import pytest
 
 from azure_profile.secrets import (
@@ -47,6 +50,27 @@ def test_an_unreachable_vault_fails_in_seconds_with_one_line_naming_it():
     assert raised.value.reason == "unreachable"
     assert "https://127.0.0.1:9" in message and "\n" not in message
     assert isinstance(raised.value, SettingsError)  # the runners' one-line error path
+
+
+def test_a_vault_that_takes_the_connection_and_never_answers_is_named_after_one_wait(
+    monkeypatch,
+):
+    monkeypatch.setattr("azure_profile.secrets.CONNECTION_TIMEOUT_S", 1)
+    monkeypatch.setattr("azure_profile.secrets.READ_TIMEOUT_S", 1)
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(
+        target=lambda: [accepted.append(listener.accept()) for _ in range(5)], daemon=True
+    ).start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(SecretResolutionError) as raised:
+            KeyVaultSecrets(url, credential=_Credential()).get("eventhubs-connection-string")
+    finally:
+        listener.close()
+    assert raised.value.reason == "unreachable"
+    assert str(raised.value).startswith(f"Key Vault {url} did not answer: ")
+    assert len(accepted) == 1  # a read that timed out is not tried again
 
 
 def test_the_vault_reader_is_handed_to_the_azure_sdk(monkeypatch):
