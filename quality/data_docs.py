@@ -101,12 +101,39 @@ class DataDocs:
     latest_validation: dict[str, str]
 
 
-def build_data_docs(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> DataDocs:
-    """Render the Data Docs site into ``target`` (replaced) and make it work offline."""
-    import great_expectations as gx
+class DataDocsError(RuntimeError):
+    """A page would load something from the network; the message names it."""
 
+
+def offline_assets() -> list[Path]:
+    """The npm files the pages load instead of the network's."""
+    return [*VENDORED.values(), _FONT_DIR]
+
+
+def build_data_docs(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> DataDocs:
+    """Render the Data Docs site into ``target`` and make it work offline. The site is built
+    beside it and replaces it only when complete: a failure leaves the last site whole."""
+    building = target.with_name(f".{target.name}.building")
+    if building.exists():
+        shutil.rmtree(building)
+    try:
+        docs = _build(building, suites, recorded)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     if target.exists():
         shutil.rmtree(target)
+    building.rename(target)
+    return DataDocs(
+        index=target / docs.index.relative_to(building),
+        suite_pages=docs.suite_pages,
+        latest_validation=docs.latest_validation,
+    )
+
+
+def _build(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> DataDocs:
+    import great_expectations as gx
+
     context = gx.get_context(mode="ephemeral")
     context.add_data_docs_site(
         SITE_NAME,
@@ -236,7 +263,7 @@ def _localise(site: Path) -> None:
     vendor.mkdir(parents=True, exist_ok=True)
     for url, source in VENDORED.items():
         if not source.exists():
-            raise FileNotFoundError(f"{source} is missing; run `make setup`")
+            raise DataDocsError(f"{source} is missing; run `make setup`")
         shutil.copyfile(source, vendor / _vendored_name(url, source))
     # Font Awesome's stylesheet (in static/vendor/) loads ../webfonts/.
     shutil.copytree(_FONT_DIR, site / "static" / "webfonts", dirs_exist_ok=True)
@@ -261,7 +288,9 @@ def _localise(site: Path) -> None:
         # Data Docs count one level too few for validation pages' favicon.
         text = _STATIC.sub(lambda match, up=up: f"{match.group(1)}{up}static/", text)
         if remote:
-            raise ValueError(f"{page.name} loads {remote[0]}, which is not vendored")
+            raise DataDocsError(
+                f"{page.name} loads {remote[0]}, which is not vendored (quality.data_docs.VENDORED)"
+            )
         page.write_text(text)
 
 

@@ -42,16 +42,19 @@ def report_dir(profile: Profile) -> Path:
     return load_stack_settings().state_dir / "reports" / profile.workspace
 
 
-def check_chart_libraries() -> None:
-    """The chart libraries the report copies next to it: before a JVM is started."""
-    for source in CHART_LIBRARIES.values():
+def check_offline_assets() -> None:
+    """The chart libraries the report copies next to it and the files its Data Docs load
+    instead of the network's: before a JVM is started."""
+    from quality.data_docs import offline_assets
+
+    for source in [*CHART_LIBRARIES.values(), *offline_assets()]:
         if not source.exists():
             raise ReportError(f"{source} is missing; run `make setup`")
 
 
 def build_report(spark: SparkSession, profile: Profile, run_id: str | None = None) -> Path:
     """Write the report for the profile's workspace; return the index page's path."""
-    check_chart_libraries()
+    check_offline_assets()
     tables = _Tables(spark, profile)
     if not tables.frames:  # a mistyped workspace, or one whose layers never ran
         raise ReportError(
@@ -466,15 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile")
     parser.add_argument("--workspace")
     args = parser.parse_args(argv)
+    from quality.data_docs import DataDocsError
     from spark.io.preflight import PreflightError, lake_session
     from spark.settings import SettingsError, load_profile
 
     try:
         profile = load_profile(args.profile, args.workspace)
-        check_chart_libraries()  # before a JVM is started
+        check_offline_assets()  # before a JVM is started
         spark = lake_session(profile, app_name="reelhouse-report")
         print(build_report(spark, profile))
-    except (SettingsError, PreflightError, ReportError, OSError) as error:
+    except (SettingsError, PreflightError, ReportError, DataDocsError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

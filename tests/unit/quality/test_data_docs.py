@@ -80,3 +80,20 @@ def test_a_table_keeps_only_its_latest_batches(tmp_path, monkeypatch):
     pages = sorted(p.name for p in (tmp_path / "docs" / "validations").rglob("*.html"))
     assert pages == ["batch-2.html", "batch-3.html"]
     assert "batch-3" in docs.latest_validation["silver.events"]
+
+
+def test_a_site_that_fails_to_build_leaves_the_last_one_whole(tmp_path, monkeypatch):
+    from quality import data_docs
+
+    suites = default_suites()
+    site = tmp_path / "docs"
+    first = build_data_docs(site, suites, _recorded(suites, batches=1))
+    pages = sorted(path.relative_to(site) for path in site.rglob("*.html"))
+    url = next(iter(data_docs.VENDORED))
+    monkeypatch.setitem(data_docs.VENDORED, url, tmp_path / "gone.css")
+
+    with pytest.raises(data_docs.DataDocsError, match=r"gone.css is missing; run `make setup`"):
+        build_data_docs(site, suites, _recorded(suites, batches=2))
+    assert sorted(path.relative_to(site) for path in site.rglob("*.html")) == pages
+    assert first.index.exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["docs"]

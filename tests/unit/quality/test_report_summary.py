@@ -50,3 +50,17 @@ def test_chart_libraries_missing_are_named_before_a_jvm_starts(monkeypatch, tmp_
     monkeypatch.setitem(report.CHART_LIBRARIES, "vega.min.js", missing)
     assert report.main(["--workspace", "main"]) == 1
     assert capsys.readouterr().err.strip() == f"error: {missing} is missing; run `make setup`"
+
+
+def test_data_docs_assets_missing_are_named_before_a_jvm_starts(monkeypatch, tmp_path, capsys):
+    def no_session(*args, **kwargs):
+        raise AssertionError("a Spark session was started")
+
+    from quality import data_docs
+
+    monkeypatch.setattr("spark.io.preflight.lake_session", no_session)
+    missing = tmp_path / "bootstrap.min.css"
+    url = next(iter(data_docs.VENDORED))
+    monkeypatch.setitem(data_docs.VENDORED, url, missing)
+    assert report.main(["--workspace", "main"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {missing} is missing; run `make setup`"
