@@ -32,6 +32,7 @@ CHART_LIBRARIES = {
     "vega-embed.min.js": NODE_DIR / "node_modules" / "vega-embed" / "build" / "vega-embed.min.js",
 }
 EXAMPLE_CHARS = 160
+TOP_REASONS = 15
 
 
 class ReportError(RuntimeError):
@@ -321,22 +322,29 @@ def _quarantine_section(tables: _Tables) -> str:
     quarantine = tables.get("silver.quarantine")
     if quarantine is None:
         return "<h2>Quarantine</h2><p>Nothing quarantined.</p>"
+    from pyspark.sql import Window
+
     reasons = quarantine.select(F.explode("reasons").alias("reason"), "value")
-    top = (
-        reasons.groupBy("reason")
-        .agg(
-            F.count("*").alias("records"),
-            F.slice(
-                F.collect_list(F.substring(F.col("value").cast("string"), 1, EXAMPLE_CHARS)), 1, 2
-            ).alias("examples"),
-        )
-        .orderBy(F.desc("records"))
-        .limit(15)
+    counts = reasons.groupBy("reason").agg(F.count("*").alias("records"))
+    top = counts.orderBy(F.desc("records"), "reason").limit(TOP_REASONS).collect()
+    # Two examples a reason, without gathering every payload of a large quarantine.
+    examples: dict[str, list[str]] = {}
+    first = Window.partitionBy("reason").orderBy("value")
+    for r in (
+        reasons.where(F.col("reason").isin([r["reason"] for r in top]))
+        .withColumn("example", F.row_number().over(first))
+        .where(F.col("example") <= 2)
+        .select("reason", F.substring(F.col("value").cast("string"), 1, EXAMPLE_CHARS).alias("v"))
         .collect()
-    )
-    rows = [[r["reason"], r["records"], " | ".join(r["examples"])] for r in top]
-    return "<h2>Top quarantine reasons</h2>" + _table(
-        ["reason", "records", "examples (raw payload, truncated)"], rows
+    ):
+        examples.setdefault(r["reason"], []).append(r["v"])
+    rows = [[r["reason"], r["records"], " | ".join(examples.get(r["reason"], []))] for r in top]
+    total = counts.count()
+    shown = f"<p>The {len(top)} most frequent of {total} reasons.</p>" if total > len(top) else ""
+    return (
+        "<h2>Top quarantine reasons</h2>"
+        + shown
+        + _table(["reason", "records", "examples (raw payload, truncated)"], rows)
     )
 
 
@@ -374,12 +382,16 @@ def _gold_section(tables: _Tables, charts: list) -> str:
         )
     sessions = tables.get("gold.sessions")
     if sessions is not None:
-        data = [
-            {"minutes": r["minutes"], "sessions": r["sessions"]}
+        counted = {
+            r["minutes"]: r["sessions"]
             for r in sessions.groupBy((F.floor(F.col("duration_s") / 600) * 10).alias("minutes"))
             .agg(F.count("*").alias("sessions"))
-            .orderBy("minutes")
             .collect()
+        }
+        # Every bin up to the longest, empty ones included: the axis is ordinal.
+        data = [
+            {"minutes": minutes, "sessions": counted.get(minutes, 0)}
+            for minutes in range(0, max(counted, default=-10) + 10, 10)
         ]
         chart = (
             alt.Chart(alt.Data(values=data))

@@ -160,3 +160,46 @@ def test_a_workspace_without_tables_is_named_not_reported(stack, spark, profile)
         f"workspace {empty.workspace!r} has no tables at {empty.lake.root}: nothing to report"
     )
     assert not report_dir(empty).exists()
+
+
+class _Frames:
+    def __init__(self, **frames):
+        self.frames = {name.replace("__", "."): frame for name, frame in frames.items()}
+
+    def get(self, name):
+        return self.frames.get(name)
+
+
+def test_the_quarantine_shows_its_top_reasons_and_says_how_many_there_are(spark):
+    from quality.report import TOP_REASONS, _quarantine_section
+
+    rows = [
+        ([f"reason_{reason:02d}"], f"payload-{reason}-{copy}".encode())
+        for reason in range(TOP_REASONS + 2)
+        for copy in range(reason + 1)
+    ]
+    quarantine = spark.createDataFrame(rows, "reasons array<string>, value binary")
+    section = _quarantine_section(_Frames(silver__quarantine=quarantine))
+
+    assert f"The {TOP_REASONS} most frequent of {TOP_REASONS + 2} reasons." in section
+    top = TOP_REASONS + 1
+    assert f"<td>reason_{top}</td><td>{top + 1}</td><td>payload-{top}-0 | payload-{top}-1" in (
+        section
+    )
+    assert "reason_01" not in section and "reason_00" not in section
+
+
+def test_the_session_duration_chart_keeps_its_empty_bins(spark):
+    from quality.report import _gold_section
+
+    sessions = spark.createDataFrame([(300.0,), (2_100.0,), (2_200.0,)], "duration_s double")
+    charts: list = []
+    _gold_section(_Frames(gold__sessions=sessions), charts)
+
+    ((_, chart),) = charts
+    assert chart["data"]["values"] == [
+        {"minutes": 0, "sessions": 1},
+        {"minutes": 10, "sessions": 0},
+        {"minutes": 20, "sessions": 0},
+        {"minutes": 30, "sessions": 2},
+    ]
