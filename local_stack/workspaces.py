@@ -17,6 +17,7 @@ blob ``lake/test-1`` (the folder marker) and the blobs under ``lake/test-1/``, n
 from __future__ import annotations
 
 import fnmatch
+import glob
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -106,11 +107,25 @@ def choose_workspaces(
 
 
 def drop_workspace(settings: StackSettings, usage: WorkspaceUsage) -> WorkspaceUsage:
-    """Delete one workspace's folders and topics; what it held."""
+    """Delete one workspace's folders and topics, and the stack's files of it (its quality
+    report, its simulations' manifests and truths); what it held in the lake and broker."""
     for folder in _folders(settings):
         folder.delete(usage.name)
     _delete_topics(settings, usage.topics)
+    _delete_local_files(settings, usage.name)
     return usage
+
+
+def _delete_local_files(settings: StackSettings, workspace: str) -> None:
+    report = settings.state_dir / "reports" / workspace
+    if report.is_dir() and not report.is_symlink():
+        shutil.rmtree(report)
+    simulations = settings.state_dir / "simulations"
+    # Named after the workspace's topics (<workspace>.viewing-events.manifest.json): a
+    # workspace name holds no dot, so test-1. is never test-10.'s.
+    for path in simulations.glob(f"{glob.escape(workspace)}.*") if simulations.is_dir() else ():
+        if path.is_file():
+            path.unlink()
 
 
 def format_bytes(size: int) -> str:

@@ -56,8 +56,25 @@ def test_drop_workspace_deletes_its_tables_checkpoints_and_topics_and_nothing_el
     assert usage[dropped].bytes > 0
     assert usage[dropped].topics == (f"{dropped}.viewing-events",)
 
+    # The stack's files of a workspace: its report, its simulations' manifest and truth.
+    state = stack.settings.state_dir
+    files = {
+        workspace: [
+            state / "reports" / workspace / "index.html",
+            state / "simulations" / f"{workspace}.viewing-events.manifest.json",
+            state / "simulations" / f"{workspace}.viewing-events.truth.json",
+        ]
+        for workspace in (dropped, neighbour)
+    }
+    for path in (path for paths in files.values() for path in paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+
     assert main(["drop-workspace", dropped]) == 0
     assert f"dropped {dropped}: {usage[dropped].objects} blobs" in capsys.readouterr().out
+    assert not any(path.exists() for path in files[dropped])
+    assert not (state / "reports" / dropped).exists()
+    assert all(path.exists() for path in files[neighbour])
 
     location = load_profile("local", dropped).lake.table_location("bronze.events")
     assert not DeltaTable.isDeltaTable(spark, location)
