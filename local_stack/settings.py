@@ -133,8 +133,17 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
             value = value[part]
         return value
 
+    ports: dict[int, str] = {}
+
     def port(key: str) -> int:
-        return _port(key, get(key))
+        number = _port(key, get(key))
+        if number in ports:  # two services on one port: the second cannot start
+            raise SettingsError(
+                f"stack settings {ports[number]} and {key} are both port {number}:"
+                " every service needs its own"
+            )
+        ports[number] = key
+        return number
 
     def seconds(key: str) -> float:
         return _seconds(key, get(key))

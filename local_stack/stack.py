@@ -24,6 +24,8 @@ from local_stack.topics import ensure_topic
 
 log = logging.getLogger(__name__)
 
+# A prefect CLI call (a deployment, a work pool) that takes longer has a server that hangs.
+PREFECT_COMMAND_TIMEOUT_S = 300
 # What the stack and the project write under the state folder: `clean` deletes a folder
 # that holds nothing else (REELHOUSE_STACK_DIR may name any folder).
 STATE_ENTRIES = frozenset(
@@ -209,14 +211,20 @@ class LocalStack:
         return [self.prefect_worker.stop(), self.prefect_server.stop()]
 
     def _prefect(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-        completed = subprocess.run(
-            [_prefect_binary(), *arguments],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            env=prefect_environment(self.settings),
-            timeout=300,
-        )
+        try:
+            completed = subprocess.run(
+                [_prefect_binary(), *arguments],
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                env=prefect_environment(self.settings),
+                timeout=PREFECT_COMMAND_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            raise StackError(
+                f"prefect {' '.join(arguments)} did not finish in {PREFECT_COMMAND_TIMEOUT_S} s"
+                f" (is the server at {self.settings.prefect.api_url} answering?)"
+            ) from None
         if check and completed.returncode != 0:
             tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
             raise StackError(f"prefect {' '.join(arguments)} failed: {' | '.join(tail)}")

@@ -64,6 +64,17 @@ def test_a_bad_stack_file_is_named_with_its_setting(tmp_path, change, message):
     assert "\n" not in str(error.value)
 
 
+def test_two_services_on_one_port_are_refused_before_either_starts(monkeypatch):
+    monkeypatch.setenv("REELHOUSE_KEYVAULT_PORT", "10600")
+    monkeypatch.setenv("REELHOUSE_KEYVAULT_IDENTITY_PORT", "10600")
+    with pytest.raises(SettingsError) as error:
+        load_stack_settings()
+    assert str(error.value) == (
+        "stack settings keyvault.port and keyvault.identity_port are both port 10600:"
+        " every service needs its own"
+    )
+
+
 def test_compose_images_and_ports_agree_with_the_local_profile():
     compose = yaml.safe_load(COMPOSE.read_text())
     settings = load_stack_settings()
@@ -172,3 +183,16 @@ def test_a_worker_is_healthy_by_its_own_start_not_an_earlier_ones(tmp_path):
     with worker.log_file.open("a") as log:
         log.write("Worker 'reelhouse-local-worker' started!\n")
     assert worker.is_healthy()
+
+
+def test_a_prefect_command_that_hangs_is_named_not_a_traceback(tmp_path, monkeypatch):
+    from local_stack.services import StackError
+    from local_stack.stack import LocalStack
+
+    hanging = tmp_path / "prefect"
+    hanging.write_text("#!/bin/sh\nexec sleep 30\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr("local_stack.stack._prefect_binary", lambda: str(hanging))
+    monkeypatch.setattr("local_stack.stack.PREFECT_COMMAND_TIMEOUT_S", 0.5)
+    with pytest.raises(StackError, match=r"^prefect work-pool ls did not finish in 0.5 s \(is"):
+        LocalStack()._prefect("work-pool", "ls")
