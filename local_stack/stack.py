@@ -122,9 +122,10 @@ class LocalStack:
         from local_stack import parity
 
         header = self.keyvault.identity_header_file
-        if not header.is_file():
+        # Variables that point at a vault nothing answers at would fail later, far from here.
+        if not header.is_file() or not self.keyvault.is_healthy():
             raise StackError(
-                "the local Key Vault has not been started: run `python -m local_stack"
+                "the local Key Vault is not running: run `python -m local_stack"
                 " keyvault-up` first"
             )
         return {

@@ -15,6 +15,7 @@ from local_stack.jvm import POM, artifact_name
 from local_stack.services import Azurite, KafkaBroker, PrefectWorker, StackError
 from local_stack.settings import PACKAGE_DIR, PROJECT_ROOT, STACK_FILE, load_stack_settings
 from spark.settings import SettingsError
+from tests.ports import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -186,7 +187,6 @@ def test_a_worker_is_healthy_by_its_own_start_not_an_earlier_ones(tmp_path):
 
 
 def test_a_prefect_command_that_hangs_is_named_not_a_traceback(tmp_path, monkeypatch):
-    from local_stack.services import StackError
     from local_stack.stack import LocalStack
 
     hanging = tmp_path / "prefect"
@@ -196,3 +196,19 @@ def test_a_prefect_command_that_hangs_is_named_not_a_traceback(tmp_path, monkeyp
     monkeypatch.setattr("local_stack.stack.PREFECT_COMMAND_TIMEOUT_S", 0.5)
     with pytest.raises(StackError, match=r"^prefect work-pool ls did not finish in 0.5 s \(is"):
         LocalStack()._prefect("work-pool", "ls")
+
+
+def test_azure_env_of_a_stopped_vault_is_refused(tmp_path, monkeypatch):
+    from local_stack.stack import LocalStack
+
+    vault = free_port()
+    identity = next(port for port in iter(free_port, None) if port != vault)
+    monkeypatch.setenv("REELHOUSE_STACK_DIR", str(tmp_path))
+    monkeypatch.setenv("REELHOUSE_KEYVAULT_PORT", str(vault))
+    monkeypatch.setenv("REELHOUSE_KEYVAULT_IDENTITY_PORT", str(identity))
+    stack = LocalStack()
+    header = stack.keyvault.identity_header_file
+    header.parent.mkdir(parents=True, exist_ok=True)
+    header.write_text("left from an earlier start\n")  # keyvault-down keeps it
+    with pytest.raises(StackError, match=r"^the local Key Vault is not running: run"):
+        stack.azure_environment()
