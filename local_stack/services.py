@@ -635,14 +635,15 @@ def _prefect_binary() -> str:
 
 def kafka_answers(bootstrap_servers: str, timeout_s: float) -> bool:
     """True when a broker at ``bootstrap_servers`` answers a metadata request."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
+
+    from local_stack.topics import admin_client
 
     host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
     if not _port_in_use(int(port), host):
         return False
     try:
-        admin = KafkaAdminClient(
+        admin = admin_client(
             bootstrap_servers=bootstrap_servers,
             request_timeout_ms=int(timeout_s * 1000),
             # The client's own bootstrap wait is 30 s: a port that accepts and never

@@ -15,6 +15,23 @@ UNKNOWN_TOPIC_OR_PARTITION = 3
 TOPIC_AUTHORIZATION_FAILED = 29
 
 
+def admin_client(**config) -> KafkaAdminClient:
+    """A ``KafkaAdminClient`` that stops its IO thread when it cannot reach the cluster:
+    kafka-python 3.0 starts the thread, then bootstraps, and when that times out leaves the
+    thread and its sockets running with no client to close (one more per failed check)."""
+    admin = KafkaAdminClient.__new__(KafkaAdminClient)
+    try:
+        admin.__init__(**config)
+    except BaseException:
+        client, network = getattr(admin, "_client", None), getattr(admin, "_net", None)
+        if client is not None:
+            client.close()
+        if network is not None:
+            network.stop()
+        raise
+    return admin
+
+
 def ensure_topic(
     bootstrap_servers: str,
     topic: str,
@@ -73,7 +90,7 @@ def _admin_client(
         **kafka_python_config(client_options or {}, client="admin"),
         "bootstrap_servers": bootstrap_servers.split(","),
     }
-    return KafkaAdminClient(**config)
+    return admin_client(**config)
 
 
 def describe_topic(
@@ -91,7 +108,7 @@ def describe_topic(
     }
     if "sasl_oauth_token_provider" in config:
         config["sasl_oauth_token_provider"].token()  # its own one-line refusal
-    admin = KafkaAdminClient(**config)
+    admin = admin_client(**config)
     try:
         described = admin.describe_topics([topic])
     finally:

@@ -212,3 +212,28 @@ def test_azure_env_of_a_stopped_vault_is_refused(tmp_path, monkeypatch):
     header.write_text("left from an earlier start\n")  # keyvault-down keeps it
     with pytest.raises(StackError, match=r"^the local Key Vault is not running: run"):
         stack.azure_environment()
+
+
+def test_a_broker_that_never_answers_is_given_up_on_without_leaving_a_thread():
+    """A port that takes connections and says nothing: kafka-python's admin client starts
+    its IO thread before it bootstraps; a failed health check stops it."""
+    import threading
+
+    from local_stack.services import kafka_answers
+
+    def kafka_threads() -> list[str]:
+        return [thread.name for thread in threading.enumerate() if "kafka" in thread.name]
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(
+        target=lambda: [accepted.append(listener.accept()) for _ in range(10)], daemon=True
+    ).start()
+    before = kafka_threads()
+    try:
+        assert not any(
+            kafka_answers(f"127.0.0.1:{listener.getsockname()[1]}", 0.5) for _ in range(3)
+        )
+    finally:
+        listener.close()
+    assert accepted and kafka_threads() == before
