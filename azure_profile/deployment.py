@@ -110,9 +110,9 @@ def load_deployment(path: Path = DEPLOYMENT_FILE) -> Deployment:
             login_module=_choice(
                 hubs["login_module"], LOGIN_MODULES, "REELHOUSE_KAFKA_LOGIN_MODULE"
             ),
-            truststore_pem=_existing_file(
-                hubs["truststore_pem"], "REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM"
-            ),
+            # Not checked here: Spark's executors read it, and may hold files the driver
+            # does not (the preflight, on the driver, names one it cannot read).
+            truststore_pem=hubs["truststore_pem"],
         ),
         storage=StorageSettings(
             account=account,
@@ -182,39 +182,33 @@ def _required(value: str, what: str, variable: str) -> str:
     return str(value).strip()
 
 
-def _host_port(value: str, variable: str) -> str:
+def _host_port(value: str, variable: str, example: str = "127.0.0.1:10000") -> str:
     """``""`` (not set) or ``host:port``, the port a number from 1 to 65535."""
     value = str(value).strip()
     if not value:
         return ""
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"{variable} must look like host:port (127.0.0.1:10000); got {value!r}")
+        raise SettingsError(f"{variable} must look like host:port ({example}); got {value!r}")
     return value
 
 
 def _bootstrap(value: str) -> str:
-    """``""`` (the namespace's endpoint) or servers as ``host[:port],...``: Kafka's clients
-    take a bare host as port 9093 here, as the preflight does."""
+    """``""`` (the namespace's endpoint) or ``host:port,...``: Spark's Kafka client refuses
+    a server without its port."""
     value = str(value).strip()
-    if not value:
-        return ""
-    for address in value.split(","):
-        address = address.strip()
-        host, colon, port = address.rpartition(":")
-        if not colon:
-            host, port = address, "9093"
-        if not host or " " in host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingsError(
-                "REELHOUSE_EVENTHUBS_BOOTSTRAP must list host:port servers"
-                f" (<namespace>.servicebus.windows.net:9093); got {address!r} in {value!r}"
-            )
+    for address in value.split(",") if value else ():
+        if not address.strip():
+            raise SettingsError(f"REELHOUSE_EVENTHUBS_BOOTSTRAP lists an empty server: {value!r}")
+        _host_port(
+            address, "REELHOUSE_EVENTHUBS_BOOTSTRAP", "<namespace>.servicebus.windows.net:9093"
+        )
     return value
 
 
 def _existing_file(value: str, variable: str) -> str:
-    """``""`` (not set) or the path of a file that exists (a certificate a client loads
-    only when it first connects, by then far from the setting that named it)."""
+    """``""`` (not set) or the path of a file that exists on the driver (a certificate
+    its client loads only when it first connects, by then far from the setting)."""
     value = str(value).strip()
     if value and not Path(value).is_file():
         raise SettingsError(f"{variable} names {value!r}, which is not a file")

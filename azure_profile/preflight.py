@@ -181,12 +181,8 @@ class Preflight:
 
     def _event_hubs_reachable(self) -> str:
         hubs = self.deployment.eventhubs
-        for address in hubs.bootstrap_servers.split(","):
-            host, colon, port = address.strip().rpartition(":")
-            if not colon:  # a bare host name: Event Hubs' Kafka endpoint listens on 9093
-                host, port = address.strip(), "9093"
-            if not port.isdigit():
-                raise ValueError(f"bootstrap server {address.strip()!r} is not HOST:PORT")
+        for address in hubs.bootstrap_servers.split(","):  # host:port each (the settings)
+            host, _, port = address.strip().rpartition(":")
             _reach(host, int(port), f"Event Hubs namespace {hubs.namespace}")
         return f"{hubs.bootstrap_servers} reachable"
 

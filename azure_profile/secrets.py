@@ -20,7 +20,7 @@ from spark.settings import SettingsError
 
 # Key Vault answers in milliseconds; a vault that does not answer in seconds is down.
 CONNECTION_TIMEOUT_S = 5
-READ_TIMEOUT_S = 15
+READ_TIMEOUT_S = 10
 RETRIES = 2
 
 
@@ -113,9 +113,9 @@ class KeyVaultSecrets:
 
             options = {
                 "retry_total": RETRIES,
-                # A vault that takes the connection and never answers is named after one
-                # read timeout, not three.
-                "retry_read": 0,
+                # A vault that takes the connection and never answers is named after two
+                # read timeouts (20 s), not three of 15 s; a reset read is tried again once.
+                "retry_read": 1,
                 "connection_timeout": CONNECTION_TIMEOUT_S,
                 "read_timeout": READ_TIMEOUT_S,
                 # A vault on this machine (parity tests) has an IP-address host that the

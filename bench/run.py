@@ -47,7 +47,7 @@ from spark.gates import PromoteEverything
 from spark.io.preflight import PreflightError
 from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
-from spark.session import ENGINE_CONF, JVM_OPTIONS, build_spark_session
+from spark.session import ENGINE_CONF, JVM_OPTIONS, TIME_ZONE, build_spark_session
 from spark.settings import Profile, SettingsError, load_profile
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -311,6 +311,7 @@ def _measure(
         "master": profile.spark_master,
         **ENGINE_CONF,
         **{key: value for key, value in profile.spark_conf.items() if key != "spark.jars"},
+        **TIME_ZONE,
         # Before the profile's (spark.driver.extraJavaOptions above) in every Spark JVM.
         "jvm_options": JVM_OPTIONS,
     }

@@ -125,8 +125,7 @@ class LocalStack:
         # Variables that point at a vault nothing answers at would fail later, far from here.
         if not header.is_file() or not self.keyvault.is_healthy():
             raise StackError(
-                "the local Key Vault is not running: run `python -m local_stack"
-                " keyvault-up` first"
+                "the local Key Vault is not running: run `python -m local_stack keyvault-up` first"
             )
         return {
             **parity.azure_environment(self.settings, container or parity.AZURE_CONTAINER),

@@ -189,16 +189,18 @@ def test_an_emulator_endpoint_switches_to_the_blob_api_over_http(azure_environme
             "REELHOUSE_KEYVAULT_CA_FILE names '/nonexistent.pem', which is not a file",
         ),
         (
-            "REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM",
-            "/nonexistent.pem",
-            "REELHOUSE_EVENTHUBS_TRUSTSTORE_PEM names '/nonexistent.pem', which is not a file",
+            "REELHOUSE_EVENTHUBS_BOOTSTRAP",
+            "127.0.0.1:99999",
+            "REELHOUSE_EVENTHUBS_BOOTSTRAP must look like host:port"
+            " (<namespace>.servicebus.windows.net:9093); got '127.0.0.1:99999'",
         ),
         (
             "REELHOUSE_EVENTHUBS_BOOTSTRAP",
-            "127.0.0.1:99999",
-            "REELHOUSE_EVENTHUBS_BOOTSTRAP must list host:port servers",
+            "ns.servicebus.windows.net",
+            "must look like host:port (<namespace>.servicebus.windows.net:9093);"
+            " got 'ns.servicebus.windows.net'",
         ),
-        ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ",", "got '' in ','"),
+        ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ",", "lists an empty server: ','"),
         ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ":9093", "got ':9093'"),
         (
             "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING",
