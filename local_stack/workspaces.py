@@ -53,6 +53,10 @@ class _Folder(Protocol):
         """Objects and bytes per workspace."""
         ...
 
+    def check_deletable(self, workspace: str) -> None:
+        """Raise StackError if the workspace's folder here must not be deleted."""
+        ...
+
     def delete(self, workspace: str) -> tuple[int, int]:
         """Delete one workspace's folder; the objects and bytes it held."""
         ...
@@ -109,7 +113,10 @@ def choose_workspaces(
 def drop_workspace(settings: StackSettings, usage: WorkspaceUsage) -> WorkspaceUsage:
     """Delete one workspace's folders and topics, and the stack's files of it (its quality
     report, its simulations' manifests and truths); what it held in the lake and broker."""
-    for folder in _folders(settings):
+    folders = _folders(settings)
+    for folder in folders:  # all of them before deleting any: no half-dropped workspace
+        folder.check_deletable(usage.name)
+    for folder in folders:
         folder.delete(usage.name)
     _delete_topics(settings, usage.topics)
     _delete_local_files(settings, usage.name)
@@ -200,6 +207,9 @@ class _BlobFolder:
             return {}
         return {workspace: (objects[workspace], sizes[workspace]) for workspace in objects}
 
+    def check_deletable(self, workspace: str) -> None:
+        """A blob folder holds blobs only: each is deleted by its name."""
+
     def delete(self, workspace: str) -> tuple[int, int]:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -251,13 +261,17 @@ class _LocalFolder:
             usage[folder.name] = (len(files), sum(path.stat().st_size for path in files))
         return usage
 
-    def delete(self, workspace: str) -> tuple[int, int]:
+    def check_deletable(self, workspace: str) -> None:
         folder = self.path / workspace
         if folder.is_symlink():
             raise StackError(
                 f"{folder} is a symbolic link, not a workspace's folder: not followed;"
                 " remove the link yourself"
             )
+
+    def delete(self, workspace: str) -> tuple[int, int]:
+        self.check_deletable(workspace)
+        folder = self.path / workspace
         if not folder.is_dir():
             return 0, 0
         files = [path for path in folder.rglob("*") if path.is_file()]

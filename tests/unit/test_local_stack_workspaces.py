@@ -103,3 +103,21 @@ def test_a_stopped_stack_is_named():
 )
 def test_sizes_read_as_a_person_would_write_them(size, text):
     assert format_bytes(size) == text
+
+
+def test_a_link_in_one_root_stops_the_drop_before_anything_is_deleted(tmp_path, monkeypatch):
+    from local_stack.workspaces import WorkspaceUsage, drop_workspace
+
+    lake, checkpoints, elsewhere = tmp_path / "lake", tmp_path / "checkpoints", tmp_path / "x"
+    (lake / "ws1").mkdir(parents=True)
+    (lake / "ws1" / "part-0").write_bytes(b"kept")
+    elsewhere.mkdir()
+    checkpoints.mkdir()
+    (checkpoints / "ws1").symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.setenv("REELHOUSE_LAKE_ROOT", f"file://{lake}")
+    monkeypatch.setenv("REELHOUSE_LAKE_CHECKPOINT_ROOT", f"file://{checkpoints}")
+    monkeypatch.setenv("REELHOUSE_STACK_DIR", str(tmp_path / "state"))
+
+    with pytest.raises(StackError, match=r"ws1 is a symbolic link, not a workspace's folder"):
+        drop_workspace(load_stack_settings(), WorkspaceUsage("ws1"))
+    assert (lake / "ws1" / "part-0").read_bytes() == b"kept"
