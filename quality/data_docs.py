@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -113,17 +114,24 @@ def offline_assets() -> list[Path]:
 def build_data_docs(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> DataDocs:
     """Render the Data Docs site into ``target`` and make it work offline. The site is built
     beside it and replaces it only when complete: a failure leaves the last site whole."""
-    building = target.with_name(f".{target.name}.building")
-    if building.exists():
-        shutil.rmtree(building)
+    if target.is_symlink():
+        raise DataDocsError(f"{target} is a symbolic link: not replaced")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A folder of its own (two builds at once do not share one), then two renames: the
+    # last site is whole until the new one takes its name.
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    retired = building.with_name(f"{building.name}.old")
     try:
         docs = _build(building, suites, recorded)
+        if target.exists():
+            target.rename(retired)
+        building.rename(target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        if retired.exists() and not target.exists():
+            retired.rename(target)
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    building.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
     return DataDocs(
         index=target / docs.index.relative_to(building),
         suite_pages=docs.suite_pages,
@@ -176,19 +184,9 @@ def _build(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> 
 def _add_suite(context, suite):
     """The suite as Great Expectations stores it; its notes list every check's name,
     action and description (Data Docs show suite notes, not per-expectation ones)."""
-    import great_expectations as gx
-
     lines = [f"- **{check.action}** `{check.name}`: {check.description}" for check in suite.checks]
     notes = f"{suite.description}\n\nChecks and their actions:\n\n" + "\n".join(lines)
-    # Given whole, as the gates build theirs: adding them one by one replaces an
-    # expectation of the same type on the same column (played_s at least 0, then at most a
-    # day: only the second stayed, and its results were shown for neither).
-    built = gx.ExpectationSuite(
-        name=suite.name,
-        notes=notes,
-        expectations=[check.expectation.copy(deep=True) for check in suite.checks],
-    )
-    return context.suites.add(built)
+    return context.suites.add(suite.expectation_suite(notes=notes))
 
 
 def _add_result(context, stored, suite, checks: list[RecordedCheck]):

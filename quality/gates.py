@@ -235,10 +235,7 @@ class QualityGate:
             # Not met without a row predicate, or could not run: validated once more,
             # together, for how many rows and which.
             detailed = gx_batch.validate(
-                gx.ExpectationSuite(
-                    name=f"{suite.name}_not_met",
-                    expectations=[check.expectation.copy(deep=True) for check in again],
-                ),
+                suite.expectation_suite(again, name=f"{suite.name}_not_met"),
                 result_format={"result_format": "BASIC", "partial_unexpected_count": EXAMPLES_KEPT},
             )
             for result in detailed.results:
@@ -258,11 +255,7 @@ class QualityGate:
                 name=f"{suite.name}_micro_batch"
             )
             self._expectation_suites[suite.table] = self._context.suites.add(
-                gx.ExpectationSuite(
-                    # Copies: a context assigns ids to what it holds; suites outlive gates.
-                    name=suite.name,
-                    expectations=[check.expectation.copy(deep=True) for check in suite.checks],
-                )
+                suite.expectation_suite()
             )
         return self._batch_definitions[suite.table], self._expectation_suites[suite.table]
 

@@ -334,7 +334,13 @@ def _quarantine_section(tables: _Tables) -> str:
         reasons.where(F.col("reason").isin([r["reason"] for r in top]))
         .withColumn("example", F.row_number().over(first))
         .where(F.col("example") <= 2)
-        .select("reason", F.substring(F.col("value").cast("string"), 1, EXAMPLE_CHARS).alias("v"))
+        .select(
+            "reason",
+            # A tombstone (quarantined as an empty payload) has no value.
+            F.coalesce(
+                F.substring(F.col("value").cast("string"), 1, EXAMPLE_CHARS), F.lit("(no value)")
+            ).alias("v"),
+        )
         .collect()
     ):
         examples.setdefault(r["reason"], []).append(r["v"])

@@ -109,6 +109,22 @@ class Suite:
         """``silver.events`` -> ``silver_events``."""
         return self.table.replace(".", "_")
 
+    def expectation_suite(
+        self, checks: tuple[Check, ...] | list[Check] | None = None, name: str = "", notes=None
+    ) -> gx.ExpectationSuite:
+        """Great Expectations' suite of ``checks`` (default: all). Copies: a context assigns
+        ids to what it holds, and suites outlive contexts. Given whole: adding expectations
+        one by one replaces one of the same type on the same column (played_s at least 0,
+        then at most a day: only the second stayed)."""
+        return gx.ExpectationSuite(
+            name=name or self.name,
+            notes=notes,
+            expectations=[
+                check.expectation.copy(deep=True)
+                for check in (self.checks if checks is None else checks)
+            ],
+        )
+
 
 # --- bronze.events: every record is kept, so checks warn or fail ---------------------
 

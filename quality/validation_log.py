@@ -74,7 +74,8 @@ def stopped_batch():
 
 def gate_summary(spark: SparkSession, profile: Profile, run_id: str) -> list[dict]:
     """Per gated table, for one run: batches validated, checks run and checks not met by
-    action (``warn`` promoted anyway, ``drop`` quarantined rows, ``fail`` stopped the run)."""
+    what they did (``warn`` promoted anyway, ``drop`` quarantined rows, ``fail`` stopped
+    the batch: a ``fail`` check not met, or a ``drop`` check that could not run)."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
@@ -91,9 +92,12 @@ def gate_summary(spark: SparkSession, profile: Profile, run_id: str) -> list[dic
             F.countDistinct("batch_id").alias("batches"),
             F.count("*").alias("checks"),
             *[
-                F.sum((not_met & (F.col("action") == action)).cast("int")).alias(action)
-                for action in ("warn", "drop", "fail")
+                F.sum((not_met & ~stopped_batch() & (F.col("action") == action)).cast("int")).alias(
+                    action
+                )
+                for action in ("warn", "drop")
             ],
+            F.sum(stopped_batch().cast("int")).alias("fail"),
         )
         .orderBy("table")
         .collect()

@@ -7,7 +7,8 @@ Definitions (also in the README, "Gold metrics"):
   ``unique_viewers`` = distinct users with a play, ``watch_minutes`` = sum of
   ``played_s`` / 60 of the title's events in that hour (an event's seconds count in its
   own hour, the end of the segment they measure). A row exists for every title with any
-  event in the hour; its ``title_name`` and ``genre`` are those of the latest of them.
+  event in the hour; its ``title_name`` and ``genre`` are those of the latest of them
+  that has one.
 - sessions: per ``session_id``: the user, region and device type of its first event,
   first and last event time, ``duration_s`` = last - first,
   ``titles_watched`` = distinct titles played, ``completed`` = any complete event. A
@@ -93,6 +94,11 @@ def _order() -> F.Column:
     return F.struct("event_ts", "event_id")
 
 
+def _latest(column: str) -> F.Column:
+    """``column`` of the latest event that has one (a search may name a title only by id)."""
+    return F.max_by(column, F.when(F.col(column).isNotNull(), _order()))
+
+
 def title_popularity(events: DataFrame) -> DataFrame:
     """Plays, unique viewers and watch minutes per region, hour and title."""
     is_play = F.col("event_type") == "play"
@@ -100,8 +106,8 @@ def title_popularity(events: DataFrame) -> DataFrame:
         events.filter(F.col("title_id").isNotNull())
         .groupBy("region", "event_hour", "title_id")
         .agg(
-            F.max_by("title_name", _order()).alias("title_name"),
-            F.max_by("genre", _order()).alias("genre"),
+            _latest("title_name").alias("title_name"),
+            _latest("genre").alias("genre"),
             F.count(F.when(is_play, 1)).alias("plays"),
             F.count_distinct(F.when(is_play, F.col("user_id"))).alias("unique_viewers"),
             _watch_minutes().alias("watch_minutes"),

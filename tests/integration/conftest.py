@@ -86,12 +86,17 @@ def gated_simulation():
 @pytest.fixture(scope="session")
 def gated(stack, spark, profile, gated_simulation) -> Profile:
     """bronze, silver and gold over a simulated topic, every batch gated (run ``GATED_RUN``);
-    bronze in batches. The quality tests check its records, the report tests render them."""
+    every layer in batches (bronze 2,000 records, silver and gold four files of the table
+    before). The quality tests check its records and its gold against the ground truth, the
+    report tests render them."""
     from quality.gates import build_gate
     from spark.jobs.layers import Trigger
     from spark.run import run_layers
 
     gated = workspace_of(profile, "quality", max_offsets=2_000)
+    gated = dataclasses.replace(
+        gated, lake=dataclasses.replace(gated.lake, max_files_per_trigger=4)
+    )
     produce_records(gated, gated_simulation.records, partitions=2)
     gate = build_gate(gated, GATED_RUN)
     run_layers(spark, gated, ["bronze", "silver", "gold"], Trigger(), gate=gate)

@@ -43,6 +43,7 @@ from spark.settings import load_profile
 from spark.transforms import gold
 from tests.conftest import expected_quarantine_reasons, produce_records
 from tests.integration.conftest import EVENTS, workspace_of
+from tests.integration.gold_truth import assert_gold_equals_truth
 
 pytestmark = pytest.mark.integration
 
@@ -514,125 +515,41 @@ def _assert_one_line_error(command, arguments, environment, message, profile) ->
     json.dumps(errors)
 
 
-def _microseconds(row: dict) -> dict:
-    """The truth's session start and end with all six digits (``isoformat`` leaves them out
-    when they are zero), as the test formats gold's."""
-    moments = {
-        field: datetime.fromisoformat(row[field]).isoformat(timespec="microseconds")
-        for field in ("start", "end")
-        if field in row
-    }
-    return {**row, **moments}
-
-
-def _close(actual, expected, key) -> None:
-    for field, value in expected.items():
-        got = actual[field]
-        if isinstance(value, float) or isinstance(got, float):
-            assert got is not None and abs(got - value) <= 1e-9, (key, field, got, value)
-        else:
-            assert got == value, (key, field, got, value)
-
-
-def _rows(frame, columns):
-    return [row.asDict() for row in frame.select(*columns).collect()]
-
-
 def test_gold_tables_equal_the_ground_truth(spark, reference, simulation):
-    truth = simulation.truth
-    utc_hour = F.concat(F.date_format("event_hour", "yyyy-MM-dd'T'HH:mm:ss"), F.lit("+00:00"))
+    assert_gold_equals_truth(spark, reference, simulation.truth)
 
-    def utc_moment(column: str):
-        return F.concat(F.date_format(column, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"), F.lit("+00:00"))
 
-    checks = {
-        "gold.title_popularity": (
-            lambda t: t.select(
-                utc_hour.alias("hour"),
-                "region",
-                "title_id",
-                "plays",
-                "unique_viewers",
-                "watch_minutes",
-            ),
-            ("region", "hour", "title_id"),
-        ),
-        "gold.sessions": (
-            lambda t: t.select(
-                "session_id",
-                "user_id",
-                "region",
-                "device_type",
-                utc_moment("start_ts").alias("start"),
-                utc_moment("end_ts").alias("end"),
-                "duration_s",
-                "titles_watched",
-                "completed",
-            ),
-            ("session_id",),
-        ),
-        "gold.session_stats": (
-            lambda t: t.select(
-                "region",
-                "device_type",
-                F.col("day").cast("string").alias("day"),
-                "sessions",
-                "avg_duration_s",
-                "median_duration_s",
-                "p90_duration_s",
-            ),
-            ("region", "device_type", "day"),
-        ),
-        "gold.traffic_by_hour": (
-            lambda t: t.select(
-                "region",
-                F.col("local_date").cast("string").alias("local_date"),
-                "local_hour",
-                "events",
-                "active_users",
-            ),
-            ("region", "local_date", "local_hour"),
-        ),
-        "gold.user_engagement": (
-            lambda t: t.select(
-                "user_id",
-                F.col("day").cast("string").alias("day"),
-                "watch_minutes",
-                "completions",
-                "sessions",
-                "rec_clicks",
-                "score",
-            ),
-            ("user_id", "day"),
-        ),
-        "gold.regional_trends": (
-            lambda t: t.select(
-                "region",
-                "genre",
-                F.col("day").cast("string").alias("day"),
-                "plays",
-                "previous_day_plays",
-                "change",
-                "change_pct",
-            ),
-            ("region", "genre", "day"),
-        ),
-    }
-    for table, (shape, keys) in checks.items():
-        actual = {
-            tuple(r[k] for k in keys): r
-            for r in _rows(
-                shape(_table(spark, reference, table)),
-                shape(_table(spark, reference, table)).columns,
-            )
-        }
-        expected_rows = [_microseconds(row) for row in truth[table.split(".")[1]]]
-        assert len(actual) == len(expected_rows), table
-        for expected in expected_rows:
-            key = tuple(expected[k] for k in keys)
-            assert key in actual, (table, key)
-            wanted = {field: value for field, value in expected.items() if field in actual[key]}
-            _close(actual[key], wanted, (table, key))
+def test_a_title_s_name_and_a_session_s_device_follow_their_events_not_row_order(spark):
+    """A title's name and genre are its latest event's that has them (a search names the
+    title by id only); a session's user, region and device its first event's (by time,
+    then event id): the same whichever order the rows come in."""
+    columns = (
+        "event_id string, event_type string, event_ts timestamp, event_hour timestamp,"
+        " region string, device_type string, user_id string, session_id string,"
+        " title_id string, title_name string, genre string, played_s double"
+    )
+    hour = datetime(2026, 11, 2, 10)
+
+    def event(event_id, kind, minute, region, device, title, name, genre):
+        at = hour.replace(minute=minute)
+        return (event_id, kind, at, hour, region, device, "u-1", "s-1", title, name, genre, None)
+
+    rows = [
+        event("e-3", "search", 45, "japan", "tv", "t-1", None, None),
+        event("e-2", "play", 30, "japan", "tv", "t-1", "New", "comedy"),
+        event("e-1", "play", 0, "japan", "web", "t-1", "Old", "drama"),
+        event("e-0", "app_open", 0, "brazil", "mobile", None, None, None),
+    ]
+    for ordered in (rows, rows[::-1]):
+        events = spark.createDataFrame(ordered, columns).repartition(1)
+        (title,) = gold.title_popularity(events).collect()
+        assert (title.title_name, title.genre, title.plays) == ("New", "comedy", 2)
+        (session,) = gold.sessions(events).collect()
+        assert (session.region, session.device_type, session.duration_s) == (
+            "brazil",
+            "mobile",
+            2700.0,
+        )
 
 
 def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, profile):

@@ -15,12 +15,14 @@ from pyspark.sql import functions as F
 
 from quality.gates import build_gate
 from quality.suites import Check, Suite, default_suites
+from quality.validation_log import gate_summary
 from spark.gates import GateFailure
 from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
 from spark.transforms.gold import KEYS
 from tests.conftest import expected_quarantine_reasons, produce_records
 from tests.integration.conftest import GATED_RUN, recent_simulation, workspace_of
+from tests.integration.gold_truth import assert_gold_equals_truth
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +64,14 @@ def test_every_batch_of_every_gated_table_is_recorded(spark, gated):
     failed = events.filter(~F.col("success")).select("table", "action").distinct().collect()
     assert {(row.table, row.action) for row in failed} == {("silver.events", "drop")}
     assert events.select("run_id").distinct().collect()[0].run_id == GATED_RUN
+
+
+def test_gold_over_several_batches_equals_the_ground_truth(spark, gated, gated_simulation):
+    """Gold's batches recompute what each new silver file touches (a day's previous day, a
+    session's earlier events, an hour's other events) and end equal to the whole truth."""
+    assert len(_committed_batches(spark, gated, "silver_events")) >= 2
+    assert len(_committed_batches(spark, gated, "gold")) >= 2
+    assert_gold_equals_truth(spark, gated, gated_simulation.truth)
 
 
 def test_quarantine_per_expectation_equals_the_injected_faults(spark, gated, gated_simulation):
@@ -261,3 +271,7 @@ def test_a_drop_check_that_cannot_run_stops_its_batch_on_record(
     assert "Attention: a gate stopped at least one batch." in _layer_section(
         _Tables(spark, renamed)
     )
+    # The flow's summary counts it as stopping the batch, not as quarantining rows.
+    assert gate_summary(spark, renamed, "run-raised") == [
+        {"table": "silver.events", "batches": 1, "checks": 1, "warn": 0, "drop": 0, "fail": 1}
+    ]
