@@ -203,3 +203,13 @@ def test_the_session_duration_chart_keeps_its_empty_bins(spark):
         {"minutes": 20, "sessions": 0},
         {"minutes": 30, "sessions": 2},
     ]
+
+
+def test_a_tombstone_s_quarantine_example_says_it_had_no_value(spark):
+    from quality.report import _quarantine_section
+
+    quarantine = spark.createDataFrame(
+        [(["empty_payload"], None)], "reasons array<string>, value binary"
+    )
+    section = _quarantine_section(_Frames(silver__quarantine=quarantine))
+    assert "<td>empty_payload</td><td>1</td><td>(no value)</td>" in section
