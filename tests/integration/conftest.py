@@ -4,7 +4,10 @@ run the quality and report tests read."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -109,3 +112,20 @@ def services_may_stop() -> None:
     has ended first, so the outage is not what it sees. Such tests run last (above)."""
     for run in STARTED:
         run.wait()
+
+
+@contextmanager
+def driver_time_zone(zone: str) -> Iterator[None]:
+    """The driver process on a laptop's clock in ``zone`` (Python's conversions of naive
+    datetimes follow it; the JVM keeps the zone it started with)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()

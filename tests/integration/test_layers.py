@@ -42,7 +42,7 @@ from spark.run import Interrupted, run_layers
 from spark.settings import load_profile
 from spark.transforms import gold
 from tests.conftest import expected_quarantine_reasons, produce_records
-from tests.integration.conftest import EVENTS, workspace_of
+from tests.integration.conftest import EVENTS, driver_time_zone, workspace_of
 from tests.integration.gold_truth import assert_gold_equals_truth
 
 pytestmark = pytest.mark.integration
@@ -610,15 +610,8 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
 @pytest.fixture
 def driver_in_new_york():
     """The driver process on a laptop's clock, five hours west of UTC."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "America/New_York"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+    with driver_time_zone("America/New_York"):
+        yield
 
 
 def test_a_copy_in_a_later_batch_is_a_duplicate_on_a_driver_west_of_utc(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 import uuid
 from collections import Counter
 
@@ -21,7 +19,12 @@ from spark.jobs.layers import Trigger
 from spark.run import RunError, run_layers
 from spark.transforms.gold import KEYS
 from tests.conftest import expected_quarantine_reasons, produce_records
-from tests.integration.conftest import GATED_RUN, recent_simulation, workspace_of
+from tests.integration.conftest import (
+    GATED_RUN,
+    driver_time_zone,
+    recent_simulation,
+    workspace_of,
+)
 from tests.integration.gold_truth import assert_gold_equals_truth
 
 pytestmark = pytest.mark.integration
@@ -217,15 +220,8 @@ def test_a_failed_batch_promotes_nothing_until_the_suite_is_relaxed(stack, spark
 @pytest.fixture
 def driver_in_tokyo():
     """The driver process on a laptop's clock nine hours east of UTC."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "Asia/Tokyo"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+    with driver_time_zone("Asia/Tokyo"):
+        yield
 
 
 def test_a_drop_check_that_cannot_run_stops_its_batch_on_record(
