@@ -86,14 +86,9 @@ def maintenance(
     """OPTIMIZE (compaction), VACUUM with a retention floor of 168 h, Delta log checkpoints.
 
     Refused while a replay deletes the workspace's tables."""
-    from spark.maintenance import MIN_VACUUM_RETENTION_HOURS
+    from spark.maintenance import check_retention
 
-    # Checked before the workspace's lock is taken and the tables are compacted.
-    if retention_hours < MIN_VACUUM_RETENTION_HOURS:
-        raise ValueError(
-            f"retention_hours={retention_hours} is below the floor of"
-            f" {MIN_VACUUM_RETENTION_HOURS} hours"
-        )
+    check_retention(retention_hours)  # before the lock is taken and the tables compacted
     settings = load_profile(profile, workspace)
     with holding_workspace(profile, workspace, doing="maintenance"):
         check_stack(settings, reads_events=False)  # the lake alone

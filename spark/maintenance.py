@@ -8,6 +8,7 @@ from spark.catalog import TABLES
 from spark.settings import Profile
 
 MIN_VACUUM_RETENTION_HOURS = 168  # a week: never remove files a reader may still need
+MAX_VACUUM_RETENTION_HOURS = 24 * 366 * 100  # a century: beyond, VACUUM has nothing to do
 
 # What replay rebuilds from bronze, and the checkpoints that feed it.
 DOWNSTREAM_OF_BRONZE = {
@@ -30,15 +31,28 @@ def optimize_tables(spark: SparkSession, profile: Profile) -> dict[str, dict]:
     return results
 
 
+def check_retention(retention_hours) -> None:
+    """A whole number of hours from the floor (168) to a century; ValueError in one line."""
+    if isinstance(retention_hours, bool) or not isinstance(retention_hours, int):
+        raise ValueError(f"retention_hours={retention_hours!r} is not a whole number of hours")
+    if retention_hours < MIN_VACUUM_RETENTION_HOURS:
+        raise ValueError(
+            f"retention_hours={retention_hours} is below the floor of"
+            f" {MIN_VACUUM_RETENTION_HOURS} hours"
+        )
+    if retention_hours > MAX_VACUUM_RETENTION_HOURS:
+        digits = str(retention_hours)
+        shown = digits if len(digits) <= 15 else f"{digits[:6]}... ({len(digits)} digits)"
+        raise ValueError(
+            f"retention_hours={shown} is more than a century ({MAX_VACUUM_RETENTION_HOURS} hours)"
+        )
+
+
 def vacuum_tables(spark: SparkSession, profile: Profile, retention_hours: int) -> list[str]:
     """VACUUM every existing table, never below the retention floor."""
     from delta.tables import DeltaTable
 
-    if retention_hours < MIN_VACUUM_RETENTION_HOURS:
-        raise ValueError(
-            f"retention_hours={retention_hours} is below the floor of "
-            f"{MIN_VACUUM_RETENTION_HOURS} hours"
-        )
+    check_retention(retention_hours)
     done = []
     for spec in TABLES:
         location = profile.lake.table_location(spec.name)

@@ -154,6 +154,7 @@ def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
     """
     if driver_proxy(profile):
         return
+    azurite = " (is Azurite running? `make stack-up`)" if profile.name == "local" else ""
     for host, port in lake_endpoints(profile.lake):
         try:
             with socket.create_connection((host, port), timeout=timeout_s):
@@ -163,8 +164,44 @@ def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
             raise (UnknownHostError if unknown else PreflightError)(
                 f"lake unreachable: lake.root={profile.lake.root}: {host}:{port} ({error})"
                 + (" (no such host: check the name)" if unknown else "")
-                + (" (is Azurite running? `make stack-up`)" if profile.name == "local" else "")
+                + azurite
             ) from None
+        if not _answers_http(host, port, _uses_https(profile.lake), timeout_s):
+            # hadoop-azure waits 30 s a read, and tries again: minutes before its error.
+            raise PreflightError(
+                f"lake unreachable: lake.root={profile.lake.root}: {host}:{port} took the"
+                f" connection and sent no answer within {timeout_s:g} s{azurite}"
+            )
+
+
+def _uses_https(lake: Lake) -> bool:
+    return lake.storage_conf.get("fs.azure.always.use.https", "").strip().lower() != "false"
+
+
+def _answers_http(host: str, port: int, https: bool, timeout_s: float) -> bool:
+    """Whether anything answers an HTTP request there in time. Any answer will do, a
+    refusal or a dropped connection too (whether the account and its credentials work is
+    the JVM's check); the certificate is not verified: nothing is sent but ``HEAD /``."""
+    import http.client
+    import ssl
+
+    connection = (
+        http.client.HTTPSConnection(
+            host, port, timeout=timeout_s, context=ssl._create_unverified_context()
+        )
+        if https
+        else http.client.HTTPConnection(host, port, timeout=timeout_s)
+    )
+    try:
+        connection.request("HEAD", "/")
+        connection.getresponse()
+    except TimeoutError:
+        return False
+    except (OSError, http.client.HTTPException):
+        return True
+    finally:
+        connection.close()
+    return True
 
 
 def driver_proxy(profile: Profile) -> str | None:

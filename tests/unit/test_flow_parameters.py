@@ -58,6 +58,8 @@ def test_medallion_checks_its_simulation_and_workspace_first(parameters, message
         (replay, {"workspace": "Bad Name"}, SettingsError, r"workspace 'Bad Name' is invalid"),
         (replay, {"profile": "nope", "workspace": "x"}, SettingsError, r"unknown profile 'nope'"),
         (maintenance, {"retention_hours": 24}, ValueError, r"below the floor of 168 hours"),
+        (maintenance, {"retention_hours": 10**400}, ValueError, r"is more than a century \("),
+        (maintenance, {"retention_hours": 168.5}, ValueError, r"not a whole number of hours"),
         (maintenance, {"profile": "nope"}, SettingsError, r"unknown profile 'nope'"),
         (replay, {"workspace": "Bad Name", "confirm": "Bad Name"}, SettingsError, r"invalid"),
     ],
