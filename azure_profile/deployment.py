@@ -112,7 +112,7 @@ def load_deployment(path: Path = DEPLOYMENT_FILE) -> Deployment:
             ),
             # Not checked here: Spark's executors read it, and may hold files the driver
             # does not (the preflight, on the driver, names one it cannot read).
-            truststore_pem=hubs["truststore_pem"],
+            truststore_pem=str(hubs["truststore_pem"]).strip(),
         ),
         storage=StorageSettings(
             account=account,
@@ -198,8 +198,11 @@ def _bootstrap(value: str) -> str:
     a server without its port."""
     value = str(value).strip()
     for address in value.split(",") if value else ():
-        if not address.strip():
-            raise SettingsError(f"REELHOUSE_EVENTHUBS_BOOTSTRAP lists an empty server: {value!r}")
+        if not address.strip() or any(space.isspace() for space in address.strip()):
+            raise SettingsError(
+                f"REELHOUSE_EVENTHUBS_BOOTSTRAP lists an empty server or one with a space in"
+                f" its name: {value!r}"
+            )
         _host_port(
             address, "REELHOUSE_EVENTHUBS_BOOTSTRAP", "<namespace>.servicebus.windows.net:9093"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -23,11 +24,13 @@ def admin_client(**config) -> KafkaAdminClient:
     try:
         admin.__init__(**config)
     except BaseException:
-        client, network = getattr(admin, "_client", None), getattr(admin, "_net", None)
-        if client is not None:
-            client.close()
-        if network is not None:
-            network.stop()
+        for close in (
+            lambda: admin._net.stop(timeout_ms=1000),  # its IO thread, first
+            lambda: admin._client.close(),
+            lambda: admin._metrics.close(),
+        ):
+            with suppress(Exception):  # not built yet, or closed: the first error stands
+                close()
         raise
     return admin
 

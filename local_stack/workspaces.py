@@ -114,7 +114,7 @@ def drop_workspace(settings: StackSettings, usage: WorkspaceUsage) -> WorkspaceU
     """Delete one workspace's folders and topics, and the stack's files of it (its quality
     report, its simulations' manifests and truths); what it held in the lake and broker."""
     folders = _folders(settings)
-    for folder in folders:  # all of them before deleting any: no half-dropped workspace
+    for folder in folders:  # a link in any root stops the drop before anything goes
         folder.check_deletable(usage.name)
     for folder in folders:
         folder.delete(usage.name)

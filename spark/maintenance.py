@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from pyspark.sql import SparkSession
 
 from spark.catalog import TABLES
@@ -31,28 +33,33 @@ def optimize_tables(spark: SparkSession, profile: Profile) -> dict[str, dict]:
     return results
 
 
-def check_retention(retention_hours) -> None:
+def check_retention(retention_hours) -> int:
     """A whole number of hours from the floor (168) to a century; ValueError in one line."""
-    if isinstance(retention_hours, bool) or not isinstance(retention_hours, int):
+    whole = isinstance(retention_hours, numbers.Integral) or (
+        isinstance(retention_hours, float) and retention_hours.is_integer()
+    )
+    if isinstance(retention_hours, bool) or not whole:
         raise ValueError(f"retention_hours={retention_hours!r} is not a whole number of hours")
+    retention_hours = int(retention_hours)
     if retention_hours < MIN_VACUUM_RETENTION_HOURS:
         raise ValueError(
             f"retention_hours={retention_hours} is below the floor of"
             f" {MIN_VACUUM_RETENTION_HOURS} hours"
         )
     if retention_hours > MAX_VACUUM_RETENTION_HOURS:
-        digits = str(retention_hours)
-        shown = digits if len(digits) <= 15 else f"{digits[:6]}... ({len(digits)} digits)"
+        # Not str() of a huge number: Python refuses over 4,300 digits.
+        shown = retention_hours if retention_hours < 10**15 else "a number over 10^15"
         raise ValueError(
             f"retention_hours={shown} is more than a century ({MAX_VACUUM_RETENTION_HOURS} hours)"
         )
+    return retention_hours
 
 
 def vacuum_tables(spark: SparkSession, profile: Profile, retention_hours: int) -> list[str]:
     """VACUUM every existing table, never below the retention floor."""
     from delta.tables import DeltaTable
 
-    check_retention(retention_hours)
+    retention_hours = check_retention(retention_hours)
     done = []
     for spec in TABLES:
         location = profile.lake.table_location(spec.name)

@@ -117,15 +117,23 @@ def lake_endpoints(lake: Lake) -> list[tuple[str, int]]:
     """The (host, port) pairs the lake's tables and checkpoints are reached at: the
     profile's ``fs.azure.abfs.endpoint`` when it names one (Azurite), else each root's
     account host. Empty for a filesystem this check does not know (a local path)."""
+    return [(host, port) for host, port, _ in _lake_addresses(lake)]
+
+
+def _lake_addresses(lake: Lake) -> list[tuple[str, int, bool]]:
+    """``lake_endpoints``, each with whether the storage client speaks TLS to it."""
     configured = lake.storage_conf.get("fs.azure.abfs.endpoint", "").strip()
+    plain = lake.storage_conf.get("fs.azure.always.use.https", "").strip().lower() == "false"
     endpoints = []
     for root in (lake.root, lake.checkpoint_root):
         scheme, _, rest = root.partition("://")
-        port = _STORAGE_PORTS.get(scheme.lower())
+        scheme = scheme.lower()
+        port = _STORAGE_PORTS.get(scheme)
         if port is None:
             continue
         if configured:
-            address = configured.split("://")[-1].rstrip("/")
+            given, _, address = configured.rpartition("://")
+            address = address.rstrip("/")
             host, colon, port_text = address.rpartition(":")
             if not colon:
                 host, port_text = address, str(port)
@@ -133,20 +141,22 @@ def lake_endpoints(lake: Lake) -> list[tuple[str, int]]:
                 raise PreflightError(
                     f"setting fs.azure.abfs.endpoint is not host:port: {configured!r}"
                 )
-            endpoint = (host, int(port_text))
+            tls = given.lower() == "https" if given else not (scheme == "abfs" and plain)
+            endpoint = (host, int(port_text), tls)
         else:
-            plain = lake.storage_conf.get("fs.azure.always.use.https", "").lower() == "false"
-            port = 80 if scheme.lower() == "abfs" and plain else port
-            endpoint = (rest.split("/")[0].rpartition("@")[2], port)
+            tls = scheme in ("abfss", "wasbs") or (scheme == "abfs" and not plain)
+            port = 80 if not tls else port
+            endpoint = (rest.split("/")[0].rpartition("@")[2], port, tls)
         if endpoint not in endpoints:
             endpoints.append(endpoint)
     return endpoints
 
 
 def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
-    """Open a TCP connection to each storage endpoint of the lake, before any JVM starts:
-    a lake whose endpoint nothing answers at is named in seconds. (Whether the account
-    and its credentials work is ``check_lake_reachable``'s question.)
+    """Open a TCP connection to each storage endpoint of the lake and ask it ``HEAD /``,
+    before any JVM starts: a lake whose endpoint nothing answers at, or that takes the
+    connection and sends nothing, is named in seconds (``timeout_s`` a step). (Whether the
+    account and its credentials work is ``check_lake_reachable``'s question.)
 
     A driver told to reach the internet through a proxy (``-Dhttps.proxyHost`` in its
     Java options, or in JAVA_TOOL_OPTIONS or JDK_JAVA_OPTIONS) may have no direct route to
@@ -155,7 +165,7 @@ def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
     if driver_proxy(profile):
         return
     azurite = " (is Azurite running? `make stack-up`)" if profile.name == "local" else ""
-    for host, port in lake_endpoints(profile.lake):
+    for host, port, tls in _lake_addresses(profile.lake):
         try:
             with socket.create_connection((host, port), timeout=timeout_s):
                 pass
@@ -166,16 +176,12 @@ def check_lake_endpoint(profile: Profile, timeout_s: float = 5.0) -> None:
                 + (" (no such host: check the name)" if unknown else "")
                 + azurite
             ) from None
-        if not _answers_http(host, port, _uses_https(profile.lake), timeout_s):
+        if not _answers_http(host, port, tls, timeout_s):
             # hadoop-azure waits 30 s a read, and tries again: minutes before its error.
             raise PreflightError(
                 f"lake unreachable: lake.root={profile.lake.root}: {host}:{port} took the"
                 f" connection and sent no answer within {timeout_s:g} s{azurite}"
             )
-
-
-def _uses_https(lake: Lake) -> bool:
-    return lake.storage_conf.get("fs.azure.always.use.https", "").strip().lower() != "false"
 
 
 def _answers_http(host: str, port: int, https: bool, timeout_s: float) -> bool:

@@ -60,6 +60,7 @@ def test_medallion_checks_its_simulation_and_workspace_first(parameters, message
         (maintenance, {"retention_hours": 24}, ValueError, r"below the floor of 168 hours"),
         (maintenance, {"retention_hours": 10**400}, ValueError, r"is more than a century \("),
         (maintenance, {"retention_hours": 168.5}, ValueError, r"not a whole number of hours"),
+        (maintenance, {"retention_hours": 10**5000}, ValueError, r"=a number over 10\^15 is"),
         (maintenance, {"profile": "nope"}, SettingsError, r"unknown profile 'nope'"),
         (replay, {"workspace": "Bad Name", "confirm": "Bad Name"}, SettingsError, r"invalid"),
     ],

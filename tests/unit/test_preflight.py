@@ -159,6 +159,72 @@ def test_a_lake_endpoint_that_takes_connections_and_never_answers_is_named(https
     assert f"{endpoint} took the connection and sent no answer within 0.5 s" in str(raised.value)
 
 
+@pytest.mark.parametrize("https", [False, True])
+def test_a_lake_endpoint_that_answers_passes_whatever_it_answers(https, tmp_path, monkeypatch):
+    """A storage endpoint answers ``HEAD /`` with an error status (Azure: 400): that is
+    an answer. Over TLS its certificate is not this check's question."""
+    import http.server
+    import ssl
+    import threading
+    from dataclasses import replace
+
+    from local_stack.settings import load_stack_settings
+    from local_stack.tls import ensure_tls_material
+    from spark.io import preflight
+    from spark.settings import load_profile
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(400)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refusing)
+    if https:
+        monkeypatch.setenv("REELHOUSE_STACK_DIR", str(tmp_path))
+        material = ensure_tls_material(load_stack_settings())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(material.certificate, material.private_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    profile = load_profile("local", "preflight")
+    conf = {
+        **profile.lake.storage_conf,
+        "fs.azure.abfs.endpoint": f"127.0.0.1:{server.server_address[1]}",
+        "fs.azure.always.use.https": str(https).lower(),
+    }
+    profile = replace(profile, lake=replace(profile.lake, storage_conf=conf))
+    try:
+        preflight.check_lake_endpoint(profile, timeout_s=2.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("root", "conf", "tls"),
+    [
+        ("abfss://c@acct.dfs.core.windows.net/lake", {}, True),
+        ("abfs://c@acct.dfs.core.windows.net/lake", {"fs.azure.always.use.https": "false"}, False),
+        ("abfs://c@acct.dfs.core.windows.net/lake", {}, True),
+        ("wasb://c@acct.blob.core.windows.net/lake", {}, False),
+        (
+            "abfs://c@acct.dfs.core.windows.net/lake",
+            {"fs.azure.abfs.endpoint": "https://h:1"},
+            True,
+        ),
+    ],
+)
+def test_tls_is_spoken_where_the_storage_client_speaks_it(root, conf, tls):
+    from spark.io.preflight import _lake_addresses
+    from spark.settings import Lake
+
+    lake = Lake(root=root, checkpoint_root=root, catalog="x", storage_conf=conf)
+    assert [address[2] for address in _lake_addresses(lake)] == [tls]
+
+
 @pytest.mark.parametrize(
     ("place", "options"),
     [

@@ -200,7 +200,8 @@ def test_an_emulator_endpoint_switches_to_the_blob_api_over_http(azure_environme
             "must look like host:port (<namespace>.servicebus.windows.net:9093);"
             " got 'ns.servicebus.windows.net'",
         ),
-        ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ",", "lists an empty server: ','"),
+        ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ",", "lists an empty server or one with a space"),
+        ("REELHOUSE_EVENTHUBS_BOOTSTRAP", "my host:9093", "in its name: 'my host:9093'"),
         ("REELHOUSE_EVENTHUBS_BOOTSTRAP", ":9093", "got ':9093'"),
         (
             "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING",
