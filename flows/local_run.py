@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    unanswered = _prefect_server_not_answering()
+    if unanswered:
+        print(f"error: {unanswered}", file=sys.stderr)
+        return 1
 
     from flows.medallion import medallion
 
@@ -55,6 +59,31 @@ def main(argv: list[str] | None = None) -> int:
     result = state.result()
     _print_summary(result, time.monotonic() - started)
     return 0
+
+
+def _prefect_server_not_answering(timeout_s: float = 3.0) -> str | None:
+    """Why the Prefect server PREFECT_API_URL names cannot take the run (it was stopped, or
+    the variable outlived it); None when it answers, or none is named (a temporary server
+    is started for the run). Prefect's own failure is a 100-line traceback."""
+    import urllib.error
+    import urllib.request
+
+    from prefect.settings import Settings
+
+    url = Settings().api.url  # as the environment says now (the context's is from import)
+    if not url:
+        return None
+    try:
+        urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return None  # it answers: the run's own errors will say the rest
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return (
+            f"no Prefect server answers at {url} (PREFECT_API_URL): {reason}; start it with"
+            " `make prefect-up`, or unset PREFECT_API_URL to run on a temporary one"
+        )
+    return None
 
 
 class _NoTraceback(logging.Filter):

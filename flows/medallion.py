@@ -110,6 +110,14 @@ def check_stack(profile: Profile, reads_events: bool = True) -> str:
 
 
 @task(cache_policy=NO_CACHE)
+def upstream_exists(profile: Profile, layers: list[str]) -> None:
+    """The table the first layer reads is there (``spark.run.check_upstream``)."""
+    from spark.run import check_upstream
+
+    check_upstream(_spark(profile.name, profile.workspace), profile, layers)
+
+
+@task(cache_policy=NO_CACHE)
 def simulate_events(profile: Profile, events: int, fault_rate: float, seed: int) -> dict:
     """Produce simulated events into the workspace topic (local runs)."""
     logger = get_run_logger()
@@ -273,7 +281,9 @@ def medallion(
         SimulationRequest(events, seed=seed, fault_rate=fault_rate, with_truth=False)
     with holding_workspace(profile, workspace, doing="a medallion run"):
         run_id = str(flow_run.id or f"local-{int(time.time())}")
-        check_stack(settings)
+        check_stack(settings, reads_events="bronze" in wanted)
+        if "bronze" not in wanted:
+            upstream_exists(settings, wanted)
         simulation = simulate_events(settings, events, fault_rate, seed) if simulate else None
         rows: dict[str, int] = {}
         for layer in wanted:  # in run order

@@ -54,6 +54,27 @@ class RunError(RuntimeError):
     """A layer failed; the message names the layer and the cause in one line."""
 
 
+# The table each layer reads, written by the layer before it.
+UPSTREAM = {"silver": ("bronze", "bronze.events"), "gold": ("silver", "silver.events")}
+
+
+def check_upstream(spark: SparkSession, profile: Profile, layers: list[str]) -> None:
+    """RunError, with nothing created, when the first of ``layers`` (in run order) has no
+    table to read: a mistyped workspace, or one whose earlier layer never ran. (The
+    streaming flow starts its layers together, each waiting for the one before.)"""
+    from delta.tables import DeltaTable
+
+    if layers[0] not in UPSTREAM:
+        return
+    before, table = UPSTREAM[layers[0]]
+    location = profile.lake.table_location(table)
+    if not DeltaTable.isDeltaTable(spark, location):
+        raise RunError(
+            f"workspace {profile.workspace!r} has no {table} at {location}: nothing for"
+            f" {layers[0]} to read (run {before} first, or check the workspace name)"
+        )
+
+
 def run_layers(
     spark: SparkSession,
     profile: Profile,
@@ -217,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             check_source_reachable(profile.source)  # seconds, before a JVM is started
             check_source_topic(profile)
         spark = lake_session(profile, app_name=f"reelhouse-{'-'.join(layers)}")
+        check_upstream(spark, profile, layers)
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: _stopping(stop))

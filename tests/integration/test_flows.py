@@ -218,3 +218,27 @@ def test_a_gate_failure_fails_the_flow_run_naming_the_expectation(
     failed = [run for run in layer_runs if run.state.is_failed()]
     assert len(failed) == 1, [(run.name, run.state.name) for run in task_runs]
     assert failed[0].run_count == 1  # a gate failure is never retried
+
+
+def test_a_run_of_later_layers_on_a_workspace_without_their_input_is_refused(
+    stack, spark, profile, monkeypatch
+):
+    """A mistyped workspace, or one whose bronze never ran: refused in one line, with no
+    table, checkpoint or topic created (a run used to report 0 rows and leave them)."""
+    from flows.medallion import medallion
+    from local_stack.topics import list_topics
+    from local_stack.workspaces import list_workspaces
+
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    empty = load_profile("local", f"{profile.workspace}-no-bronze")
+    state = medallion(
+        workspace=empty.workspace, simulate=False, layers="silver,gold", return_state=True
+    )
+
+    assert state.is_failed()
+    assert (
+        f"workspace {empty.workspace!r} has no bronze.events at"
+        f" {empty.lake.table_location('bronze.events')}: nothing for silver to read"
+    ) in state.message
+    assert empty.source.topic not in list_topics(stack.settings.kafka.bootstrap_servers)
+    assert empty.workspace not in {usage.name for usage in list_workspaces(stack.settings)}

@@ -406,6 +406,19 @@ def test_a_jvm_that_will_not_start_is_named_in_one_line(
     _assert_one_line_error(command, arguments, environment, message, profile)
 
 
+def test_a_layer_without_its_input_table_is_refused_in_one_line(stack, profile):
+    """Gold alone on a workspace whose silver never ran (or a mistyped name)."""
+    empty = workspace_of(profile, "no-silver")
+    _assert_one_line_error(
+        "spark.run",
+        ["--layers", "gold"],
+        {},
+        f"error: workspace {empty.workspace!r} has no silver.events at"
+        f" {empty.lake.table_location('silver.events')}: nothing for gold to read (run silver",
+        empty,
+    )
+
+
 def test_a_workspace_without_tables_is_listed_as_such(stack, profile):
     """A new workspace, or a mistyped name: the listing says it holds no tables (and
     ``--json`` stays an empty list for scripts)."""

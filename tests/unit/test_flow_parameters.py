@@ -113,6 +113,24 @@ def test_make_local_run_names_offsets_of_another_topic_before_prefect_starts(mon
     assert "\n" not in error
 
 
+def test_make_local_run_names_a_prefect_server_that_is_gone(monkeypatch, capsys):
+    """PREFECT_API_URL outlived its server (make prefect-down): one line, not Prefect's
+    100-line traceback, and no flow started."""
+    from flows import local_run
+    from tests.ports import free_port
+
+    def no_flow(**parameters):
+        raise AssertionError("the flow was started")
+
+    monkeypatch.setattr("flows.medallion.medallion", no_flow)
+    url = f"http://127.0.0.1:{free_port()}/api"
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    assert local_run.main(["--workspace", "other"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: no Prefect server answers at {url} (PREFECT_API_URL): ")
+    assert error.endswith("or unset PREFECT_API_URL to run on a temporary one")
+
+
 class _StoppedQuery:
     """A query its layer's gate stopped: how Spark hands the failure back."""
 
