@@ -120,15 +120,20 @@ def _describe(usage: WorkspaceUsage) -> str:
 
 def _print_status(stack: LocalStack) -> int:
     statuses = stack.status()
-    print(f"{'service':<10} {'pid':>8}  {'ports':<20} health")
+    print(f"{'service':<14} {'pid':>8}  {'ports':<20} health")
     for status in statuses:
         ports = ",".join(str(port) for port in status.ports)
         pid = str(status.pid) if status.pid else "-"
-        print(f"{status.name:<10} {pid:>8}  {ports:<20} {status.detail}")
-    keyvault = stack.keyvault.status()
-    if keyvault.pid:  # started on demand: shown only while it runs
-        ports = ",".join(str(port) for port in keyvault.ports)
-        print(f"{keyvault.name:<10} {keyvault.pid:>8}  {ports:<20} {keyvault.detail}")
+        print(f"{status.name:<14} {pid:>8}  {ports:<20} {status.detail}")
+    # Started on demand (keyvault-up, prefect-up): shown while they run. A stopped worker
+    # leaves deployment runs Late for good, with no word of why.
+    for service in (stack.keyvault, stack.prefect_server, stack.prefect_worker):
+        status = service.status()
+        if status.pid:
+            ports = ",".join(str(port) for port in status.ports) or "-"
+            print(f"{status.name:<14} {status.pid:>8}  {ports:<20} {status.detail}")
+    if stack.prefect_server.status().pid and not stack.prefect_worker.status().pid:
+        print("prefect-worker: stopped: deployment runs wait (Late) until `make prefect-up`")
     print(f"logs: {stack.settings.log_dir}")
     return 0 if all(status.healthy for status in statuses) else 3
 

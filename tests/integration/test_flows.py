@@ -50,7 +50,15 @@ def _prefect(stack: LocalStack, *arguments: str, timeout: float = 600) -> str:
 
 
 @pytest.mark.e2e
-def test_deployment_run_completes_and_fills_the_tables(prefect_stack, spark, profile):
+def test_deployment_run_completes_and_fills_the_tables(prefect_stack, spark, profile, capsys):
+    from local_stack.__main__ import _print_status
+
+    # The stack's status lists the Prefect server and worker while they run.
+    _print_status(prefect_stack)
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name in ("prefect-server", "prefect-worker"):
+        assert listed[name].endswith("healthy"), listed
+
     workspace = f"{profile.workspace}-prefect"
     output = _prefect(
         prefect_stack,
