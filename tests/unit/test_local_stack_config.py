@@ -15,7 +15,7 @@ from local_stack.jvm import POM, artifact_name
 from local_stack.services import Azurite, KafkaBroker, PrefectWorker, StackError
 from local_stack.settings import PACKAGE_DIR, PROJECT_ROOT, STACK_FILE, load_stack_settings
 from spark.settings import SettingsError
-from tests.ports import free_port
+from tests.ports import free_port, silent_port
 
 pytestmark = pytest.mark.unit
 
@@ -224,16 +224,7 @@ def test_a_broker_that_never_answers_is_given_up_on_without_leaving_a_thread():
     def kafka_threads() -> list[str]:
         return [thread.name for thread in threading.enumerate() if "kafka" in thread.name]
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted = []
-    threading.Thread(
-        target=lambda: [accepted.append(listener.accept()) for _ in range(10)], daemon=True
-    ).start()
     before = kafka_threads()
-    try:
-        assert not any(
-            kafka_answers(f"127.0.0.1:{listener.getsockname()[1]}", 0.5) for _ in range(3)
-        )
-    finally:
-        listener.close()
+    with silent_port() as (port, accepted):
+        assert not any(kafka_answers(f"127.0.0.1:{port}", 0.5) for _ in range(3))
     assert accepted and kafka_threads() == before

@@ -131,31 +131,23 @@ def test_a_lake_endpoint_nothing_answers_at_is_named_before_a_jvm_starts(endpoin
 @pytest.mark.parametrize("https", [False, True])
 def test_a_lake_endpoint_that_takes_connections_and_never_answers_is_named(https):
     """A hung endpoint: hadoop-azure would wait 30 s a read and try again (minutes)."""
-    import socket
-    import threading
     from dataclasses import replace
 
     from spark.io import preflight
     from spark.settings import load_profile
+    from tests.ports import silent_port
 
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted = []
-    threading.Thread(
-        target=lambda: [accepted.append(listener.accept()) for _ in range(5)], daemon=True
-    ).start()
-    endpoint = f"127.0.0.1:{listener.getsockname()[1]}"
     profile = load_profile("local", "preflight")
-    conf = {
-        **profile.lake.storage_conf,
-        "fs.azure.abfs.endpoint": endpoint,
-        "fs.azure.always.use.https": str(https).lower(),
-    }
-    profile = replace(profile, lake=replace(profile.lake, storage_conf=conf))
-    try:
+    with silent_port() as (port, _):
+        endpoint = f"127.0.0.1:{port}"
+        conf = {
+            **profile.lake.storage_conf,
+            "fs.azure.abfs.endpoint": endpoint,
+            "fs.azure.always.use.https": str(https).lower(),
+        }
+        profile = replace(profile, lake=replace(profile.lake, storage_conf=conf))
         with pytest.raises(preflight.PreflightError) as raised:
             preflight.check_lake_endpoint(profile, timeout_s=0.5)
-    finally:
-        listener.close()
     assert f"{endpoint} took the connection and sent no answer within 0.5 s" in str(raised.value)
 
 

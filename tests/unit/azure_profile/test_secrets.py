@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 
 from azure_profile.secrets import (
@@ -14,6 +11,7 @@ from azure_profile.secrets import (
     is_loopback,
 )
 from spark.settings import SettingsError
+from tests.ports import silent_port
 
 pytestmark = pytest.mark.unit
 
@@ -57,17 +55,10 @@ def test_a_vault_that_takes_the_connection_and_never_answers_is_named_after_two_
 ):
     monkeypatch.setattr("azure_profile.secrets.CONNECTION_TIMEOUT_S", 1)
     monkeypatch.setattr("azure_profile.secrets.READ_TIMEOUT_S", 1)
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted = []
-    threading.Thread(
-        target=lambda: [accepted.append(listener.accept()) for _ in range(5)], daemon=True
-    ).start()
-    url = f"https://127.0.0.1:{listener.getsockname()[1]}"
-    try:
+    with silent_port() as (port, accepted):
+        url = f"https://127.0.0.1:{port}"
         with pytest.raises(SecretResolutionError) as raised:
             KeyVaultSecrets(url, credential=_Credential()).get("eventhubs-connection-string")
-    finally:
-        listener.close()
     assert raised.value.reason == "unreachable"
     assert str(raised.value).startswith(f"Key Vault {url} did not answer: ")
     assert len(accepted) == 2  # a read that timed out is tried again once, not twice
