@@ -87,8 +87,8 @@ local-run: setup ## stack up, then simulate -> bronze -> silver -> gold -> repor
 prefect-up: stack-up ## Prefect server on 127.0.0.1:4200 + process worker + deployments
 	$(PY) -m local_stack prefect-up
 
-prefect-down: ## stop the Prefect worker and server
-	$(PY) -m local_stack prefect-down
+prefect-down: ## stop the Prefect worker and server (refused while runs are active; FORCE=1 stops them)
+	$(PY) -m local_stack prefect-down $(if $(FORCE),--force)
 
 azure-preflight: $(VENV_STAMP) ## check an Azure deployment (config, Key Vault, secrets, Event Hubs, storage); needs Python only
 	$(PY) -m azure_profile.preflight
@@ -105,7 +105,7 @@ workspaces: setup ## list the local stack's workspaces: blobs, size, topics
 quality-report: setup ## build the static quality report and print its path
 	$(PY) -m quality.report
 
-clean: ## stop Prefect and the stack, then delete their state (broker data, lake, logs)
-	-$(PY) -m local_stack prefect-down
+clean: ## stop Prefect and the stack, then delete their state (broker data, lake, logs; FORCE=1 with active runs)
+	$(PY) -m local_stack prefect-down $(if $(FORCE),--force)
 	-$(PY) -m local_stack down
 	$(PY) -m local_stack clean

@@ -2,7 +2,8 @@
 
 ``workspaces`` lists what each workspace holds (lake and checkpoint blobs, topics);
 ``drop-workspace NAME...`` deletes workspaces by name or shell pattern (``'bench-*'``);
-``clean`` deletes the state folder of a stopped stack.
+``clean`` deletes the state folder of a stopped stack. ``prefect-down`` is refused while
+flow runs are active; ``prefect-down --force`` stops them and records them Crashed.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         "names", nargs="*", help="drop-workspace: workspace names or shell patterns ('test-*')"
     )
     parser.add_argument("--workspace", help="workspace whose topic `up` creates (default: main)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="prefect-down: stop even while flow runs are active (they are recorded Crashed)",
+    )
     args = parser.parse_args(argv)
+    if args.force and args.command != "prefect-down":
+        parser.error(f"--force is for prefect-down only, not {args.command}")
     if args.names and args.command != "drop-workspace":
         parser.error(f"{args.command} takes no workspace names (got {' '.join(args.names)})")
     if args.workspace is not None and args.command == "drop-workspace":
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             "keyvault-up": stack.keyvault_up,
             "keyvault-down": stack.keyvault_down,
             "prefect-up": stack.prefect_up,
-            "prefect-down": stack.prefect_down,
+            "prefect-down": lambda: stack.prefect_down(force=args.force),
         }
         if args.command in actions:
             for line in actions[args.command]():

@@ -6,6 +6,7 @@ import logging
 import shutil
 import subprocess
 
+from local_stack.prefect_runs import ActiveRun, process_is_gone, read_active_runs, record_crashed
 from local_stack.services import (
     Azurite,
     KafkaBroker,
@@ -207,8 +208,40 @@ class LocalStack:
         )
         return messages
 
-    def prefect_down(self) -> list[str]:
-        return [self.prefect_worker.stop(), self.prefect_server.stop()]
+    def prefect_down(self, force: bool = False) -> list[str]:
+        """Stop the worker, then the server. Stopping the worker stops the runs it started,
+        so this is refused while the server holds runs whose process lives (or is not on
+        record), unless ``force``. Runs whose process is gone once the worker stopped are
+        recorded as Crashed, not left Running for someone to delete by hand."""
+        api_url = self.settings.prefect.api_url
+        messages: list[str] = []
+        active: list[ActiveRun] = []
+        if self.prefect_server.running_pid() is not None:
+            try:
+                active = read_active_runs(api_url)
+            except StackError as error:
+                if not force:
+                    raise StackError(
+                        f"cannot list the active flow runs before stopping: {error}"
+                        " (prefect-down --force stops the worker and server anyway)"
+                    ) from None
+                messages.append(f"active flow runs not checked: {error}")
+            living = [run for run in active if not process_is_gone(run.pid)]
+            if living and not force:
+                raise StackError(_refuse_active_runs(living))
+        messages.append(self.prefect_worker.stop())
+        for run in active:
+            if not process_is_gone(run.pid):
+                why = "no process on record" if run.pid is None else f"process {run.pid} runs"
+                messages.append(f"{run.describe()}: left {run.state} ({why})")
+                continue
+            try:
+                record_crashed(api_url, run)
+                messages.append(f"{run.describe()}: recorded Crashed (process {run.pid} ended)")
+            except StackError as error:
+                messages.append(f"{run.describe()}: still {run.state} on record: {error}")
+        messages.append(self.prefect_server.stop())
+        return messages
 
     def _prefect(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
         try:
@@ -229,3 +262,13 @@ class LocalStack:
             tail = (completed.stderr or completed.stdout).strip().splitlines()[-3:]
             raise StackError(f"prefect {' '.join(arguments)} failed: {' | '.join(tail)}")
         return completed
+
+
+def _refuse_active_runs(active: list[ActiveRun]) -> str:
+    runs = "; ".join(run.describe() for run in active)
+    them = "it" if len(active) == 1 else "them"
+    return (
+        f"{len(active)} flow run{'s are' if len(active) > 1 else ' is'} active: {runs}."
+        f" Stopping Prefect would stop {them}: wait, cancel {them} (prefect flow-run cancel"
+        f" <id>), or stop anyway with make prefect-down FORCE=1, which records {them} Crashed"
+    )

@@ -7,8 +7,10 @@ import re
 import subprocess
 import threading
 import time
+import urllib.request
 from dataclasses import replace
 
+import psutil
 import pytest
 
 from local_stack.services import prefect_environment
@@ -33,7 +35,7 @@ def prefect_stack(tmp_path_factory, stack):
         isolated.prefect_up()
         yield isolated
     finally:
-        isolated.prefect_down()
+        isolated.prefect_down(force=True)
 
 
 def _prefect(stack: LocalStack, *arguments: str, timeout: float = 600) -> str:
@@ -250,3 +252,74 @@ def test_a_run_of_later_layers_on_a_workspace_without_their_input_is_refused(
     ) in state.message
     assert empty.source.topic not in list_topics(stack.settings.kafka.bootstrap_servers)
     assert empty.workspace not in {usage.name for usage in list_workspaces(stack.settings)}
+
+
+@pytest.mark.e2e
+def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed(
+    prefect_stack, profile
+):
+    """The worker's stop kills the runs it started: prefect-down names them and stops
+    nothing; forced, it stops them and records them Crashed, not Running for ever. A run
+    with no process on record (one a Python process runs itself) is named, then left."""
+    from local_stack.prefect_runs import CRASH_MESSAGE, _call
+    from local_stack.services import StackError
+
+    api_url = prefect_stack.settings.prefect.api_url
+    _prefect(
+        prefect_stack,
+        "deployment",
+        "run",
+        "streaming/local",
+        "-p",
+        f"workspace={profile.workspace}-down",
+        "-p",
+        "max_runtime_s=600",
+    )
+    flow = _call(api_url, "flows/", {"name": "reelhouse-elsewhere"})
+    elsewhere = _call(
+        api_url,
+        "flow_runs/",
+        {"flow_id": flow["id"], "name": "in-process", "state": {"type": "RUNNING"}},
+    )
+    deadline = time.monotonic() + 180
+    while True:  # until the worker has started the run's process and recorded its pid
+        streaming = _call(api_url, "flow_runs/filter", {"flows": {"name": {"any_": ["streaming"]}}})
+        if (
+            streaming
+            and streaming[0]["state_type"] == "RUNNING"
+            and streaming[0]["infrastructure_pid"]
+        ):
+            break
+        assert time.monotonic() < deadline, streaming
+        time.sleep(1)
+    run_id, pid = streaming[0]["id"], int(streaming[0]["infrastructure_pid"])
+
+    with pytest.raises(StackError) as refusal:
+        prefect_stack.prefect_down()
+    message = str(refusal.value)
+    assert message.startswith("2 flow runs are active: ")
+    assert f"(Running, id {run_id})" in message and "reelhouse-elsewhere/in-process" in message
+    assert "make prefect-down FORCE=1" in message
+    assert prefect_stack.prefect_worker.running_pid() is not None
+    assert psutil.pid_exists(pid)
+
+    lines = prefect_stack.prefect_down(force=True)
+    assert f"(Running, id {run_id}): recorded Crashed (process {pid} ended)" in "\n".join(lines)
+    assert (
+        f"reelhouse-elsewhere/in-process (Running, id {elsewhere['id']}): left Running"
+        " (no process on record)"
+    ) in lines
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+    prefect_stack.prefect_server.start()  # the record outlives the server
+    try:
+        states = {
+            row["id"]: (row["state_type"], row["state"]["message"])
+            for row in _call(api_url, "flow_runs/filter", {})
+        }
+        assert states[run_id] == ("CRASHED", CRASH_MESSAGE)
+        assert states[elsewhere["id"]][0] == "RUNNING"
+    finally:
+        deletion = urllib.request.Request(f"{api_url}/flow_runs/{elsewhere['id']}", method="DELETE")
+        urllib.request.urlopen(deletion, timeout=5).close()
+        prefect_stack.prefect_worker.start()

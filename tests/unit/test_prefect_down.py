@@ -1,0 +1,96 @@
+"""``make prefect-down``: refused while flow runs are active, forced with ``FORCE=1``.
+
+The server's side (a real deployment run stopped and recorded Crashed) is in
+``tests/integration/test_flows.py``; here, what needs no server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import replace
+
+import pytest
+
+from local_stack import prefect_runs
+from local_stack.prefect_runs import ActiveRun, process_is_gone, read_active_runs
+from local_stack.services import StackError
+from local_stack.settings import load_stack_settings
+from local_stack.stack import LocalStack, _refuse_active_runs
+from tests.ports import free_port, silent_port
+
+pytestmark = pytest.mark.unit
+
+RUN = ActiveRun(id="2aa5", flow="streaming", name="aloof-impala", state="Running", pid=1246)
+
+
+def test_force_is_for_prefect_down_only(capsys):
+    from local_stack.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["down", "--force"])
+    assert exited.value.code == 2
+    assert "--force is for prefect-down only, not down" in capsys.readouterr().err
+
+
+def test_the_refusal_names_every_run_and_the_way_out():
+    other = replace(RUN, id="9b42", name="persimmon-bug", state="Cancelling")
+
+    assert _refuse_active_runs([RUN]) == (
+        "1 flow run is active: streaming/aloof-impala (Running, id 2aa5). Stopping Prefect"
+        " would stop it: wait, cancel it (prefect flow-run cancel <id>), or stop anyway with"
+        " make prefect-down FORCE=1, which records it Crashed"
+    )
+    assert _refuse_active_runs([RUN, other]).startswith(
+        "2 flow runs are active: streaming/aloof-impala (Running, id 2aa5);"
+        " streaming/persimmon-bug (Cancelling, id 9b42). Stopping Prefect would stop them:"
+    )
+
+
+def test_a_stopped_prefect_asks_no_server(tmp_path, monkeypatch):
+    def unexpected(*_):
+        raise AssertionError("no server runs: nothing to ask")
+
+    monkeypatch.setattr(prefect_runs, "_call", unexpected)
+    settings = load_stack_settings()
+    stack = LocalStack(
+        replace(
+            settings,
+            state_dir=tmp_path,
+            prefect=replace(settings.prefect, port=free_port(), home=tmp_path / "prefect"),
+        )
+    )
+
+    assert stack.prefect_down() == ["prefect-worker: not running", "prefect-server: not running"]
+
+
+def test_a_server_that_never_answers_is_one_line_in_seconds(monkeypatch):
+    monkeypatch.setattr(prefect_runs, "API_TIMEOUT_S", 0.5)
+    with silent_port() as (port, _), pytest.raises(StackError) as error:
+        read_active_runs(f"http://127.0.0.1:{port}/api")
+    assert str(error.value).startswith(f"Prefect server at http://127.0.0.1:{port}/api does not")
+
+
+def test_only_a_process_known_to_have_ended_is_gone():
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid names nothing now
+
+    assert process_is_gone(ended.pid)
+    assert not process_is_gone(os.getpid())
+    assert not process_is_gone(None)  # no process on record: it may run anywhere
+
+
+def test_a_zombie_is_gone():
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while not process_is_gone(child.pid):  # exited, not yet reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child.wait()
+
+
+@pytest.mark.parametrize(
+    ("recorded", "pid"), [("1246", 1246), (" 77 ", 77), (None, None), ("host:1246", None)]
+)
+def test_the_recorded_pid_is_read_only_when_it_is_one(recorded, pid):
+    assert prefect_runs._pid(recorded) == pid
