@@ -21,7 +21,7 @@ import time
 from prefect import flow, get_run_logger
 
 from flows.guard import holding_workspace
-from flows.medallion import _spark, check_stack
+from flows.medallion import _spark, check_stack, upstream_exists
 from spark.settings import load_profile
 
 
@@ -123,7 +123,9 @@ def streaming(
         settings.source.check_starting_offsets()
     with holding_workspace(profile, workspace, doing="a streaming run"):
         logger = get_run_logger()
-        check_stack(settings)
+        check_stack(settings, reads_events="bronze" in wanted)
+        if "bronze" not in wanted:  # nothing created for a workspace without the input
+            upstream_exists(settings, wanted)
         spark = _spark(profile, workspace)
         gate = load_gate(settings, str(flow_run.id or "streaming"))
 

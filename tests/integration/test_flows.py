@@ -230,20 +230,28 @@ def test_a_gate_failure_fails_the_flow_run_naming_the_expectation(
     assert failed[0].run_count == 1  # a gate failure is never retried
 
 
+@pytest.mark.parametrize("flow_name", ["medallion", "streaming"])
 def test_a_run_of_later_layers_on_a_workspace_without_their_input_is_refused(
-    stack, spark, profile, monkeypatch
+    stack, spark, profile, monkeypatch, flow_name
 ):
     """A mistyped workspace, or one whose bronze never ran: refused in one line, with no
-    table, checkpoint or topic created (a run used to report 0 rows and leave them)."""
+    table, checkpoint or topic created (a run used to report 0 rows and leave them; a
+    streaming run waited on empty tables it had created)."""
     from flows.medallion import medallion
+    from flows.streaming import streaming
     from local_stack.topics import list_topics
     from local_stack.workspaces import list_workspaces
 
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    empty = load_profile("local", f"{profile.workspace}-no-bronze")
-    state = medallion(
-        workspace=empty.workspace, simulate=False, layers="silver,gold", return_state=True
-    )
+    empty = load_profile("local", f"{profile.workspace}-no-bronze-{flow_name}")
+    if flow_name == "medallion":
+        state = medallion(
+            workspace=empty.workspace, simulate=False, layers="silver,gold", return_state=True
+        )
+    else:
+        state = streaming(
+            workspace=empty.workspace, layers="silver,gold", max_runtime_s=60, return_state=True
+        )
 
     assert state.is_failed()
     assert (
