@@ -421,8 +421,17 @@ def main(argv: list[str] | None = None) -> int:
         help="file holding the X-IDENTITY-HEADER value (IDENTITY_HEADER)",
     )
     args = parser.parse_args(argv)
-    header = args.identity_header_file.read_text().strip()
-    servers = serve(args.host, args.port, args.identity_port, args.cert, args.key, header)
+    try:
+        header = args.identity_header_file.read_text().strip()
+        servers = serve(args.host, args.port, args.identity_port, args.cert, args.key, header)
+    except OSError as error:  # a busy port, a missing certificate: one line, not a traceback
+        where = f" ({error.filename})" if error.filename else ""
+        print(  # noqa: T201
+            f"error: key vault stand-in cannot start on {args.host}:{args.port}"
+            f" (identity {args.identity_port}): {error.strerror or error}{where}",
+            file=sys.stderr,
+        )
+        return 1
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())

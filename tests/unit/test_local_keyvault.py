@@ -98,3 +98,24 @@ def test_an_identity_the_host_lacks_is_named_in_one_line(vault, identity, reader
     assert refused.value.reason == "authentication"
     assert f"to read secret 'reelhouse-client-secret' as {reader}" in message
     assert "\n" not in message and "the-value" not in message
+
+
+def test_the_stand_in_on_a_busy_port_is_one_line(tmp_path, capsys):
+    """``keyvault-up`` names the port first; run by hand, the stand-in says it itself."""
+    from local_stack.keyvault import main
+
+    header = tmp_path / "header"
+    header.write_text("header")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        code = main(
+            [
+                *("--port", str(port), "--identity-port", str(free_port())),
+                *("--cert", str(tmp_path / "cert.pem"), "--key", str(tmp_path / "key.pem")),
+                *("--identity-header-file", str(header)),
+            ]
+        )
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error.startswith(f"error: key vault stand-in cannot start on 127.0.0.1:{port}")
+    assert "in use" in error and len(error.splitlines()) == 1
