@@ -13,6 +13,7 @@ import logging
 import shlex
 import sys
 
+from local_stack.prefect_runs import lock_name
 from local_stack.services import StackError
 from local_stack.stack import LocalStack
 from local_stack.workspaces import (
@@ -90,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "workspaces":
             return _print_workspaces(list_workspaces(stack.settings))
         if args.command == "drop-workspace":
-            chosen, unmatched = choose_workspaces(stack.settings, args.names)
-            for usage in chosen:  # each as it goes: a failure later leaves these told
-                print(f"dropped {_describe(drop_workspace(stack.settings, usage))}", flush=True)
-            for pattern in unmatched:
-                print(f"no workspace matches {pattern}", file=sys.stderr)
-            return 1 if unmatched else 0
+            return drop_unheld_workspaces(stack, args.names)
         if args.command == "down":
             for line in stack.down():
                 print(line)
@@ -107,6 +103,28 @@ def main(argv: list[str] | None = None) -> int:
     except (StackError, SettingsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def drop_unheld_workspaces(stack: LocalStack, names: list[str]) -> int:
+    """``drop-workspace``: each matching workspace no flow run is active on (per a running
+    Prefect server), then its lock; 1 when a name matched nothing or a workspace was kept."""
+    chosen, unmatched = choose_workspaces(stack.settings, names)
+    held = stack.runs_on_workspaces([usage.name for usage in chosen])
+    for usage in chosen:  # each as it goes: a failure later leaves these told
+        if usage.name in held:
+            runs = "; ".join(run.describe() for run in held[usage.name])
+            print(
+                f"not dropped {usage.name}: {runs} is active on it (wait for it, or cancel"
+                " it: prefect flow-run cancel <id>)",
+                file=sys.stderr,
+            )
+            continue
+        print(f"dropped {_describe(drop_workspace(stack.settings, usage))}", flush=True)
+        if stack.delete_workspace_lock(usage.name):
+            print(f"dropped {usage.name}'s Prefect lock {lock_name(usage.name)}")
+    for pattern in unmatched:
+        print(f"no workspace matches {pattern}", file=sys.stderr)
+    return 1 if unmatched or held else 0
 
 
 def _print_workspaces(workspaces: list[WorkspaceUsage]) -> int:

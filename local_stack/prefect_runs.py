@@ -25,6 +25,8 @@ from local_stack.services import StackError
 # stopping (Cancelling). Scheduled and Late runs have no process yet.
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
 API_TIMEOUT_S = 5.0
+# The flows whose runs hold a workspace (``flows.guard.WRITERS``; a test holds them equal).
+WORKSPACE_FLOWS = ("medallion", "streaming", "maintenance", "replay")
 CRASH_MESSAGE = "recorded by prefect-down: the run's process had ended (with its worker, or before)"
 
 
@@ -35,6 +37,8 @@ class ActiveRun:
     name: str
     state: str  # the state's name: Pending, Running, Cancelling
     pid: int | None  # the process the worker started, when on record
+    # The run's workspace when it is one of the flows that hold one (flows/guard.py WRITERS).
+    workspace: str | None = None
 
     def describe(self) -> str:
         return f"{self.flow}/{self.name} ({self.state}, id {self.id})"
@@ -63,9 +67,35 @@ def read_active_runs(api_url: str) -> list[ActiveRun]:
             name=row["name"],
             state=(row.get("state") or {}).get("name") or row["state_type"].title(),
             pid=_pid(row.get("infrastructure_pid")),
+            workspace=_local_workspace(flows.get(row["flow_id"]), row.get("parameters") or {}),
         )
         for row in rows
     ]
+
+
+def delete_workspace_lock(api_url: str, workspace: str) -> bool:
+    """Delete the local workspace's lock (``flows/guard.py``'s global concurrency limit);
+    False when it had none."""
+    request = urllib.request.Request(
+        f"{api_url.rstrip('/')}/v2/concurrency_limits/{lock_name(workspace)}", method="DELETE"
+    )
+    try:
+        urllib.request.urlopen(request, timeout=API_TIMEOUT_S).close()
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return False
+        raise StackError(
+            f"Prefect server at {api_url}: deleting {lock_name(workspace)} answered {error.code}"
+        ) from None
+    except OSError as error:
+        raise StackError(f"Prefect server at {api_url} does not answer ({error})") from None
+    return True
+
+
+def lock_name(workspace: str) -> str:
+    """The local profile's lock of ``workspace``, as ``flows.guard.limit_name`` names it
+    (a test holds the two together: ``local_stack`` does not import ``flows``)."""
+    return f"reelhouse.local.{workspace}"
 
 
 def record_crashed(api_url: str, run: ActiveRun) -> None:
@@ -88,6 +118,13 @@ def process_is_gone(pid: int | None) -> bool:
         return True
     except psutil.Error:  # there, but not ours to inspect
         return False
+
+
+def _local_workspace(flow: str | None, parameters: dict) -> str | None:
+    # The flows' own defaults: profile "local", workspace "main".
+    if flow not in WORKSPACE_FLOWS or parameters.get("profile", "local") != "local":
+        return None
+    return str(parameters.get("workspace", "main"))
 
 
 def _pid(value: object) -> int | None:

@@ -6,7 +6,13 @@ import logging
 import shutil
 import subprocess
 
-from local_stack.prefect_runs import ActiveRun, process_is_gone, read_active_runs, record_crashed
+from local_stack.prefect_runs import (
+    ActiveRun,
+    delete_workspace_lock,
+    process_is_gone,
+    read_active_runs,
+    record_crashed,
+)
 from local_stack.services import (
     Azurite,
     KafkaBroker,
@@ -242,6 +248,31 @@ class LocalStack:
                 messages.append(f"{run.describe()}: still {run.state} on record: {error}")
         messages.append(self.prefect_server.stop())
         return messages
+
+    def runs_on_workspaces(self, workspaces: list[str]) -> dict[str, list[ActiveRun]]:
+        """The Prefect server's active runs on each of ``workspaces`` (local profile), those
+        whose process lives or is not on record; none when the server is not running."""
+        if not workspaces or self.prefect_server.running_pid() is None:
+            return {}
+        try:
+            active = read_active_runs(self.settings.prefect.api_url)
+        except StackError as error:
+            raise StackError(
+                f"cannot check the workspaces' active flow runs: {error}"
+                " (make prefect-down, or wait for the server)"
+            ) from None
+        held: dict[str, list[ActiveRun]] = {}
+        for run in active:
+            if run.workspace in workspaces and not process_is_gone(run.pid):
+                held.setdefault(run.workspace, []).append(run)
+        return held
+
+    def delete_workspace_lock(self, workspace: str) -> bool:
+        """Delete the workspace's lock from a running Prefect server; False when there was
+        none to delete (or no server runs: the lock is recreated on first use anyway)."""
+        if self.prefect_server.running_pid() is None:
+            return False
+        return delete_workspace_lock(self.settings.prefect.api_url, workspace)
 
     def _prefect(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
         try:

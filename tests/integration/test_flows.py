@@ -7,6 +7,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 
@@ -260,6 +261,53 @@ def test_a_run_of_later_layers_on_a_workspace_without_their_input_is_refused(
     ) in state.message
     assert empty.source.topic not in list_topics(stack.settings.kafka.bootstrap_servers)
     assert empty.workspace not in {usage.name for usage in list_workspaces(stack.settings)}
+
+
+@pytest.mark.e2e
+def test_drop_workspace_keeps_a_workspace_a_run_is_active_on_and_drops_its_lock(
+    prefect_stack, profile, capsys
+):
+    """A run writing a workspace would fail half-way through its batch, its tables gone
+    under it: the drop waits for it. Dropped, the workspace's lock goes too."""
+    from local_stack.__main__ import drop_unheld_workspaces
+    from local_stack.prefect_runs import _call, lock_name
+    from local_stack.topics import ensure_topic, list_topics
+
+    api_url = prefect_stack.settings.prefect.api_url
+    target = load_profile("local", f"{profile.workspace}-held")
+    bootstrap = prefect_stack.settings.kafka.bootstrap_servers
+    ensure_topic(bootstrap, target.source.topic, partitions=1)
+    _call(api_url, "v2/concurrency_limits/", {"name": lock_name(target.workspace), "limit": 100})
+    flow = _call(api_url, "flows/", {"name": "streaming"})
+    run = _call(
+        api_url,
+        "flow_runs/",
+        {
+            "flow_id": flow["id"],
+            "name": "writing",
+            "parameters": {"workspace": target.workspace},
+            "state": {"type": "RUNNING"},
+        },
+    )
+
+    assert drop_unheld_workspaces(prefect_stack, [target.workspace]) == 1
+    error = capsys.readouterr().err
+    assert error == (
+        f"not dropped {target.workspace}: streaming/writing (Running, id {run['id']}) is active"
+        " on it (wait for it, or cancel it: prefect flow-run cancel <id>)\n"
+    )
+    assert target.source.topic in list_topics(bootstrap)
+
+    _call(api_url, f"flow_runs/{run['id']}/set_state", {"state": {"type": "COMPLETED"}})
+    assert drop_unheld_workspaces(prefect_stack, [target.workspace]) == 0
+    output = capsys.readouterr().out
+    assert f"dropped {target.workspace}'s Prefect lock {lock_name(target.workspace)}" in output
+    assert target.source.topic not in list_topics(bootstrap)
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(
+            f"{api_url}/v2/concurrency_limits/{lock_name(target.workspace)}", timeout=5
+        )
+    assert missing.value.code == 404
 
 
 @pytest.mark.e2e

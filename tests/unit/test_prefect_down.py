@@ -62,6 +62,8 @@ def test_a_stopped_prefect_asks_no_server(tmp_path, monkeypatch):
     )
 
     assert stack.prefect_down() == ["prefect-worker: not running", "prefect-server: not running"]
+    assert stack.runs_on_workspaces(["main"]) == {}
+    assert not stack.delete_workspace_lock("main")
 
 
 def test_a_server_that_never_answers_is_one_line_in_seconds(monkeypatch):
@@ -94,3 +96,27 @@ def test_a_zombie_is_gone():
 )
 def test_the_recorded_pid_is_read_only_when_it_is_one(recorded, pid):
     assert prefect_runs._pid(recorded) == pid
+
+
+def test_the_stack_names_the_workspace_locks_as_the_flows_do():
+    """``local_stack`` does not import ``flows``: the lock's name and the flows holding one
+    are written twice, and held equal here."""
+    from flows import guard
+
+    assert prefect_runs.lock_name("test-1") == guard.limit_name("local", "test-1")
+    assert prefect_runs.WORKSPACE_FLOWS == guard.WRITERS
+
+
+@pytest.mark.parametrize(
+    ("flow", "parameters", "workspace"),
+    [
+        ("streaming", {"workspace": "test-1"}, "test-1"),
+        ("medallion", {}, "main"),  # the flows' own defaults
+        ("replay", {"profile": "local", "workspace": "x"}, "x"),
+        ("medallion", {"profile": "azure", "workspace": "test-1"}, None),
+        ("reelhouse-elsewhere", {"workspace": "test-1"}, None),
+        (None, {}, None),
+    ],
+)
+def test_a_run_holds_a_local_workspace_only_when_its_flow_holds_one(flow, parameters, workspace):
+    assert prefect_runs._local_workspace(flow, parameters) == workspace
