@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 
 from local_stack.simulate.world import (
     AUDIO_LANGUAGES,
@@ -131,15 +131,54 @@ class SessionWriter:
         self.clock_s += self.rng.uniform(low_s, high_s)
 
 
+# One device runs one session at a time (an account's other devices and profiles may
+# stream at once): a start drawn into one of the device's sessions is drawn again, up to
+# this many times, then placed after the device's last session.
+START_DRAWS = 20
+SESSION_GAP_S = 60.0  # at least this long between two sessions of one device
+
+
 def simulate_session(
-    rng: random.Random, world: World, config: SessionConfig, sequence: int
+    rng: random.Random,
+    world: World,
+    config: SessionConfig,
+    sequence: int,
+    busy: dict[tuple[str, int], list[tuple[float, float]]] | None = None,
 ) -> list[SimulatedEvent]:
-    """All the events of one random session, in event-time order."""
+    """All the events of one random session, in event-time order. ``busy`` holds each
+    device's sessions so far, (start, end) by (user id, device number), and gets this one."""
     user = world.sample_user(rng)
-    device = user.devices[rng.randrange(len(user.devices))]
-    start_s = _session_start(rng, world, config, user)
+    device_number = rng.randrange(len(user.devices))
+    profile_number = rng.randint(1, user.profiles)
+    taken = busy.setdefault((user.user_id, device_number), []) if busy is not None else []
+    for _ in range(START_DRAWS):
+        start_s = _session_start(rng, world, config, user)
+        writer = _play_session(rng, world, config, user, device_number, profile_number, start_s)
+        if not any(
+            start_s < end + SESSION_GAP_S and begin < writer.clock_s + SESSION_GAP_S
+            for begin, end in taken
+        ):
+            break
+    else:
+        start_s = max(end for _, end in taken) + rng.uniform(SESSION_GAP_S, 3600)
+        writer = _play_session(rng, world, config, user, device_number, profile_number, start_s)
+    taken.append((start_s, writer.clock_s))
+    for number, event in enumerate(writer.events):
+        event.sequence = sequence + number
+    return writer.events
+
+
+def _play_session(
+    rng: random.Random,
+    world: World,
+    config: SessionConfig,
+    user: User,
+    device_number: int,
+    profile_number: int,
+    start_s: float,
+) -> SessionWriter:
     writer = SessionWriter(
-        rng, world, user, device, rng.randint(1, user.profiles), start_s, sequence
+        rng, world, user, user.devices[device_number], profile_number, start_s, sequence=0
     )
     popularity = world.popularity[user.region]
 
@@ -166,25 +205,37 @@ def simulate_session(
     titles_to_watch = 1
     while titles_to_watch < 4 and rng.random() < 0.35:
         titles_to_watch += 1
-    if rng.random() < 0.12:
-        titles_to_watch = 0  # opened the app, looked around, left
+    if chosen is None and rng.random() < 0.12:
+        titles_to_watch = 0  # opened the app, looked around, left (a click plays its title)
     for number in range(titles_to_watch):
         title = chosen if (number == 0 and chosen) else popularity.sample(rng)
         writer.wait(2, 25)
         _watch(writer, title)
-    return writer.events
+    return writer
 
 
 def _session_start(rng: random.Random, world: World, config: SessionConfig, user: User) -> float:
-    # Pick a local day and hour from the diurnal curve, then convert to UTC.
-    day = rng.randrange(config.days)
-    hour = config.local_hour(rng)
-    base = datetime.fromtimestamp(config.start_epoch_s, tz=world.zones[user.region])
-    local_midnight = base.replace(hour=0, minute=0, second=0, microsecond=0)
-    start = local_midnight.timestamp() + day * 86400 + hour * 3600 + rng.uniform(0, 3600)
-    # Keep the run inside its window: wrap sessions that fall before the start.
-    span = config.days * 86400
-    return config.start_epoch_s + (start - config.start_epoch_s) % span
+    """A start in the run's window, at a local hour drawn from the diurnal curve.
+
+    The hour is the wall clock's, on a day that clocks change too (as seconds from local
+    midnight, every hour after the change was an hour off). A draw that falls outside
+    the window, or into an hour that day skips, is drawn again: the window's local days
+    are sampled in proportion to the part of them it holds."""
+    zone = world.zones[user.region]
+    end_s = config.start_epoch_s + config.days * 86400
+    first_day = datetime.fromtimestamp(config.start_epoch_s, tz=zone).date()
+    local_days = (datetime.fromtimestamp(end_s - 1, tz=zone).date() - first_day).days + 1
+    for _ in range(START_DRAWS * 50):
+        day = rng.randrange(local_days)
+        hour = config.local_hour(rng)
+        local_hour = datetime.combine(first_day + timedelta(days=day), time(hour), tzinfo=zone)
+        start = local_hour.timestamp() + rng.uniform(0, 3600)
+        if (
+            config.start_epoch_s <= start < end_s
+            and datetime.fromtimestamp(start, tz=zone).hour == hour
+        ):
+            return start
+    raise ValueError(f"no start in the run's window has the local hour {hour} in {zone}")
 
 
 def _watch(writer: SessionWriter, title: Title) -> None:

@@ -118,8 +118,9 @@ def simulate(request: SimulationRequest) -> Simulation:
     clean_payloads: list[dict] = []
     sequence = 0
     produced = 0
+    busy: dict[tuple[str, int], list[tuple[float, float]]] = {}  # each device's sessions
     while produced < request.events:
-        session = simulate_session(rng, world, config, sequence)
+        session = simulate_session(rng, world, config, sequence, busy)
         session = session[: request.events - produced]
         sequence += len(session)
         produced += len(session)

@@ -256,6 +256,80 @@ def test_session_durations_and_click_through_are_plausible(run):
     assert 0.06 <= ctr <= 0.14  # documented range for the default --ctr 0.12
 
 
+def test_one_device_runs_one_session_at_a_time(run):
+    """An account's devices and profiles may stream at once; one device may not. (Two
+    devices of one user that the payload cannot tell apart are left out.)"""
+    from random import Random
+
+    from local_stack.simulate.world import build_world
+
+    world = build_world(Random(11 * 7919 + 1))  # the run's world (seed 11)
+    twins = set()
+    for user in world.users:
+        kinds = Counter((d.device_type, d.app_version, d.network) for d in user.devices)
+        twins |= {(user.user_id, *kind) for kind, count in kinds.items() if count > 1}
+    spans = {}
+    for payload in run.clean_payloads:
+        moment = datetime.fromisoformat(payload["event_ts"])
+        device = tuple(payload[key] for key in ("user_id", "device_type", "app_version", "network"))
+        first, last, _ = spans.get(payload["session_id"], (moment, moment, device))
+        spans[payload["session_id"]] = (min(first, moment), max(last, moment), device)
+    by_device = defaultdict(list)
+    for first, last, device in spans.values():
+        if device not in twins:
+            by_device[device].append((first, last))
+    overlapping = [
+        (device, earlier, later)
+        for device, sessions in by_device.items()
+        for earlier, later in zip(sorted(sessions), sorted(sessions)[1:], strict=False)
+        if later[0] < earlier[1]
+    ]
+    assert len(spans) > 6_000
+    assert not overlapping, overlapping[:3]
+
+
+def test_a_recommendation_click_plays_its_title(run):
+    clicked, played = {}, defaultdict(set)
+    for payload in run.clean_payloads:
+        if payload["event_type"] == "recommendation_click":
+            clicked[payload["session_id"]] = payload["title_id"]
+        elif payload["event_type"] == "play":
+            played[payload["session_id"]].add(payload["title_id"])
+    assert len(clicked) > 1_000
+    assert all(title in played[session] for session, title in clicked.items())
+
+
+@pytest.mark.parametrize(
+    ("start_time", "region"),
+    [
+        ("2026-11-01T00:00:00+00:00", "us-east"),  # US clocks go back that night
+        ("2026-11-01T00:00:00+00:00", "us-west"),
+        ("2026-03-28T00:00:00+00:00", "uk"),  # and Europe's go forward on the 29th
+        ("2026-03-28T00:00:00+00:00", "germany"),
+        ("2026-03-28T00:00:00+00:00", "japan"),
+    ],
+)
+def test_a_session_starts_in_the_local_hour_drawn_also_on_a_day_clocks_change(start_time, region):
+    """Seconds from local midnight put every hour after a clock change an hour off: on the
+    default start, four in five US evening sessions began at 19 or 21 h, not 20 h."""
+    from random import Random
+
+    from local_stack.simulate.sessions import SessionConfig, _session_start
+    from local_stack.simulate.world import build_world
+
+    world = build_world(Random(1))
+    user = next(user for user in world.users if user.region == region)
+    zone = world.zones[region]
+    config = SessionConfig(datetime.fromisoformat(start_time).timestamp(), days=2)
+    rng = Random(5)
+    for hour in range(24):
+        config.local_hour = lambda _, hour=hour: hour
+        for _ in range(50):
+            start = _session_start(rng, world, config, user)
+            assert config.start_epoch_s <= start < config.start_epoch_s + 2 * 86400
+            assert datetime.fromtimestamp(start, tz=zone).hour == hour, (hour, start)
+
+
 def test_world_is_large_enough():
     from random import Random
 
