@@ -37,6 +37,10 @@ class StackError(RuntimeError):
     """A service could not be started, checked or stopped; the message says why."""
 
 
+# How long `up` waits for an external service (a container still starting) to answer.
+EXTERNAL_WAIT_S = 10.0
+
+
 class StackSetupError(StackError):
     """The stack cannot start until someone acts (install a tool, free a port): trying
     again cannot help, so callers that retry (``flows.medallion.check_stack``) do not."""
@@ -86,6 +90,12 @@ class Service:
     def prepare(self) -> None:
         """One-time preparation before the first start (e.g. formatting storage)."""
 
+    @property
+    def external(self) -> bool:
+        """Run by someone else (stack setting ``services = "external"``): used where it
+        answers, never started or stopped by the project."""
+        return False
+
     # Shared behaviour.
     def running_pid(self) -> int | None:
         """The pid of our running process, or None (stale pid files are removed)."""
@@ -99,6 +109,10 @@ class Service:
         return None
 
     def status(self) -> ServiceStatus:
+        if self.external:
+            healthy = self.is_healthy()
+            detail = f"external, {'healthy' if healthy else 'not answering'}"
+            return ServiceStatus(self.name, None, self.ports(), healthy, detail)
         pid = self.running_pid()
         healthy = pid is not None and self.is_healthy()
         detail = "healthy" if healthy else "running, not answering"
@@ -108,6 +122,8 @@ class Service:
 
     def start(self) -> str:
         """Start the service unless it already runs; return what was done."""
+        if self.external:
+            return self._answering_elsewhere()
         pid = self.running_pid()
         if pid is not None:
             self._check_listening_on_our_ports(pid)
@@ -133,6 +149,18 @@ class Service:
         self._wait_healthy(process.pid, lambda: process.poll() is None)
         return f"{self.name}: started (pid {process.pid}) in {time.monotonic() - started:.1f}s"
 
+    def _answering_elsewhere(self) -> str:
+        # A container still starting gets a few seconds; a flow's stack check retries a
+        # StackError for about a minute more.
+        port = self.ports()[0]
+        if _wait_for(self.is_healthy, EXTERNAL_WAIT_S):
+            return f"{self.name}: external, answering on port {port}"
+        raise StackError(
+            f"{self.name}: nothing answers on port {port}, and the stack's services are"
+            " external (REELHOUSE_STACK_SERVICES=external): start them (docker compose -f"
+            " local_stack/docker-compose.yml up -d), or unset it to run them natively"
+        )
+
     def _check_listening_on_our_ports(self, pid: int) -> None:
         """A running service keeps the ports it was started on: when the settings now name
         others (``REELHOUSE_KAFKA_PORT`` set after ``up``), reusing it would wait out the
@@ -152,6 +180,8 @@ class Service:
 
     def stop(self) -> str:
         """Stop our process (SIGTERM, then SIGKILL) and wait until its ports are free."""
+        if self.external:
+            return f"{self.name}: external, not stopped"
         pid = self.running_pid()
         if pid is None:
             return f"{self.name}: not running"
@@ -363,8 +393,14 @@ class KafkaBroker(Service):
     def is_healthy(self) -> bool:
         return kafka_answers(self.settings.kafka.bootstrap_servers, timeout_s=3.0)
 
+    @property
+    def external(self) -> bool:
+        return self.settings.external_services
+
     def start(self) -> str:
         """Start (or reuse) the broker; return once its SASL_SSL listener listens too."""
+        if self.external:  # docker compose's broker has no SASL_SSL listener
+            return super().start()
         message = super().start()
         stale = self._settings_since_started()
         if stale:
@@ -403,6 +439,11 @@ class Azurite(Service):
 
     name = "azurite"
     marker = "azurite"
+
+    @property
+    def external(self) -> bool:
+        return self.settings.external_services
+
     # Azurite closes its servers and flushes its metadata on SIGINT; it ignores SIGTERM.
     stop_signal = signal.SIGINT
 

@@ -97,6 +97,11 @@ class PrefectSettings:
         return f"http://{self.host}:{self.port}/api"
 
 
+# Who runs Kafka and Azurite: the project, as native processes (`up` starts them), or
+# someone else, such as docker compose (`up` only checks that they answer).
+SERVICE_MODES = ("native", "external")
+
+
 @dataclass(frozen=True)
 class StackSettings:
     state_dir: Path
@@ -104,6 +109,11 @@ class StackSettings:
     azurite: AzuriteSettings
     keyvault: KeyVaultSettings
     prefect: PrefectSettings
+    services: str = "native"  # SERVICE_MODES
+
+    @property
+    def external_services(self) -> bool:
+        return self.services == "external"
 
     @property
     def log_dir(self) -> Path:
@@ -155,11 +165,18 @@ def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
         return value.strip()
 
     host = text("host")
+    services = text("services")
+    if services not in SERVICE_MODES:
+        raise SettingsError(
+            f"stack setting services (REELHOUSE_STACK_SERVICES) must be native or external,"
+            f" got {services!r}"
+        )
     state_dir = Path(text("state_dir"))
     if not state_dir.is_absolute():
         state_dir = PROJECT_ROOT / state_dir
     return StackSettings(
         state_dir=state_dir,
+        services=services,
         kafka=KafkaSettings(
             host=host,
             port=port("kafka.port"),

@@ -121,6 +121,46 @@ def test_up_twice_gives_one_broker(stack: LocalStack):
     assert [process.pid for process in _kafka_processes()] == [first]
 
 
+def test_external_services_are_used_where_they_answer_and_left_running(
+    stack: LocalStack, tmp_path, unique_name
+):
+    """With services = "external" (docker compose runs Kafka and Azurite), `up` starts
+    nothing: it finds them answering, creates the lake container and the topics, and `down`
+    leaves them. No Docker engine here: this session's native services play compose's."""
+    from dataclasses import replace
+
+    from local_stack.topics import list_topics
+
+    settings = replace(
+        stack.settings,
+        state_dir=tmp_path,
+        services="external",
+        azurite=replace(stack.settings.azurite, lake_container=f"lake-{unique_name}"[:63]),
+    )
+    external = LocalStack(settings)
+    broker = stack.kafka.running_pid()
+    try:
+        assert external.up(topics=(unique_name,)) == [
+            f"kafka: external, answering on port {settings.kafka.port}",
+            f"azurite: external, answering on port {settings.azurite.blob_port}",
+            f"container {settings.azurite.lake_container}: created",
+            f"topic {unique_name}: created",
+        ]
+        assert unique_name in list_topics(settings.kafka.bootstrap_servers)
+        assert [status.detail for status in external.status()] == ["external, healthy"] * 2
+        assert external.down() == [
+            "keyvault: not running",
+            "azurite: external, not stopped",
+            "kafka: external, not stopped",
+        ]
+        assert stack.kafka.running_pid() == broker and stack.is_healthy()
+        assert not (tmp_path / "run").exists()
+    finally:
+        BlobServiceClient.from_connection_string(
+            settings.azurite.connection_string
+        ).delete_container(settings.azurite.lake_container)
+
+
 def test_a_container_name_azurite_refuses_is_one_line(stack: LocalStack):
     from local_stack.services import StackError
 

@@ -65,6 +65,50 @@ def test_a_bad_stack_file_is_named_with_its_setting(tmp_path, change, message):
     assert "\n" not in str(error.value)
 
 
+def test_services_are_native_unless_set_external(monkeypatch):
+    assert load_stack_settings().services == "native"
+    monkeypatch.setenv("REELHOUSE_STACK_SERVICES", "external")
+    assert load_stack_settings().external_services
+    monkeypatch.setenv("REELHOUSE_STACK_SERVICES", "docker")
+    with pytest.raises(SettingsError) as error:
+        load_stack_settings()
+    assert str(error.value) == (
+        "stack setting services (REELHOUSE_STACK_SERVICES) must be native or external, got 'docker'"
+    )
+
+
+def test_external_services_that_do_not_answer_are_one_line_and_never_stopped(tmp_path, monkeypatch):
+    """docker compose runs them: the project neither starts nor stops them, and names
+    what to do when nothing answers on their ports."""
+    from dataclasses import replace
+
+    from local_stack import services
+    from local_stack.services import Azurite, KafkaBroker, StackError
+    from tests.ports import free_port
+
+    monkeypatch.setattr(services, "EXTERNAL_WAIT_S", 0.3)
+    monkeypatch.setenv("REELHOUSE_STACK_SERVICES", "external")
+    for name in ("KAFKA_PORT", "AZURITE_BLOB_PORT", "AZURITE_QUEUE_PORT", "AZURITE_TABLE_PORT"):
+        monkeypatch.setenv(f"REELHOUSE_{name}", str(free_port()))
+    settings = replace(load_stack_settings(), state_dir=tmp_path)
+    for service in (KafkaBroker(settings), Azurite(settings)):
+        status = service.status()
+        assert (status.pid, status.healthy, status.detail) == (
+            None,
+            False,
+            "external, not answering",
+        )
+        with pytest.raises(StackError) as error:
+            service.start()
+        assert str(error.value) == (
+            f"{service.name}: nothing answers on port {service.ports()[0]}, and the stack's"
+            " services are external (REELHOUSE_STACK_SERVICES=external): start them (docker"
+            " compose -f local_stack/docker-compose.yml up -d), or unset it to run them natively"
+        )
+        assert service.stop() == f"{service.name}: external, not stopped"
+    assert not (tmp_path / "run").exists()  # no pid file, no process of ours
+
+
 def test_two_services_on_one_port_are_refused_before_either_starts(monkeypatch):
     monkeypatch.setenv("REELHOUSE_KEYVAULT_PORT", "10600")
     monkeypatch.setenv("REELHOUSE_KEYVAULT_IDENTITY_PORT", "10600")
