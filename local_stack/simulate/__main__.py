@@ -13,8 +13,18 @@ from kafka.errors import KafkaError
 
 from local_stack.settings import load_stack_settings
 from local_stack.simulate.faults import FAULT_KINDS
-from local_stack.simulate.producer import ProducerError, send_to_kafka, write_jsonl
-from local_stack.simulate.simulation import DEFAULT_START, SimulationRequest, simulate
+from local_stack.simulate.producer import (
+    ProducerError,
+    check_not_ahead,
+    send_to_kafka,
+    write_jsonl,
+)
+from local_stack.simulate.simulation import (
+    DEFAULT_START,
+    SimulationRequest,
+    simulate,
+    start_datetime,
+)
 from local_stack.topics import ensure_topic
 from spark.io.preflight import PreflightError, check_source_reachable
 from spark.settings import SettingsError, load_profile
@@ -66,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.startswith("jsonl:"):
             seconds = write_jsonl(simulation.records, path)
         else:
+            # Before the topic is created: a refused run leaves nothing behind.
+            check_not_ahead(simulation.records, start_datetime(request.start_time))
             if args.create_topic:
                 partitions = args.partitions or load_stack_settings().kafka.default_partitions
                 try:

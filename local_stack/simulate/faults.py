@@ -131,7 +131,8 @@ def _bad_timestamp(rng: random.Random, payload: dict) -> bytes:
 
 def _out_of_range_timestamp(rng: random.Random, payload: dict) -> bytes:
     moment = datetime.fromisoformat(payload["event_ts"])
-    years = rng.choice((-27, -12, 15, 73))
+    # Years off, within the years a date-time can name (a run near 9999 goes back only).
+    years = rng.choice([step for step in (-27, -12, 15, 73) if 1 <= moment.year + step <= 9999])
     moved = moment.replace(year=moment.year + years, day=min(moment.day, 28))
     payload["event_ts"] = moved.isoformat(timespec="milliseconds")
     return encode(payload)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import multiprocessing
 import re
 import sys
@@ -17,7 +18,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kafka.net.sasl.oauth import AbstractTokenProvider
@@ -232,7 +233,7 @@ def send_to_kafka(
     """
     if producers < 1:
         raise ValueError(f"producers must be >= 1, got {producers}")
-    _check_not_ahead(records)
+    check_not_ahead(records)
     config = kafka_python_config(client_options)
     if "sasl_oauth_token_provider" in config:
         # Here, in one line, not as a login the producers retry until their timeout; the
@@ -262,18 +263,26 @@ def send_to_kafka(
 AHEAD_LIMIT_S = 3600
 
 
-def _check_not_ahead(records: list) -> None:
-    """Before anything is sent: records a broker would refuse for their time, which a
-    simulation started near now has (its sessions run on into the future)."""
+def check_not_ahead(records: list, start: datetime | None = None) -> None:
+    """Before anything is sent (or created): records a broker would refuse for their time,
+    which a simulation started near now has (its sessions run on into the future). Given
+    the run's ``start``, the error names the latest start time that fits."""
     latest_ms = max((record.timestamp_ms for record in records), default=None)
     limit_s = time.time() + AHEAD_LIMIT_S - 60  # a minute for the sending itself
     if latest_ms is not None and latest_ms / 1000 > limit_s:
         moment = datetime.fromtimestamp(latest_ms / 1000, UTC).isoformat(timespec="seconds")
-        latest = datetime.fromtimestamp(limit_s, UTC).isoformat(timespec="seconds")
+        if start is not None:
+            fits = start - timedelta(seconds=math.ceil(latest_ms / 1000 - limit_s))
+            advice = f"give a --start-time no later than {fits.isoformat(timespec='seconds')}"
+        else:
+            latest = datetime.fromtimestamp(limit_s, UTC).isoformat(timespec="seconds")
+            advice = (
+                "give a --start-time whose run (its --days and late deliveries) ends before"
+                f" {latest}"
+            )
         raise ProducerError(
             f"the simulated records run until {moment}, more than an hour from now: Kafka"
-            " refuses records timed that far ahead, so none was sent; give a --start-time"
-            f" whose run (its --days and late deliveries) ends before {latest}"
+            f" refuses records timed that far ahead, so none was sent; {advice}"
         )
 
 

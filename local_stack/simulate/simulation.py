@@ -47,8 +47,8 @@ class SimulationRequest:
         if not 0.0 <= self.ctr <= 1.0:
             raise ValueError(f"ctr must be between 0 and 1, got {self.ctr}")
         start = start_datetime(self.start_time)
-        if start.year < 1970:  # Kafka's record timestamps count from 1970
-            raise ValueError(f"start_time {self.start_time!r} is before 1970")
+        if start.timestamp() < 0:  # Kafka's record timestamps count from 1970 (in UTC)
+            raise ValueError(f"start_time {self.start_time!r} is before 1970 in UTC")
         try:
             start + timedelta(days=self.days + 1)  # the run, with its late deliveries
         except OverflowError:

@@ -80,3 +80,33 @@ def test_a_topic_name_kafka_refuses_is_one_line(stack, profile, tmp_path):
     error = completed.stderr.strip()
     assert error.startswith("error: cannot create topic 'bad topic!': "), error
     assert "\n" not in error and not (tmp_path / "m.json").exists()
+
+
+def test_a_run_timed_too_far_ahead_is_refused_before_its_topic_is_created(
+    stack, profile, tmp_path, unique_name
+):
+    """The error names the latest start time that fits, and the refused run leaves no
+    topic behind (it used to create one and send nothing)."""
+    from datetime import UTC, datetime, timedelta
+
+    from local_stack.topics import list_topics
+
+    topic = f"{profile.workspace}.ahead-{unique_name}"
+    start = datetime.now(UTC).replace(microsecond=0)
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-m", "local_stack.simulate", "--events", "2000"),
+            *("--start-time", start.isoformat(), "--topic", topic),
+            *("--workspace", profile.workspace, "--manifest", str(tmp_path / "m.json")),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 2
+    error = completed.stderr.strip()
+    assert "more than an hour from now: Kafka refuses records timed that far ahead" in error
+    fits = datetime.fromisoformat(error.rsplit("give a --start-time no later than ", 1)[1])
+    # The run spans two days (--days 2) and its late deliveries: about that much earlier.
+    assert timedelta(days=1) < start - fits < timedelta(days=3)
+    assert topic not in list_topics(stack.settings.kafka.bootstrap_servers)

@@ -106,3 +106,19 @@ def test_records_timed_over_an_hour_ahead_are_refused_before_any_is_sent():
     message = str(refused.value)
     assert "more than an hour from now: Kafka refuses records timed that far ahead" in message
     assert "so none was sent; give a --start-time" in message
+
+
+def test_given_its_start_a_run_too_far_ahead_is_told_the_latest_start_that_fits():
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from local_stack.simulate.producer import check_not_ahead
+    from local_stack.simulate.simulation import Record
+
+    start = datetime.fromtimestamp(int(time.time()), UTC)
+    last_ms = int(start.timestamp() * 1000) + 2 * 3600 * 1000  # two hours on
+    with pytest.raises(ProducerError) as refused:
+        check_not_ahead([Record(b"k", b"v", last_ms)], start)
+    fits = datetime.fromisoformat(str(refused.value).rsplit("no later than ", 1)[1])
+    # An hour ahead is the broker's limit, less a minute for the sending: 61 min earlier.
+    assert timedelta(minutes=60) <= start - fits <= timedelta(minutes=62)

@@ -330,6 +330,20 @@ def test_a_session_starts_in_the_local_hour_drawn_also_on_a_day_clocks_change(st
             assert datetime.fromtimestamp(start, tz=zone).hour == hour, (hour, start)
 
 
+def test_a_run_near_the_year_9999_moves_its_timestamps_back_only():
+    """timestamp_out_of_range moves a date-time years off: forward past 9999 it could
+    not be written (the run failed with "year 10005 is out of range")."""
+    request = SimulationRequest(
+        events=300,
+        fault_rate=1.0,
+        faults=("timestamp_out_of_range",),
+        start_time="9990-01-01T00:00:00+00:00",
+    )
+    records = simulate(request).records
+    years = {json.loads(record.value)["event_ts"][:4] for record in records}
+    assert len(records) > 300 and max(years) == "9990" and "9963" in years
+
+
 def test_world_is_large_enough():
     from random import Random
 
@@ -348,6 +362,7 @@ def test_world_is_large_enough():
         (["--start-time", "tomorrow"], "--start-time 'tomorrow' is not an ISO-8601"),
         (["--out", "s3://x"], "--out must be 'kafka' or 'jsonl:PATH'"),
         (["--start-time", "0001-01-01T00:00:00+00:00"], "is before 1970"),
+        (["--start-time", "1970-01-01T00:00:00+05:00"], "is before 1970 in UTC"),
         (
             ["--start-time", "9999-12-31T00:00:00+00:00", "--days", "3"],
             "with days=3 runs past the year 9999",
