@@ -184,12 +184,18 @@ def summarize_error(error: BaseException) -> str:
         return raised[:400]
     for line in lines:
         line = _STREAM_FAILED.sub("", line.strip())
+        # Py4J's own first line names the Java method called; the reason is the next one,
+        # ": <Java exception class>: <message>".
+        if line.startswith(_PY4J_CALL):
+            continue
+        line = line.removeprefix(": ")
         if line and not line.startswith(("at ", "===", "Traceback", "JVM stacktrace")):
             return re.sub(r"\s+", " ", line)[:400]
     return type(error).__name__
 
 
 # Which query failed is in the log; the reason is what a person reads.
+_PY4J_CALL = "An error occurred while calling "
 _STREAM_FAILED = re.compile(r"^\[STREAM_FAILED\] Query \[[^]]*\] terminated with exception: ")
 
 

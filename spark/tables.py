@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
+
 from spark.catalog import TABLES, register_existing_tables
 from spark.io.preflight import PreflightError, lake_session
 from spark.settings import SettingsError, load_profile
@@ -37,7 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    tables = describe_tables(spark, profile)
+    try:
+        tables = describe_tables(spark, profile)
+    except (PySparkException, Py4JJavaError) as error:  # a data file gone, storage gone
+        from spark.run import summarize_error  # spark.run lists tables with this module
+
+        print(
+            f"error: cannot read the tables of workspace {profile.workspace!r} at"
+            f" {profile.lake.root}: {summarize_error(error)}",
+            file=sys.stderr,
+        )
+        return 1
     if args.json:
         print(json.dumps(tables, indent=2))
     elif not tables:  # a new workspace, or a mistyped name

@@ -432,6 +432,35 @@ def test_a_workspace_without_tables_is_listed_as_such(stack, profile):
     )
 
 
+def test_a_table_missing_a_log_file_is_one_line_from_the_listing(stack, spark, profile):
+    """A commit deleted from a table's log (by hand, a storage policy): the listing names
+    the workspace and Delta's reason in one line, not a Java stack trace."""
+    from local_stack.services import azurite_blob_service
+
+    broken = workspace_of(profile, "log-gone")
+    location = broken.lake.table_location("bronze.events")
+    spark.range(20).write.format("delta").save(location)
+    spark.range(5).write.format("delta").mode("append").save(location)
+    container = azurite_blob_service(stack.settings).get_container_client(
+        stack.settings.azurite.lake_container
+    )
+    prefix = location.split(".core.windows.net/", 1)[1]  # abfs://lake@<host>/<path>
+    blobs = container.list_blobs(name_starts_with=f"{prefix}/")
+    first = [blob.name for blob in blobs if blob.name.endswith("/00000000000000000000.json")]
+    assert first, prefix
+    container.delete_blob(first[0])
+
+    command = [sys.executable, "-m", "spark.tables", "--workspace", broken.workspace]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 1, completed.stdout[-1500:] + completed.stderr[-1500:]
+    last = completed.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"error: cannot read the tables of workspace {broken.workspace!r} at {broken.lake.root}: "
+    ), completed.stderr[-1500:]
+    assert "[DELTA_TRUNCATED_TRANSACTION_LOG]" in last, last
+    assert "Traceback" not in completed.stderr
+
+
 def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(stack, profile, tmp_path):
     """systemd's default stop, ``timeout`` and ``kill -- -PGID`` send SIGTERM to the driver
     and its JVM at once, here as soon as the run says its queries run (the first batch is

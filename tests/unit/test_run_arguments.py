@@ -120,3 +120,16 @@ def test_a_streaming_failure_is_summarized_without_the_query_ids():
         "assertion failed: If startingOffsets contains specific offsets, you must specify all"
         " TopicPartitions."
     )
+
+
+def test_a_py4j_error_is_summarized_by_its_java_reason_not_the_method_called():
+    error = RuntimeError(
+        "An error occurred while calling z:io.delta.tables.DeltaTable.isDeltaTable.\n"
+        ": org.apache.spark.sql.delta.DeltaFileNotFoundException: [DELTA_TRUNCATED_TRANSACTION_LOG]"
+        " .../_delta_log/00000000000000000000.json: Unable to reconstruct state at version 1\n"
+        "\tat org.apache.spark.sql.delta.DeltaErrorsBase.truncatedTransactionLogException"
+    )
+    assert run.summarize_error(error) == (
+        "org.apache.spark.sql.delta.DeltaFileNotFoundException: [DELTA_TRUNCATED_TRANSACTION_LOG]"
+        " .../_delta_log/00000000000000000000.json: Unable to reconstruct state at version 1"
+    )
