@@ -25,6 +25,7 @@ from local_stack.services import StackError
 # stopping (Cancelling). Scheduled and Late runs have no process yet.
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
 API_TIMEOUT_S = 5.0
+PAGE = 200  # the server's default and largest page (PREFECT_API_DEFAULT_LIMIT)
 # The flows whose runs hold a workspace (``flows.guard.WRITERS``; a test holds them equal).
 WORKSPACE_FLOWS = ("medallion", "streaming", "maintenance", "replay")
 CRASH_MESSAGE = "recorded by prefect-down: the run's process had ended (with its worker, or before)"
@@ -46,11 +47,21 @@ class ActiveRun:
 
 def read_active_runs(api_url: str) -> list[ActiveRun]:
     """The server's flow runs in an active state, oldest first."""
-    rows = _call(
-        api_url,
-        "flow_runs/filter",
-        {"flow_runs": {"state": {"type": {"any_": list(ACTIVE_STATES)}}}, "sort": "START_TIME_ASC"},
-    )
+    rows: list[dict] = []
+    while True:  # a page at a time: the server returns at most PAGE rows per call
+        page = _call(
+            api_url,
+            "flow_runs/filter",
+            {
+                "flow_runs": {"state": {"type": {"any_": list(ACTIVE_STATES)}}},
+                "sort": "START_TIME_ASC",
+                "limit": PAGE,
+                "offset": len(rows),
+            },
+        )
+        rows += page
+        if len(page) < PAGE:
+            break
     flow_ids = sorted({row["flow_id"] for row in rows})
     flows = (
         {
@@ -109,11 +120,17 @@ def record_crashed(api_url: str, run: ActiveRun) -> None:
 
 
 def process_is_gone(pid: int | None) -> bool:
-    """True when ``pid`` names no live process; unknown (None) is not gone."""
+    """True when ``pid`` names no live flow-run process: none at all, a zombie, or one that
+    is no Prefect process (the pid was reused: after a reboot, a worker long dead).
+    Unknown (None) is not gone."""
     if pid is None:
         return False
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return True
+        # `python -m prefect.engine`, `-m prefect.runner._workspace_supervisor ...`
+        return not any(part.startswith("prefect.") for part in process.cmdline())
     except psutil.NoSuchProcess:
         return True
     except psutil.Error:  # there, but not ours to inspect

@@ -229,13 +229,20 @@ class LocalStack:
                 if not force:
                     raise StackError(
                         f"cannot list the active flow runs before stopping: {error}"
-                        " (prefect-down --force stops the worker and server anyway)"
+                        " (make prefect-down FORCE=1 stops the worker and server anyway)"
                     ) from None
                 messages.append(f"active flow runs not checked: {error}")
             living = [run for run in active if not process_is_gone(run.pid)]
             if living and not force:
                 raise StackError(_refuse_active_runs(living))
         messages.append(self.prefect_worker.stop())
+        if active:  # a run the worker stopped may have recorded its own end meanwhile
+            try:
+                still = {run.id for run in read_active_runs(api_url)}
+            except StackError as error:
+                still = set()
+                messages.append(f"active flow runs not checked again: {error}")
+            active = [run for run in active if run.id in still]
         for run in active:
             if not process_is_gone(run.pid):
                 why = "no process on record" if run.pid is None else f"process {run.pid} runs"

@@ -315,8 +315,10 @@ def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed
     prefect_stack, profile
 ):
     """The worker's stop kills the runs it started: prefect-down names them and stops
-    nothing; forced, it stops them and records them Crashed, not Running for ever. A run
-    with no process on record (one a Python process runs itself) is named, then left."""
+    nothing; forced, it stops them, and no run is left Running whose process is gone: a
+    run that did not record its own end is recorded Crashed. A run with no process on
+    record (one a Python process runs itself) is named, then left. A run whose process
+    died earlier (its worker killed) blocks nothing and is recorded Crashed."""
     from local_stack.prefect_runs import CRASH_MESSAGE, _call
     from local_stack.services import StackError
 
@@ -337,6 +339,20 @@ def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed
         "flow_runs/",
         {"flow_id": flow["id"], "name": "in-process", "state": {"type": "RUNNING"}},
     )
+    stale = _call(
+        api_url,
+        "flow_runs/",
+        {"flow_id": flow["id"], "name": "worker-killed", "state": {"type": "RUNNING"}},
+    )
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    patch = urllib.request.Request(
+        f"{api_url}/flow_runs/{stale['id']}",
+        data=json.dumps({"infrastructure_pid": str(ended.pid)}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="PATCH",
+    )
+    urllib.request.urlopen(patch, timeout=5).close()
     deadline = time.monotonic() + 180
     while True:  # until the worker has started the run's process and recorded its pid
         streaming = _call(api_url, "flow_runs/filter", {"flows": {"name": {"any_": ["streaming"]}}})
@@ -353,14 +369,17 @@ def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed
     with pytest.raises(StackError) as refusal:
         prefect_stack.prefect_down()
     message = str(refusal.value)
-    assert message.startswith("2 flow runs are active: ")
+    assert message.startswith("2 flow runs are active: ")  # not the stale one
     assert f"(Running, id {run_id})" in message and "reelhouse-elsewhere/in-process" in message
     assert "make prefect-down FORCE=1" in message
     assert prefect_stack.prefect_worker.running_pid() is not None
     assert psutil.pid_exists(pid)
 
     lines = prefect_stack.prefect_down(force=True)
-    assert f"(Running, id {run_id}): recorded Crashed (process {pid} ended)" in "\n".join(lines)
+    assert (
+        f"reelhouse-elsewhere/worker-killed (Running, id {stale['id']}): recorded Crashed"
+        f" (process {ended.pid} ended)"
+    ) in lines
     assert (
         f"reelhouse-elsewhere/in-process (Running, id {elsewhere['id']}): left Running"
         " (no process on record)"
@@ -373,9 +392,17 @@ def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed
             row["id"]: (row["state_type"], row["state"]["message"])
             for row in _call(api_url, "flow_runs/filter", {})
         }
-        assert states[run_id] == ("CRASHED", CRASH_MESSAGE)
+        assert states[stale["id"]] == ("CRASHED", CRASH_MESSAGE)
         assert states[elsewhere["id"]][0] == "RUNNING"
+        # The streaming run recorded its own end, or prefect-down recorded it Crashed.
+        recorded = f"(Running, id {run_id}): recorded Crashed (process {pid} ended)"
+        if any(line.endswith(recorded) for line in lines):
+            assert states[run_id] == ("CRASHED", CRASH_MESSAGE)
+        else:
+            assert states[run_id][0] in ("COMPLETED", "CANCELLED", "CRASHED", "FAILED")
+            assert states[run_id][1] != CRASH_MESSAGE
     finally:
-        deletion = urllib.request.Request(f"{api_url}/flow_runs/{elsewhere['id']}", method="DELETE")
-        urllib.request.urlopen(deletion, timeout=5).close()
+        for run in (elsewhere, stale):
+            deletion = urllib.request.Request(f"{api_url}/flow_runs/{run['id']}", method="DELETE")
+            urllib.request.urlopen(deletion, timeout=5).close()
         prefect_stack.prefect_worker.start()

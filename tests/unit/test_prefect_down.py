@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from dataclasses import replace
 
@@ -76,10 +77,17 @@ def test_a_server_that_never_answers_is_one_line_in_seconds(monkeypatch):
 def test_only_a_process_known_to_have_ended_is_gone():
     ended = subprocess.Popen(["true"])
     ended.wait()  # reaped: its pid names nothing now
-
-    assert process_is_gone(ended.pid)
-    assert not process_is_gone(os.getpid())
-    assert not process_is_gone(None)  # no process on record: it may run anywhere
+    engine = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "prefect.engine"]
+    running = subprocess.Popen(engine)
+    try:
+        assert process_is_gone(ended.pid)
+        assert not process_is_gone(running.pid)
+        # A pid reused by a process that is no flow run's (after a reboot): that run is gone.
+        assert process_is_gone(os.getpid())
+        assert not process_is_gone(None)  # no process on record: it may run anywhere
+    finally:
+        running.kill()
+        running.wait()
 
 
 def test_a_zombie_is_gone():
