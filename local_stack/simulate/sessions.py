@@ -133,8 +133,10 @@ class SessionWriter:
 
 # One device runs one session at a time (an account's other devices and profiles may
 # stream at once): a start drawn into one of the device's sessions is drawn again, up to
-# this many times, then placed after the device's last session.
+# START_DRAWS times; then the session goes to another user's device, as a device with no
+# room left in the run's window takes no more.
 START_DRAWS = 20
+DEVICE_DRAWS = 200
 SESSION_GAP_S = 60.0  # at least this long between two sessions of one device
 
 
@@ -147,25 +149,29 @@ def simulate_session(
 ) -> list[SimulatedEvent]:
     """All the events of one random session, in event-time order. ``busy`` holds each
     device's sessions so far, (start, end) by (user id, device number), and gets this one."""
-    user = world.sample_user(rng)
-    device_number = rng.randrange(len(user.devices))
-    profile_number = rng.randint(1, user.profiles)
-    taken = busy.setdefault((user.user_id, device_number), []) if busy is not None else []
-    for _ in range(START_DRAWS):
-        start_s = _session_start(rng, world, config, user)
-        writer = _play_session(rng, world, config, user, device_number, profile_number, start_s)
-        if not any(
-            start_s < end + SESSION_GAP_S and begin < writer.clock_s + SESSION_GAP_S
-            for begin, end in taken
-        ):
-            break
-    else:
-        start_s = max(end for _, end in taken) + rng.uniform(SESSION_GAP_S, 3600)
-        writer = _play_session(rng, world, config, user, device_number, profile_number, start_s)
-    taken.append((start_s, writer.clock_s))
-    for number, event in enumerate(writer.events):
-        event.sequence = sequence + number
-    return writer.events
+    for _ in range(DEVICE_DRAWS):
+        user = world.sample_user(rng)
+        device_number = rng.randrange(len(user.devices))
+        profile_number = rng.randint(1, user.profiles)
+        taken = busy.setdefault((user.user_id, device_number), []) if busy is not None else []
+        for _ in range(START_DRAWS):
+            start_s = _session_start(rng, world, config, user)
+            if any(begin - SESSION_GAP_S < start_s < end + SESSION_GAP_S for begin, end in taken):
+                continue  # inside another session: no need to play this one to know
+            writer = _play_session(rng, world, config, user, device_number, profile_number, start_s)
+            end_s = writer.clock_s
+            if not any(
+                start_s < end + SESSION_GAP_S and begin < end_s + SESSION_GAP_S
+                for begin, end in taken
+            ):
+                taken.append((start_s, end_s))
+                for number, event in enumerate(writer.events):
+                    event.sequence = sequence + number
+                return writer.events
+    raise ValueError(
+        f"the devices drawn have no room left for another session in {config.days} day(s):"
+        " simulate fewer events, or more --days"
+    )
 
 
 def _play_session(

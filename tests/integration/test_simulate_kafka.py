@@ -106,7 +106,8 @@ def test_a_run_timed_too_far_ahead_is_refused_before_its_topic_is_created(
     assert completed.returncode == 2
     error = completed.stderr.strip()
     assert "more than an hour from now: Kafka refuses records timed that far ahead" in error
-    fits = datetime.fromisoformat(error.rsplit("give a --start-time no later than ", 1)[1])
+    advice = error.rsplit("give a --start-time no later than ", 1)[1]
+    fits = datetime.fromisoformat(advice.split(" (", 1)[0])
     # The run spans two days (--days 2) and its late deliveries: about that much earlier.
     assert timedelta(days=1) < start - fits < timedelta(days=3)
     assert topic not in list_topics(stack.settings.kafka.bootstrap_servers)
