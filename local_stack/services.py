@@ -112,7 +112,7 @@ class Service:
         if self.external:
             healthy = self.is_healthy()
             detail = f"external, {'healthy' if healthy else 'not answering'}"
-            return ServiceStatus(self.name, None, self.ports(), healthy, detail)
+            return ServiceStatus(self.name, None, self.ports()[:1], healthy, detail)
         pid = self.running_pid()
         healthy = pid is not None and self.is_healthy()
         detail = "healthy" if healthy else "running, not answering"
@@ -180,8 +180,8 @@ class Service:
 
     def stop(self) -> str:
         """Stop our process (SIGTERM, then SIGKILL) and wait until its ports are free."""
-        if self.external:
-            return f"{self.name}: external, not stopped"
+        if self.external and self.running_pid() is None:  # one of ours started before the
+            return f"{self.name}: external, not stopped"  # switch is still ours to stop
         pid = self.running_pid()
         if pid is None:
             return f"{self.name}: not running"

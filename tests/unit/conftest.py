@@ -13,6 +13,12 @@ CLIENT_SECRET = "unit~test~client~secret~0123456789"
 ACCOUNT_KEY = "dW5pdC10ZXN0LWFjY291bnQta2V5LTAxMjM0NTY3ODkwMTIzNDU2Nzg5"
 
 
+@pytest.fixture(autouse=True)
+def native_stack_settings(monkeypatch):
+    """Unit tests describe the native stack, also in a shell set up for docker compose's."""
+    monkeypatch.delenv("REELHOUSE_STACK_SERVICES", raising=False)
+
+
 @pytest.fixture
 def azure_environment(monkeypatch):
     values = {
