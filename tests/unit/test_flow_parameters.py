@@ -161,6 +161,7 @@ def test_streaming_does_not_restart_a_layer_its_gate_stopped(monkeypatch):
     starts: list[str] = []
     monkeypatch.setattr(module, "holding_workspace", lambda *a, **k: _nothing())
     monkeypatch.setattr(module, "check_stack", lambda settings, reads_events=True: None)
+    monkeypatch.setattr(module, "upstream_exists", lambda settings, layers: None)
     monkeypatch.setattr(module, "_spark", lambda profile, workspace: None)
     monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("test"))
     monkeypatch.setattr("spark.gates.load_gate", lambda settings, run_id: None)
