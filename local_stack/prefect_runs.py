@@ -87,20 +87,8 @@ def read_active_runs(api_url: str) -> list[ActiveRun]:
 def delete_workspace_lock(api_url: str, workspace: str) -> bool:
     """Delete the local workspace's lock (``flows/guard.py``'s global concurrency limit);
     False when it had none."""
-    request = urllib.request.Request(
-        f"{api_url.rstrip('/')}/v2/concurrency_limits/{lock_name(workspace)}", method="DELETE"
-    )
-    try:
-        urllib.request.urlopen(request, timeout=API_TIMEOUT_S).close()
-    except urllib.error.HTTPError as error:
-        if error.code == 404:
-            return False
-        raise StackError(
-            f"Prefect server at {api_url}: deleting {lock_name(workspace)} answered {error.code}"
-        ) from None
-    except OSError as error:
-        raise StackError(f"Prefect server at {api_url} does not answer ({error})") from None
-    return True
+    path = f"v2/concurrency_limits/{lock_name(workspace)}"
+    return _call(api_url, path, method="DELETE", missing_ok=True) is not None
 
 
 def lock_name(workspace: str) -> str:
@@ -150,20 +138,26 @@ def _pid(value: object) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _call(api_url: str, path: str, body: dict) -> list | dict:
+def _call(
+    api_url: str, path: str, body: dict | None = None, method: str = "POST", missing_ok=False
+) -> list | dict | bool | None:
+    """The server's JSON answer (True for an empty one); None for a 404 when ``missing_ok``."""
     request = urllib.request.Request(
         f"{api_url.rstrip('/')}/{path}",
-        data=json.dumps(body).encode(),
+        data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
-        method="POST",
+        method=method,
     )
     try:
         with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as response:
-            return json.loads(response.read() or b"null")
+            answer = response.read()
+            return json.loads(answer) if answer else True
     except urllib.error.HTTPError as error:
+        if error.code == 404 and missing_ok:
+            return None
         detail = error.read().decode(errors="replace").strip().splitlines()
         raise StackError(
-            f"Prefect server at {api_url}: POST /{path} answered {error.code}"
+            f"Prefect server at {api_url}: {method} /{path} answered {error.code}"
             f"{': ' + detail[0][:200] if detail else ''}"
         ) from None
     except (OSError, ValueError) as error:  # refused, timed out, not JSON

@@ -62,6 +62,7 @@ class Service:
     marker: str = ""  # a string the process's command line must contain
     stop_signal: signal.Signals = signal.SIGTERM
     restart: str = "python -m local_stack down, then up"  # how to restart it on new settings
+    may_run_elsewhere = False  # docker compose runs it when the stack's services are external
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -92,9 +93,10 @@ class Service:
 
     @property
     def external(self) -> bool:
-        """Run by someone else (stack setting ``services = "external"``): used where it
-        answers, never started or stopped by the project."""
-        return False
+        """Run by someone else (stack setting ``services = "external"``, for the services
+        docker compose can run): used where it answers, never started or stopped by the
+        project."""
+        return self.may_run_elsewhere and self.settings.external_services
 
     # Shared behaviour.
     def running_pid(self) -> int | None:
@@ -217,6 +219,7 @@ class KafkaBroker(Service):
 
     name = "kafka"
     marker = "kafka.Kafka"
+    may_run_elsewhere = True
 
     @property
     def data_dir(self) -> Path:
@@ -393,10 +396,6 @@ class KafkaBroker(Service):
     def is_healthy(self) -> bool:
         return kafka_answers(self.settings.kafka.bootstrap_servers, timeout_s=3.0)
 
-    @property
-    def external(self) -> bool:
-        return self.settings.external_services
-
     def start(self) -> str:
         """Start (or reuse) the broker; return once its SASL_SSL listener listens too."""
         if self.external:  # docker compose's broker has no SASL_SSL listener
@@ -439,10 +438,7 @@ class Azurite(Service):
 
     name = "azurite"
     marker = "azurite"
-
-    @property
-    def external(self) -> bool:
-        return self.settings.external_services
+    may_run_elsewhere = True
 
     # Azurite closes its servers and flushes its metadata on SIGINT; it ignores SIGTERM.
     stop_signal = signal.SIGINT

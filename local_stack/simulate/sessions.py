@@ -156,21 +156,24 @@ def simulate_session(
         taken = busy.setdefault((user.user_id, device_number), []) if busy is not None else []
         for _ in range(START_DRAWS):
             start_s = _session_start(rng, world, config, user)
-            if any(begin - SESSION_GAP_S < start_s < end + SESSION_GAP_S for begin, end in taken):
+            if _overlaps(taken, start_s, start_s):
                 continue  # inside another session: no need to play this one to know
             writer = _play_session(rng, world, config, user, device_number, profile_number, start_s)
-            end_s = writer.clock_s
-            if not any(
-                start_s < end + SESSION_GAP_S and begin < end_s + SESSION_GAP_S
-                for begin, end in taken
-            ):
-                taken.append((start_s, end_s))
+            if not _overlaps(taken, start_s, writer.clock_s):
+                taken.append((start_s, writer.clock_s))
                 for number, event in enumerate(writer.events):
                     event.sequence = sequence + number
                 return writer.events
     raise ValueError(
         f"the devices drawn have no room left for another session in {config.days} day(s):"
         " simulate fewer events, or more --days"
+    )
+
+
+def _overlaps(taken: list[tuple[float, float]], start_s: float, end_s: float) -> bool:
+    """[start_s, end_s] comes within SESSION_GAP_S of one of the ``taken`` sessions."""
+    return any(
+        start_s < end + SESSION_GAP_S and begin < end_s + SESSION_GAP_S for begin, end in taken
     )
 
 
