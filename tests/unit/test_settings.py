@@ -33,6 +33,12 @@ def test_profile_comes_from_the_environment_when_not_given(monkeypatch, azure_en
     assert load_profile().name == "azure"
 
 
+def test_the_local_profile_sends_azurite_no_client_metrics():
+    # hadoop-azure 3.5 sends them at the JVM's exit, when Azurite may already be stopped.
+    storage = load_profile("local", "ws1").lake.storage_conf
+    assert storage["fs.azure.metrics.collection.enabled"] == "false"
+
+
 def test_workspace_prefixes_topic_lake_and_checkpoints():
     profile = load_profile("local", "ws1")
     assert profile.source.topic == "ws1.viewing-events"
