@@ -164,8 +164,8 @@ class QualityGate:
         commit when it ends, once per (``name``, streaming query, ``batch_id``) however often
         it is replayed.
 
-        The gold job gates its six tables per micro-batch inside one block: one idempotent
-        append instead of six, and each costs a Delta state reconstruction (about 1.3 s;
+        The gold job gates its tables per micro-batch inside one block: one idempotent
+        append instead of one a table, and each costs a Delta state reconstruction (about 1.3 s;
         a warm 1M gold run took 35.3 s without its records, 40.3 s with six). When a gate
         fails inside, the tables validated so far are recorded as a stopped attempt, as
         outside a block (a replay that passes records them again, together); when anything

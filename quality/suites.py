@@ -310,6 +310,7 @@ _METRICS: dict[str, tuple[str, ...]] = {
     "gold.traffic_by_hour": ("events", "active_users"),
     "gold.user_engagement": ("watch_minutes", "completions", "sessions", "rec_clicks", "score"),
     "gold.regional_trends": ("plays", "previous_day_plays"),
+    "gold.daily_totals": ("events", "late_excluded"),
 }
 
 

@@ -163,6 +163,14 @@ GOLD_TABLES: tuple[TableSpec, ...] = (
         (),
         GOLD_PROPERTIES,
     ),
+    TableSpec(
+        "gold.daily_totals",
+        "Events counted per UTC day, and the records of that day excluded as arriving "
+        "past silver's lateness bound (quarantined as late_arrival).",
+        None,
+        (),
+        GOLD_PROPERTIES,
+    ),
 )
 
 QUALITY_VALIDATION_EVENTS = TableSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -172,5 +173,12 @@ def simulate(request: SimulationRequest) -> Simulation:
         "ctr": request.ctr,
         "labels": labels,
     }
-    truth = ground_truth(clean_payloads) if request.with_truth else None
+    truth = None
+    if request.with_truth:
+        late = [
+            json.loads(value)["event_ts"]
+            for _, _, _, value, kind, _ in pending
+            if kind == "late_arrival"
+        ]
+        truth = ground_truth(clean_payloads, late)
     return Simulation(records, manifest, truth, clean_payloads)

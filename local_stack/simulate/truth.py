@@ -7,7 +7,8 @@ The definitions here are the documented definitions of the gold tables (README,
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -26,8 +27,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
-def ground_truth(payloads: list[dict]) -> dict:
-    """Every gold metric of the clean events, keyed as the gold tables are."""
+def ground_truth(payloads: list[dict], late_event_times: Iterable[str] = ()) -> dict:
+    """Every gold metric of the clean events, keyed as the gold tables are.
+
+    ``late_event_times``: the ``event_ts`` of every record sent past silver's lateness
+    bound (the ``late_arrival`` faults), which gold.daily_totals counts as excluded."""
     zones = {region: ZoneInfo(zone) for region, zone in region_timezones().items()}
     popularity: dict[tuple, dict] = defaultdict(
         lambda: {"plays": 0, "viewers": set(), "watch_s": 0.0}
@@ -96,7 +100,21 @@ def ground_truth(payloads: list[dict]) -> dict:
         ],
         "user_engagement": _engagement(engagement),
         "regional_trends": _trends(trends),
+        "daily_totals": _daily_totals(payloads, late_event_times),
     }
+
+
+def _utc_day(event_ts: str) -> str:
+    return datetime.fromisoformat(event_ts).astimezone(UTC).date().isoformat()
+
+
+def _daily_totals(payloads: list[dict], late_event_times: Iterable[str]) -> list[dict]:
+    events = Counter(_utc_day(event["event_ts"]) for event in payloads)
+    late = Counter(_utc_day(moment) for moment in late_event_times)
+    return [
+        {"day": day, "events": events[day], "late_excluded": late[day]}
+        for day in sorted(events.keys() | late.keys())
+    ]
 
 
 def _attributes(event: dict) -> dict:

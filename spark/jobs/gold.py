@@ -20,12 +20,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from spark.catalog import SILVER_EVENTS, create_table_with_rows, ensure_table, gold_spec
+from spark.catalog import (
+    SILVER_EVENTS,
+    SILVER_QUARANTINE,
+    create_table_with_rows,
+    ensure_table,
+    gold_spec,
+)
 from spark.gates import Gate, PromoteEverything
 from spark.jobs.layers import Trigger, query_name, start_foreach_batch
 from spark.jobs.steps import step
 from spark.settings import Profile
 from spark.transforms import gold
+from spark.transforms.events import MAX_PAST_S, parse_events
 
 log = logging.getLogger(__name__)
 
@@ -35,39 +42,60 @@ _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 # deletes the rows of those days it did not recompute (a group no session starts in any
 # more).
 _WHOLE_DAYS = frozenset({"gold.session_stats"})
+DAILY_TOTALS = "gold.daily_totals"
+LATE = "late_arrival"
+# The silver columns a batch's keys come from.
+_TOUCHED = (
+    "session_id",
+    "region",
+    "event_hour",
+    "event_date",
+    "local_date",
+    "local_hour",
+    "user_id",
+    "genre",
+)
+# The query reads silver.events and silver.quarantine's late records. Its first version
+# ("gold") read silver.events alone, and a checkpoint cannot take a second source: on a
+# workspace gold ran on before, the query starts on this checkpoint and recomputes every
+# day from silver once (see ``gold_writer``: merging again is safe). replay deletes both.
+GOLD_CHECKPOINT = "gold_v2"
 
 
 def start_gold(
     spark: SparkSession, profile: Profile, trigger: Trigger, gate: Gate | None = None
 ) -> StreamingQuery:
-    """``silver.events`` -> the gold tables, exactly once."""
+    """``silver.events`` (and the late records of ``silver.quarantine``) -> the gold
+    tables, exactly once."""
     gate = gate or PromoteEverything()
     silver_location = ensure_table(spark, profile, SILVER_EVENTS)
+    quarantine_location = ensure_table(spark, profile, SILVER_QUARANTINE)
     name = query_name(profile, "gold")
 
     def write_batch(batch: DataFrame, batch_id: int) -> None:
         session = batch.sparkSession  # this query's own session: its conf is ours alone
         writer = gold_writer(name, session.sparkContext.getLocalProperty("sql.streaming.queryId"))
         silver = session.read.format("delta").load(silver_location)
-        touched = batch.select(
-            "session_id",
-            "region",
-            "event_hour",
-            "event_date",
-            "local_date",
-            "local_hour",
-            "user_id",
-            "genre",
-        ).persist()
+        rows = batch.persist()
+        touched = rows.filter(F.col("late_date").isNull()).drop("late_date")
         outcomes, window, computed = [], None, {}
         try:
             with step(session, "gold: days touched"):
-                if touched.isEmpty():
+                dated = rows.select(
+                    F.coalesce("late_date", "event_date").alias("day"),
+                    F.col("late_date").isNull().alias("counted"),
+                ).distinct()
+                dated = dated.collect()
+                if not dated:
                     return
-                days = _near_days(touched)
+            # The days the batch's events touched and their neighbours (every table but
+            # daily_totals), and the days of its events and late records (daily_totals).
+            days = _near_days([row.day for row in dated if row.counted])
+            totals_days = sorted({row.day for row in dated})
             # Read once: every table but session_stats recomputes from it.
-            window = silver.filter(F.col("event_date").isin(days)).select(*gold.INPUT_COLUMNS)
-            window = window.persist()
+            read_days = sorted(set(days) | set(totals_days))
+            window = silver.filter(F.col("event_date").isin(read_days))
+            window = window.select(*gold.INPUT_COLUMNS).persist()
             sessions_location = profile.lake.table_location("gold.sessions")
 
             def merged_sessions() -> DataFrame:
@@ -80,11 +108,19 @@ def start_gold(
                 held = held.filter(F.col("start_date").isin(days))
                 return held.join(recomputed, "session_id", "left_anti").unionByName(recomputed)
 
+            def totals() -> DataFrame:
+                late = _late_records(session, quarantine_location, totals_days)
+                listed = session.createDataFrame([(day,) for day in totals_days], "day date")
+                return gold.daily_totals(window, late, listed)
+
+            # Late records alone touch no other table's keys.
+            recomputations = _recomputed(window, touched, merged_sessions, days) if days else {}
+            recomputations[DAILY_TOTALS] = totals
             # Every table is validated before any is merged: a gate that fails on the last
-            # table promotes nothing of the batch. The six tables' validation events are
+            # table promotes nothing of the batch. The tables' validation events are
             # one commit, written after the MERGEs.
             with gate.recorded_together("gold", batch_id):
-                for table, recompute in _recomputed(window, touched, merged_sessions, days).items():
+                for table, recompute in recomputations.items():
                     computed[table] = recompute().persist()
                     with step(session, f"{table}: gate"):  # its first job computes it
                         outcome = gate(table, computed[table], batch_id)  # warn or fail only
@@ -98,23 +134,69 @@ def start_gold(
                             outcome.promote,
                             f"{writer}.{table}",
                             batch_id,
-                            days,
+                            totals_days if table == DAILY_TOTALS else days,
                         )
             for _, outcome in outcomes:
                 outcome.settle()
         finally:
-            for rows in computed.values():
-                rows.unpersist()
+            for computed_rows in computed.values():
+                computed_rows.unpersist()
             if window is not None:
                 window.unpersist()
-            touched.unpersist()
+            rows.unpersist()
 
-    source = (
-        spark.readStream.format("delta")
-        .options(**profile.lake.stream_options())
-        .load(silver_location)
+    return start_foreach_batch(
+        _gold_source(spark, profile, silver_location, quarantine_location),
+        write_batch,
+        profile,
+        GOLD_CHECKPOINT,
+        name,
+        trigger,
     )
-    return start_foreach_batch(source, write_batch, profile, "gold", name, trigger)
+
+
+def _gold_source(
+    spark: SparkSession, profile: Profile, silver_location: str, quarantine_location: str
+) -> DataFrame:
+    """Silver's events (the keys they touch) and, as rows with only a ``late_date``, the
+    records silver quarantined as late: each triggers a recount of its day's
+    ``late_excluded``, even in a batch without a new event of that day."""
+    options = profile.lake.stream_options()
+    events = spark.readStream.format("delta").options(**options).load(silver_location)
+    events = events.select(*_TOUCHED, F.lit(None).cast("date").alias("late_date"))
+    quarantine = spark.readStream.format("delta").options(**options).load(quarantine_location)
+    late = parse_events(_as_received(quarantine.filter(F.array_contains("reasons", LATE))))
+    late = late.select(
+        *[F.lit(None).cast(events.schema[column].dataType).alias(column) for column in _TOUCHED],
+        F.col("event_date").alias("late_date"),
+    )
+    return events.unionByName(late)
+
+
+def _as_received(quarantined: DataFrame) -> DataFrame:
+    """Quarantined records as bronze holds them, for silver's parser."""
+    return quarantined.select(
+        "key", "value", "topic", "partition", "offset", "kafka_timestamp", "ingest_ts"
+    )
+
+
+def _late_records(session: SparkSession, quarantine_location: str, days: list) -> DataFrame:
+    """The records of ``days`` silver quarantined as late, parsed as silver parsed them.
+
+    A late record arrived at most ``MAX_PAST_S`` (30 days) after it happened (later is
+    another reason), so only records that arrived from the first day to 31 days after the
+    last are read: the quarantine keeps statistics on ``kafka_timestamp``, and Delta skips
+    the other files (its partitions are the quarantine's own dates, which a replay moves).
+    """
+    low = min(days)
+    high = max(days) + timedelta(days=MAX_PAST_S // 86400 + 1)
+    quarantine = session.read.format("delta").load(quarantine_location)
+    late = quarantine.filter(
+        F.array_contains("reasons", LATE)
+        & (F.col("kafka_timestamp") >= F.lit(low).cast("timestamp"))
+        & (F.col("kafka_timestamp") < F.lit(high).cast("timestamp"))
+    )
+    return parse_events(_as_received(late)).filter(F.col("event_date").isin(days))
 
 
 def gold_writer(name: str, query_id: str | None) -> str:
@@ -137,10 +219,9 @@ def gold_writer(name: str, query_id: str | None) -> str:
     return f"{name}.{query_id}"
 
 
-def _near_days(touched: DataFrame) -> list:
+def _near_days(dates: list) -> list:
     """The days every recomputed row can depend on: the touched days and the days next
     to them (sessions cross midnight; trends compare with the day before)."""
-    dates = [row.event_date for row in touched.select("event_date").distinct().collect()]
     return sorted({day + timedelta(days=delta) for day in dates for delta in (-1, 0, 1)})
 
 

@@ -25,6 +25,11 @@ Definitions (also in the README, "Gold metrics"):
 - regional_trends: per region, genre and UTC day with plays: plays, the previous day's
   plays (0 if none), ``change`` = plays - previous, ``change_pct`` = change / previous, a
   fraction (null when the previous day had none). A day without plays has no row.
+- daily_totals: per UTC day: ``events`` = silver's events that happened that day (what
+  the other tables aggregate), ``late_excluded`` = records that happened that day and
+  arrived past silver's lateness bound, so no gold table counts them (in
+  ``silver.quarantine`` with reason ``late_arrival``, each record once, a redelivered
+  copy too). A day has a row once it has either.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "gold.traffic_by_hour": ("region", "local_date", "local_hour"),
     "gold.user_engagement": ("user_id", "day"),
     "gold.regional_trends": ("region", "genre", "day"),
+    "gold.daily_totals": ("day",),
 }
 
 # Gold table -> its date column (the partition column of the partitioned ones). A micro-
@@ -74,6 +80,7 @@ DATES: dict[str, str] = {
     "gold.traffic_by_hour": "local_date",
     "gold.user_engagement": "day",
     "gold.regional_trends": "day",
+    "gold.daily_totals": "day",
 }
 
 
@@ -200,6 +207,25 @@ def regional_trends(events: DataFrame) -> DataFrame:
                 F.col("change") / F.col("previous_day_plays"),
             ),
         )
+    )
+
+
+def daily_totals(events: DataFrame, late: DataFrame, days: DataFrame) -> DataFrame:
+    """Per UTC day of ``days`` (a ``day`` column): the events gold counts and the records
+    excluded as late. ``late``: the quarantined late records, parsed (``event_date``)."""
+    counted = events.groupBy(F.col("event_date").alias("day")).agg(F.count("*").alias("events"))
+    excluded = late.groupBy(F.col("event_date").alias("day")).agg(
+        F.count("*").alias("late_excluded")
+    )
+    return (
+        days.join(counted, "day", "left")
+        .join(excluded, "day", "left")
+        .select(
+            "day",
+            F.coalesce("events", F.lit(0)).alias("events"),
+            F.coalesce("late_excluded", F.lit(0)).alias("late_excluded"),
+        )
+        .filter((F.col("events") > 0) | (F.col("late_excluded") > 0))
     )
 
 

@@ -37,6 +37,7 @@ from spark.catalog import (
 from spark.gates import load_gate
 from spark.io.delta import CheckpointLost, append_idempotent
 from spark.io.leftovers import clear_uncommitted_delta_log
+from spark.jobs.gold import GOLD_CHECKPOINT
 from spark.jobs.layers import Trigger, query_name, start_bronze, start_silver
 from spark.run import Interrupted, run_layers
 from spark.settings import load_profile
@@ -291,13 +292,13 @@ def test_newer_schema_version_flows_through_a_running_query(stack, spark, profil
     assert [row.operation for row in quarantine.history().collect()] == ["CREATE TABLE"]
 
 
-def _send(profile, payloads) -> None:
+def _send(profile, payloads, delay_s: float = 1.0) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=profile.source.bootstrap_servers, acks="all")
     for payload in payloads:
-        # Arrival one second after the event: on time for silver's lateness bound.
-        arrival = datetime.fromisoformat(payload["event_ts"]).timestamp() + 1.0
+        # Arrival a second after the event by default: on time for silver's lateness bound.
+        arrival = datetime.fromisoformat(payload["event_ts"]).timestamp() + delay_s
         producer.send(
             profile.source.topic,
             key=payload["user_id"].encode(),
@@ -650,6 +651,59 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
     ]
 
 
+def test_late_records_update_their_windows_or_are_counted_as_excluded_on_their_day(
+    stack, spark, profile
+):
+    """An event of 1 Nov arrives on time. A record of 31 Oct arrives alone in a later
+    micro-batch, 5 hours after it happened (past silver's 1-hour bound): it is in the
+    quarantine as late_arrival, and gold.daily_totals counts it as excluded on 31 Oct, in
+    a gold batch that changes no other table. Another event of the first one's hour arrives
+    30 minutes late (inside the bound): it updates that hour's row and its day's total."""
+    late = load_profile("local", f"{profile.workspace}-late-records")
+    ensure_topic(late.source.bootstrap_servers, late.source.topic, partitions=1)
+    first, second, third = simulate(SimulationRequest(events=50, seed=13)).clean_payloads[:3]
+    place = {key: first[key] for key in ("region", "country")}
+    on_time = {**first, "event_ts": "2026-11-01T10:00:00.000+00:00"}
+    too_late = {**second, **place, "event_ts": "2026-10-31T23:00:00.000+00:00"}
+    inside = {**third, **place, "event_ts": "2026-11-01T10:10:00.000+00:00"}
+
+    def totals() -> list[tuple]:
+        rows = _table(spark, late, "gold.daily_totals").orderBy("day").collect()
+        return [(str(row.day), row.events, row.late_excluded) for row in rows]
+
+    def versions() -> dict[str, int]:
+        return {
+            table: DeltaTable.forPath(spark, late.lake.table_location(table))
+            .history(1)
+            .first()
+            .version
+            for table in gold.KEYS
+        }
+
+    def hour_events() -> list[int]:
+        return [row.events for row in _table(spark, late, "gold.traffic_by_hour").collect()]
+
+    _send(late, [on_time])
+    run_layers(spark, late, ["bronze", "silver", "gold"], Trigger())
+    assert totals() == [("2026-11-01", 1, 0)]
+    before = versions()
+
+    _send(late, [too_late], delay_s=5 * 3600)
+    run_layers(spark, late, ["bronze", "silver", "gold"], Trigger())
+    quarantine = _table(spark, late, "silver.quarantine").collect()
+    assert [(row.event_id, row.reasons) for row in quarantine] == [
+        (too_late["event_id"], ["late_arrival"])
+    ]
+    assert totals() == [("2026-10-31", 0, 1), ("2026-11-01", 1, 0)]
+    assert versions() == {**before, "gold.daily_totals": before["gold.daily_totals"] + 1}
+    assert hour_events() == [1]
+
+    _send(late, [inside], delay_s=30 * 60)
+    run_layers(spark, late, ["bronze", "silver", "gold"], Trigger())
+    assert totals() == [("2026-10-31", 0, 1), ("2026-11-01", 2, 0)]
+    assert hour_events() == [2]
+
+
 @pytest.fixture
 def driver_in_new_york():
     """The driver process on a laptop's clock, five hours west of UTC."""
@@ -719,7 +773,9 @@ def test_gold_on_a_new_checkpoint_merges_what_silver_gained(stack, spark, profil
     payloads = simulate(SimulationRequest(events=40, seed=12)).clean_payloads
     _append_to_silver(spark, renewed, payloads[:20])
     run_layers(spark, renewed, ["gold"], Trigger())
-    checkpoint = spark._jvm.org.apache.hadoop.fs.Path(renewed.lake.checkpoint_location("gold"))
+    checkpoint = spark._jvm.org.apache.hadoop.fs.Path(
+        renewed.lake.checkpoint_location(GOLD_CHECKPOINT)
+    )
     assert checkpoint.getFileSystem(spark._jsc.hadoopConfiguration()).delete(checkpoint, True)
 
     _append_to_silver(spark, renewed, payloads[20:])

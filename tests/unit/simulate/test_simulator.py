@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
@@ -82,6 +82,21 @@ def test_manifest_counts_equal_an_independent_classification(run):
     assert dict(observed) == {kind: n for kind, n in manifest["faults"].items() if n}
     assert set(observed) == set(FAULT_KINDS)  # every kind was injected at 2 %
     assert by_index == {label["index"]: label["kind"] for label in manifest["labels"]}
+
+
+def test_the_truth_counts_the_late_records_by_the_utc_day_they_happened(run):
+    seen: set[str] = set()
+    late = Counter(
+        datetime.fromisoformat(json.loads(record.value)["event_ts"]).astimezone(UTC).date()
+        for record in run.records
+        if classify(record.value, record.timestamp_ms, seen) == "late_arrival"
+    )
+    totals = run.truth["daily_totals"]
+    assert {row["day"]: row["late_excluded"] for row in totals if row["late_excluded"]} == {
+        day.isoformat(): count for day, count in late.items()
+    }
+    assert sum(late.values()) == run.manifest["faults"]["late_arrival"] > 0
+    assert sum(row["events"] for row in totals) == run.manifest["events"]
 
 
 def test_clean_events_satisfy_the_contract(run):

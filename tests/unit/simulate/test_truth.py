@@ -109,3 +109,17 @@ def test_a_session_over_midnight_counts_on_both_days_and_starts_on_the_first():
     assert (days["2026-11-01"]["watch_minutes"], days["2026-11-02"]["watch_minutes"]) == (0, 30)
     (stats,) = truth["session_stats"]
     assert (stats["day"], stats["sessions"], stats["median_duration_s"]) == ("2026-11-01", 1, 1800)
+
+
+def test_daily_totals_count_events_and_late_records_by_the_utc_day_they_happened():
+    events = [
+        _event("play", "2026-11-01T20:00:00.000+09:00"),  # 11:00 UTC on the 1st
+        _event("pause", "2026-11-02T08:30:00.000+09:00"),  # 23:30 UTC on the 1st
+        _event("play", "2026-11-02T09:30:00.000+09:00"),  # 00:30 UTC on the 2nd
+    ]
+    late = ["2026-11-01T08:00:00.000+09:00", "2026-10-31T23:59:59.000-01:00"]
+    assert ground_truth(events, late)["daily_totals"] == [
+        {"day": "2026-10-31", "events": 0, "late_excluded": 1},
+        {"day": "2026-11-01", "events": 2, "late_excluded": 1},
+        {"day": "2026-11-02", "events": 1, "late_excluded": 0},
+    ]
