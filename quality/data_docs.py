@@ -189,6 +189,19 @@ def _add_suite(context, suite):
     return context.suites.add(suite.expectation_suite(notes=notes))
 
 
+def _raised(check: RecordedCheck) -> dict | None:
+    """What stopped a check that could not run, as Data Docs show it: the gate records
+    it with no counts and its error as the one example (``quality.gates._check_result``)."""
+    if check.success or check.element_count is not None or check.unexpected_count is not None:
+        return None
+    message = "; ".join(check.unexpected_examples or []) or "the check could not run"
+    return {  # Data Docs escape it (unlike the unexpected values)
+        "raised_exception": True,
+        "exception_message": message,
+        "exception_traceback": "",
+    }
+
+
 def _add_result(context, stored, suite, checks: list[RecordedCheck]):
     from great_expectations.core import (
         ExpectationSuiteValidationResult,
@@ -222,7 +235,10 @@ def _add_result(context, stored, suite, checks: list[RecordedCheck]):
             }
         results.append(
             ExpectationValidationResult(
-                success=check.success, expectation_config=configuration, result=result
+                success=check.success,
+                expectation_config=configuration,
+                result=result,
+                exception_info=_raised(check),
             )
         )
     passed = sum(result.success for result in results)

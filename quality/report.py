@@ -33,6 +33,7 @@ CHART_LIBRARIES = {
 }
 EXAMPLE_CHARS = 160
 TOP_REASONS = 15
+DAILY_TOTAL_DAYS = 14
 
 
 class ReportError(RuntimeError):
@@ -40,7 +41,11 @@ class ReportError(RuntimeError):
 
 
 def report_dir(profile: Profile) -> Path:
-    return load_stack_settings().state_dir / "reports" / profile.workspace
+    """``reports/<workspace>`` for the local profile, ``reports/<profile>.<workspace>`` for
+    another: both profiles' deployments run workspace main, and a workspace name holds no
+    dot, so neither report overwrites the other and dropping a local workspace keeps them."""
+    name = profile.workspace if profile.name == "local" else f"{profile.name}.{profile.workspace}"
+    return load_stack_settings().state_dir / "reports" / name
 
 
 def check_offline_assets() -> None:
@@ -247,7 +252,7 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
         .encode(
             # Batch ids start from 0 again in every run: the time a batch was validated
             # orders them across runs.
-            x=alt.X("validated:T", title="validated at"),
+            x=alt.X("validated:T", title="validated at (UTC)", scale=alt.Scale(type="utc")),
             y=alt.Y(
                 "pass_rate:Q", title="share of expectations passed", scale=alt.Scale(domain=[0, 1])
             ),
@@ -304,7 +309,7 @@ def _data_docs_section(tables: _Tables, site: Path, run_id: str | None) -> str:
             f'<td><a href="{_e(prefix + "/" + docs.latest_validation[table])}">'
             "latest batch</a></td>"
             if table in docs.latest_validation
-            else "<td>not validated yet</td>"
+            else f"<td>{'not validated in this run' if run_id else 'not validated yet'}</td>"
         )
         + "</tr>"
         for table, page in docs.suite_pages.items()
@@ -312,7 +317,9 @@ def _data_docs_section(tables: _Tables, site: Path, run_id: str | None) -> str:
     return (
         "<h2>Data Docs</h2>"
         f'<p>Great Expectations <a href="{_e(prefix)}/index.html">Data Docs</a>: every suite and'
-        f" the last {MAX_BATCHES_PER_TABLE} validated batches of each gated table.</p>"
+        f" the last {MAX_BATCHES_PER_TABLE} validated batches of each gated table"
+        + (" in this run" if run_id else "")
+        + ".</p>"
         f"<table><thead><tr><th>table</th><th>suite</th><th>validation</th></tr></thead>"
         f"<tbody>{rows}</tbody></table>"
     )
@@ -360,8 +367,12 @@ def _gold_section(tables: _Tables, charts: list) -> str:
     if popularity is not None:
         from pyspark.sql import Window
 
-        totals = popularity.groupBy("region", "title_id", "title_name").agg(
-            F.sum("plays").alias("plays")
+        # Per title, not per name: an hour in which no event named the title has no name.
+        named = F.max_by("title_name", F.when(F.col("title_name").isNotNull(), F.col("event_hour")))
+        totals = (
+            popularity.groupBy("region", "title_id")
+            .agg(F.sum("plays").alias("plays"), named.alias("title_name"))
+            .filter(F.col("plays") > 0)  # a row may hold watch minutes and no plays
         )
         ranked = totals.withColumn(
             "rank",
@@ -385,6 +396,19 @@ def _gold_section(tables: _Tables, charts: list) -> str:
         parts.append(
             "<h3>Peak hours (local time)</h3>"
             + _table(["region", "peak hour", "events in that hour"], rows)
+        )
+    daily = tables.get("gold.daily_totals")
+    if daily is not None:
+        rows = [
+            [str(r["day"]), r["events"], r["late_excluded"]]
+            for r in daily.orderBy(F.desc("day")).limit(DAILY_TOTAL_DAYS).collect()
+        ]
+        parts.append(
+            "<h3>Daily totals (UTC)</h3>"
+            f"<p>The last {DAILY_TOTAL_DAYS} days with events: the events gold counts, and the"
+            " records excluded from it for arriving more than an hour after they happened"
+            " (in the quarantine as <code>late_arrival</code>).</p>"
+            + _table(["day", "events", "excluded as late"], rows)
         )
     sessions = tables.get("gold.sessions")
     if sessions is not None:

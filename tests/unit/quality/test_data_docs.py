@@ -71,6 +71,30 @@ def test_pages_for_every_suite_and_batch_work_offline_and_escape_the_data(tmp_pa
             assert target.exists(), (html_file.name, url)
 
 
+def test_a_check_that_could_not_run_shows_its_error_escaped(tmp_path):
+    """The gate records such a check with no counts and its error as the one example."""
+    suites = default_suites()
+    start = datetime(2026, 11, 25, 1, 0, 0)
+    rows = [
+        RecordedCheck(
+            "run-1",
+            "silver.events",
+            0,
+            check.name,
+            check.name != "silver_region_in_contract",
+            None if check.name == "silver_region_in_contract" else 10,
+            None if check.name == "silver_region_in_contract" else 0,
+            ["Column 'region' <missing>"] if check.name == "silver_region_in_contract" else [],
+            start,
+        )
+        for check in suites["silver.events"].checks
+    ]
+    docs = build_data_docs(tmp_path / "docs", suites, rows)
+    page = (tmp_path / "docs" / unquote(docs.latest_validation["silver.events"])).read_text()
+    assert "raised an exception" in page
+    assert "Column 'region' &lt;missing&gt;" in page and "<missing>" not in page
+
+
 def test_a_table_keeps_only_its_latest_batches(tmp_path, monkeypatch):
     import quality.data_docs as data_docs
 

@@ -64,3 +64,40 @@ def test_data_docs_assets_missing_are_named_before_a_jvm_starts(monkeypatch, tmp
     monkeypatch.setitem(data_docs.VENDORED, url, missing)
     assert report.main(["--workspace", "main"]) == 1
     assert capsys.readouterr().err.strip() == f"error: {missing} is missing; run `make setup`"
+
+
+def test_each_profile_s_report_has_a_folder_of_its_own(azure_environment):
+    from spark.settings import load_profile
+
+    local, azure = (report.report_dir(load_profile(name, "main")) for name in ("local", "azure"))
+    assert (local.name, azure.name) == ("main", "azure.main")
+    assert local.parent == azure.parent
+
+
+def test_top_titles_are_counted_per_title_under_its_name_and_only_if_played(spark):
+    """An hour in which no event named a title has its plays under no name, and a row may
+    hold watch minutes and no plays: neither splits a title nor ranks one never played."""
+    from datetime import datetime
+
+    hour = datetime(2026, 11, 1, 10)
+    rows = [
+        ("eu", hour, "t1", "Alpha", 2),
+        ("eu", hour.replace(hour=11), "t1", None, 3),
+        ("eu", hour, "t2", "Beta", 4),
+        ("eu", hour, "t3", "Gamma", 0),
+    ]
+    popularity = spark.createDataFrame(
+        rows, "region string, event_hour timestamp, title_id string, title_name string, plays long"
+    )
+
+    class _Popularity:
+        def get(self, name):
+            return popularity if name == "gold.title_popularity" else None
+
+    section = report._gold_section(_Popularity(), [])
+    cells = [
+        "".join(f"<td>{cell}</td>" for cell in row)
+        for row in (("eu", 1, "Alpha", 5), ("eu", 2, "Beta", 4))
+    ]
+    assert "".join(f"<tr>{row}</tr>" for row in cells) in section
+    assert "Gamma" not in section
