@@ -101,7 +101,7 @@ def kafka_options(
                 f"the Event Hubs connection string is for namespace {parsed.namespace!r},"
                 f" the profile names {settings.namespace!r} (REELHOUSE_EVENTHUBS_NAMESPACE)"
             )
-        password = connection_string.strip().replace('"', '\\"')
+        password = _jaas_quoted(connection_string.strip())
         options["sasl.mechanism"] = "PLAIN"
         options["sasl.jaas.config"] = (
             f"{PLAIN_LOGIN_MODULES[settings.login_module]} required"
@@ -119,9 +119,15 @@ def kafka_options(
         )
         options["sasl.jaas.config"] = (
             f'{OAUTH_LOGIN_MODULES[settings.login_module]} required clientId="{client_id}"'
-            f' clientSecret="{client_secret}" scope="https://{settings.host}/.default";'
+            f' clientSecret="{_jaas_quoted(client_secret)}"'
+            f' scope="https://{settings.host}/.default";'
         )
     if settings.truststore_pem:
         options["ssl.truststore.type"] = "PEM"
         options["ssl.truststore.location"] = settings.truststore_pem
     return options
+
+
+def _jaas_quoted(value: str) -> str:
+    """``value`` inside a JAAS option's double quotes: a quote or backslash escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')

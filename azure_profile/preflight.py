@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 import traceback
@@ -24,6 +25,7 @@ from azure_profile.deployment import (
 )
 from azure_profile.eventhubs import kafka_options
 from azure_profile.profile import PROFILE_FILE, SECRET_PROVIDERS, secret_source
+from azure_profile.secrets import TOKEN_REQUEST_OPTIONS
 from spark.settings import (
     DEFAULT_WORKSPACE,
     SettingsError,
@@ -123,6 +125,8 @@ class Preflight:
         self.secrets_provider = secrets["provider"]
         self.secret_names = self._needed_secrets(dict(secrets["names"]))
         hubs, storage = self.deployment.eventhubs, self.deployment.storage
+        if storage.auth == "managed_identity":
+            _check_imds_identity()
         return (
             f"namespace {hubs.namespace} ({hubs.auth}), account {storage.account}"
             f"/{storage.container} ({storage.auth}), secrets from {self.secrets_provider}"
@@ -175,7 +179,9 @@ class Preflight:
         if missing:
             raise CheckFailed(
                 "; ".join(missing),
-                "create the secret: az keyvault secret set --vault-name <vault> --name <name>",
+                "set REELHOUSE_SECRET_<NAME> for each (the name upper-cased, - as _)"
+                if self.secrets_provider == "environment"
+                else "create the secret: az keyvault secret set --vault-name <vault> --name <name>",
             )
         return f"{len(self.secret_names)} present ({', '.join(self.secret_names.values())})"
 
@@ -232,6 +238,15 @@ class Preflight:
         mechanism = "PLAIN" if hubs.auth == "connection_string" else "OAUTHBEARER"
         return f"SASL {mechanism} accepted by namespace {hubs.namespace}"
 
+    def _connection_string_hub(self) -> str | None:
+        """The one event hub the connection string is for (its ``EntityPath``), if any."""
+        from azure_profile.eventhubs import parse_connection_string
+
+        connection_string = self.secrets.get("eventhubs_connection_string")
+        if self.deployment.eventhubs.auth != "connection_string" or not connection_string:
+            return None
+        return parse_connection_string(connection_string).entity_path
+
     def _event_hub(self) -> str:
         from azure_profile.kafka_check import (
             EventHubForbidden,
@@ -248,6 +263,14 @@ class Preflight:
             source.check_starting_offsets()
         except SettingsError as error:
             raise CheckFailed(str(error), "see README 'Running on Azure'") from None
+        scoped = self._connection_string_hub()
+        if scoped is not None and scoped != source.topic:
+            raise CheckFailed(
+                f"the Event Hubs connection string is for event hub {scoped!r} (EntityPath),"
+                f" the workspace reads {source.topic!r}: Event Hubs refuses it any other",
+                "use a namespace-level policy's connection string, or one of event hub"
+                f" {source.topic}",
+            )
         try:
             partitions = event_hub_partitions(source.client_options(), source.topic, hubs.namespace)
         except EventHubMissing as error:
@@ -335,11 +358,41 @@ class Preflight:
             from azure.identity import ClientSecretCredential
 
             return ClientSecretCredential(
-                storage.tenant_id, storage.client_id, self.secrets["client_secret"]
+                storage.tenant_id,
+                storage.client_id,
+                self.secrets["client_secret"],
+                **TOKEN_REQUEST_OPTIONS,
             )
         from azure.identity import ManagedIdentityCredential
 
-        return ManagedIdentityCredential(client_id=storage.client_id or None)
+        return ManagedIdentityCredential(
+            client_id=storage.client_id or None, **TOKEN_REQUEST_OPTIONS
+        )
+
+
+# Where a host gives its managed identity other than through the instance metadata
+# service (IMDS): App Service, Functions and Container Apps (IDENTITY_ENDPOINT), AKS
+# workload identity (a federated token file).
+_NON_IMDS_IDENTITY = {
+    "IDENTITY_ENDPOINT": "App Service, Functions or Container Apps",
+    "AZURE_FEDERATED_TOKEN_FILE": "AKS workload identity",
+}
+
+
+def _check_imds_identity() -> None:
+    """hadoop-azure's managed identity (``MsiTokenProvider``) asks IMDS alone
+    (169.254.169.254), which a VM, a scale set or an AKS node has. The Python SDK the
+    other checks use also finds the identities given otherwise, so they would pass where
+    Spark cannot sign in to the lake: refused here instead."""
+    for variable, host in _NON_IMDS_IDENTITY.items():
+        if os.environ.get(variable):
+            raise CheckFailed(
+                f"{variable} is set: this host gives its managed identity as {host} do,"
+                " which Spark's lake driver (hadoop-azure's MsiTokenProvider, IMDS only)"
+                " cannot use",
+                "set REELHOUSE_ADLS_AUTH=service_principal (or account_key) here, or run on a"
+                " VM, scale set or AKS node identity",
+            )
 
 
 def _storage_address(deployment: Deployment) -> tuple[str, int]:

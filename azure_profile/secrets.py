@@ -22,6 +22,14 @@ from spark.settings import SettingsError
 CONNECTION_TIMEOUT_S = 5
 READ_TIMEOUT_S = 10
 RETRIES = 2
+# An identity's token request (Entra ID, a managed identity's endpoint): without these the
+# SDK waits up to 300 s a try, three times over, for an endpoint that takes the
+# connection and never answers.
+TOKEN_REQUEST_OPTIONS = {
+    "connection_timeout": CONNECTION_TIMEOUT_S,
+    "read_timeout": READ_TIMEOUT_S,
+    "retry_total": 1,
+}
 
 
 class SecretResolutionError(SettingsError):
@@ -126,7 +134,7 @@ class KeyVaultSecrets:
             if self._ca_file:
                 options["connection_verify"] = self._ca_file
             credential = self._credential or DefaultAzureCredential(
-                **credential_options(self._identity)
+                **credential_options(self._identity), **TOKEN_REQUEST_OPTIONS
             )
             self._client = SecretClient(self.url, credential, **options)
         return self._client

@@ -25,8 +25,10 @@ from kafka.net.sasl.oauth import AbstractTokenProvider
 
 from local_stack.simulate.simulation import Record
 
-_JAAS = re.compile(r'username="(?P<user>[^"]*)"\s+password="(?P<password>[^"]*)"')
-_JAAS_OPTION = re.compile(r'(?P<name>\w+)="(?P<value>[^"]*)"')
+# A JAAS option's value in double quotes, a quote or backslash in it escaped by a backslash.
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_JAAS = re.compile(rf"username={_QUOTED}\s+password={_QUOTED}")
+_JAAS_OPTION = re.compile(rf"(\w+)={_QUOTED}")
 # The Java client's standard OAUTHBEARER login: client credentials at a token endpoint.
 OAUTH_LOGIN_HANDLER = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler"
 # The same login under its names before Kafka 3.4 and in Databricks' shaded client: the
@@ -85,8 +87,8 @@ def kafka_python_config(client_options: Mapping[str, str], client: str = "produc
             match = _JAAS.search(value)
             if not match:
                 raise ProducerError('sasl.jaas.config has no username="..." password="..."')
-            config["sasl_plain_username"] = match["user"]
-            config["sasl_plain_password"] = match["password"]
+            config["sasl_plain_username"] = _unquoted(match[1])
+            config["sasl_plain_password"] = _unquoted(match[2])
         elif key == "sasl.login.callback.handler.class" and value in OAUTH_LOGIN_HANDLERS:
             continue  # what ClientCredentialsToken does in Python
         elif key == "sasl.oauthbearer.token.endpoint.url":
@@ -104,6 +106,10 @@ def kafka_python_config(client_options: Mapping[str, str], client: str = "produc
     return config
 
 
+def _unquoted(value: str) -> str:
+    return re.sub(r"\\(.)", r"\1", value)
+
+
 def _client_credentials(client_options: Mapping[str, str]) -> ClientCredentialsToken:
     """The Java client's OAUTHBEARER login (token endpoint, client id, secret and scope in
     its JAAS options) as a kafka-python token provider."""
@@ -115,7 +121,7 @@ def _client_credentials(client_options: Mapping[str, str]) -> ClientCredentialsT
     if not endpoint:
         raise ProducerError("OAUTHBEARER needs sasl.oauthbearer.token.endpoint.url")
     options = {
-        match["name"]: match["value"]
+        match[1]: _unquoted(match[2])
         for match in _JAAS_OPTION.finditer(client_options.get("sasl.jaas.config", ""))
     }
     missing = [name for name in ("clientId", "clientSecret") if not options.get(name)]

@@ -303,3 +303,105 @@ def test_the_handshake_s_hint_follows_what_failed(azure_environment, monkeypatch
         preflight._kafka_handshake()
     assert str(failed.value) == str(raised)
     assert failed.value.hint.startswith(hint)
+
+
+@pytest.mark.parametrize("auth", ["service_principal", "managed_identity"])
+def test_a_token_endpoint_that_never_answers_is_given_up_on(azure_environment, monkeypatch, auth):
+    """Entra ID (or a managed identity's endpoint) takes the connection and never answers.
+    With the SDK's defaults the preflight's storage check waited 300 s a try, three times;
+    a vault's login, the same. The bound below only tells that apart from a hang."""
+    import threading
+
+    import urllib3.util.connection
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from tests.ports import silent_port
+
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", auth)
+    with silent_port() as (port, accepted):
+        # Entra ID and the instance metadata service, as a stalled network gives them.
+        connect = urllib3.util.connection.create_connection
+
+        def stalled(address, *args, **kwargs):
+            host, _ = address
+            if host in ("login.microsoftonline.com", "169.254.169.254"):
+                address = ("127.0.0.1", port)
+            return connect(address, *args, **kwargs)
+
+        monkeypatch.setattr(urllib3.util.connection, "create_connection", stalled)
+        preflight = Preflight(deployment=load_deployment(), secrets={"client_secret": "x"})
+        credential = preflight._storage_credential()
+        outcome: list[BaseException] = []
+
+        def ask() -> None:
+            try:
+                credential.get_token("https://storage.azure.com/.default")
+            except BaseException as error:  # noqa: BLE001 - the test reads it
+                outcome.append(error)
+
+        worker = threading.Thread(target=ask, daemon=True)
+        worker.start()
+        worker.join(120)
+        assert accepted, "the credential never reached the stalled endpoint"
+    assert outcome, "the credential still waited after 120 s"
+    assert isinstance(outcome[0], ClientAuthenticationError), repr(outcome[0])
+
+
+def test_a_client_secret_with_a_quote_or_backslash_reaches_both_kafka_clients_whole(
+    azure_environment, monkeypatch
+):
+    secret = 'ab"c\\d~e'
+    monkeypatch.setenv("REELHOUSE_EVENTHUBS_AUTH", "entra_id")
+    monkeypatch.setenv("REELHOUSE_SECRET_REELHOUSE_CLIENT_SECRET", secret)
+    options = load_profile("azure").source.kafka_options
+    # The Java client's JAAS parser reads \" and \\ as a quote and a backslash.
+    assert 'clientSecret="ab\\"c\\\\d~e"' in options["sasl.jaas.config"]
+    assert kafka_python_config(options)["sasl_oauth_token_provider"]._secret == secret
+
+
+@pytest.mark.parametrize(
+    ("variable", "host"),
+    [
+        ("IDENTITY_ENDPOINT", "App Service, Functions or Container Apps"),
+        ("AZURE_FEDERATED_TOKEN_FILE", "AKS workload identity"),
+    ],
+)
+def test_a_managed_identity_spark_s_lake_driver_cannot_use_is_refused(
+    azure_environment, monkeypatch, variable, host
+):
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "managed_identity")
+    monkeypatch.setenv(variable, "http://localhost:42356/msi/token")
+    with pytest.raises(CheckFailed) as failed:
+        Preflight()._configuration()
+    assert f"{variable} is set: this host gives its managed identity as {host} do" in str(
+        failed.value
+    )
+    assert failed.value.hint.startswith("set REELHOUSE_ADLS_AUTH=service_principal")
+    monkeypatch.delenv(variable)
+    assert "(managed_identity)" in Preflight()._configuration()
+
+
+def test_a_connection_string_for_another_event_hub_is_named(azure_environment, monkeypatch):
+    scoped = f"{CONNECTION_STRING.rstrip(';')};EntityPath=viewing-events"
+    monkeypatch.setenv("REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING", scoped)
+    preflight = Preflight(workspace="main")
+    preflight._configuration()
+    preflight.secrets = {"eventhubs_connection_string": scoped}
+    with pytest.raises(CheckFailed) as failed:
+        preflight._event_hub()
+    assert str(failed.value) == (
+        "the Event Hubs connection string is for event hub 'viewing-events' (EntityPath),"
+        " the workspace reads 'main.viewing-events': Event Hubs refuses it any other"
+    )
+
+
+def test_a_secret_missing_from_the_environment_is_told_how_to_set_it(
+    azure_environment, monkeypatch
+):
+    monkeypatch.delenv("REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING")
+    preflight = Preflight()
+    preflight._configuration()
+    with pytest.raises(CheckFailed) as failed:
+        preflight._secrets()
+    assert "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING" in str(failed.value)
+    assert failed.value.hint.startswith("set REELHOUSE_SECRET_<NAME> for each")
