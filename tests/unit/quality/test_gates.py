@@ -357,6 +357,7 @@ def test_default_suites_gate_every_table_and_only_silver_drops():
         "gold.traffic_by_hour",
         "gold.user_engagement",
         "gold.regional_trends",
+        "gold.daily_totals",
     }
     for table, suite in suites.items():
         actions = {check.action for check in suite.checks}
