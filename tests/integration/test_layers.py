@@ -292,6 +292,17 @@ def test_newer_schema_version_flows_through_a_running_query(stack, spark, profil
     assert [row.operation for row in quarantine.history().collect()] == ["CREATE TABLE"]
 
 
+def _versions(spark, profile, tables) -> dict[str, int]:
+    """Each table's latest Delta version."""
+    return {
+        table: DeltaTable.forPath(spark, profile.lake.table_location(table))
+        .history(1)
+        .first()
+        .version
+        for table in tables
+    }
+
+
 def _send(profile, payloads, delay_s: float = 1.0) -> None:
     from kafka import KafkaProducer
 
@@ -623,13 +634,8 @@ def test_a_late_first_event_moves_its_session_to_the_day_before(stack, spark, pr
         ]
 
     def versions() -> dict[str, int]:
-        return {
-            table: DeltaTable.forPath(spark, moved.lake.table_location(table))
-            .history(1)
-            .first()
-            .version
-            for table in ("gold.title_popularity", "gold.regional_trends", "gold.sessions")
-        }
+        tables = ("gold.title_popularity", "gold.regional_trends", "gold.sessions")
+        return _versions(spark, moved, tables)
 
     _send(moved, [later])
     run_layers(spark, moved, ["bronze", "silver", "gold"], Trigger())
@@ -672,13 +678,7 @@ def test_late_records_update_their_windows_or_are_counted_as_excluded_on_their_d
         return [(str(row.day), row.events, row.late_excluded) for row in rows]
 
     def versions() -> dict[str, int]:
-        return {
-            table: DeltaTable.forPath(spark, late.lake.table_location(table))
-            .history(1)
-            .first()
-            .version
-            for table in gold.KEYS
-        }
+        return _versions(spark, late, gold.KEYS)
 
     def hour_events() -> list[int]:
         return [row.events for row in _table(spark, late, "gold.traffic_by_hour").collect()]
