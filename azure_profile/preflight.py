@@ -264,7 +264,7 @@ class Preflight:
         except SettingsError as error:
             raise CheckFailed(str(error), "see README 'Running on Azure'") from None
         scoped = self._connection_string_hub()
-        if scoped is not None and scoped != source.topic:
+        if scoped is not None and scoped.lower() != source.topic.lower():  # as Event Hubs
             raise CheckFailed(
                 f"the Event Hubs connection string is for event hub {scoped!r} (EntityPath),"
                 f" the workspace reads {source.topic!r}: Event Hubs refuses it any other",
@@ -374,7 +374,8 @@ class Preflight:
 # service (IMDS): App Service, Functions and Container Apps (IDENTITY_ENDPOINT), AKS
 # workload identity (a federated token file).
 _NON_IMDS_IDENTITY = {
-    "IDENTITY_ENDPOINT": "App Service, Functions or Container Apps",
+    "IDENTITY_ENDPOINT": "App Service, Functions, Container Apps, Arc and Service Fabric",
+    "MSI_ENDPOINT": "Cloud Shell and Azure Machine Learning",
     "AZURE_FEDERATED_TOKEN_FILE": "AKS workload identity",
 }
 

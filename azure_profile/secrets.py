@@ -24,11 +24,13 @@ READ_TIMEOUT_S = 10
 RETRIES = 2
 # An identity's token request (Entra ID, a managed identity's endpoint): without these the
 # SDK waits up to 300 s a try, three times over, for an endpoint that takes the
-# connection and never answers.
+# connection and never answers. Only a connection or a read that failed is tried once
+# more: the answers the SDK waits out stay its own (IMDS's 410 while a VM boots, ~70 s).
 TOKEN_REQUEST_OPTIONS = {
     "connection_timeout": CONNECTION_TIMEOUT_S,
     "read_timeout": READ_TIMEOUT_S,
-    "retry_total": 1,
+    "retry_connect": 1,
+    "retry_read": 1,
 }
 
 

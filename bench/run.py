@@ -509,9 +509,11 @@ def _baseline_parse(spark, profile) -> None:
 
 
 def _clone_silver(spark, source_profile, target_profile) -> None:
-    source = source_profile.lake.table_location("silver.events")
-    target = target_profile.lake.table_location("silver.events")
-    spark.sql(f"CREATE TABLE delta.`{target}` SHALLOW CLONE delta.`{source}`")
+    """Silver and its quarantine: gold reads the quarantine's late records too."""
+    for table in ("silver.events", "silver.quarantine"):
+        source = source_profile.lake.table_location(table)
+        target = target_profile.lake.table_location(table)
+        spark.sql(f"CREATE TABLE delta.`{target}` SHALLOW CLONE delta.`{source}`")
 
 
 def _gate_overhead_pct(spark, profile, layer_seconds: float) -> float | None:

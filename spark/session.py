@@ -36,7 +36,8 @@ REDACT_KEYS = (
 )
 REDACT_VALUES = (
     r"(?i)(SharedAccessKey=[^;\"\s]+|SharedAccessSignature[^;\"]*|sig=[^&;\"\s]+"
-    r"|AccountKey=[^;\"\s]+|password=\"[^\"]*\"|clientSecret=\"[^\"]*\")"
+    # A JAAS value in quotes may hold an escaped quote or backslash (\" \\).
+    r"|AccountKey=[^;\"\s]+|password=\"(?:[^\"\\]|\\.)*\"|clientSecret=\"(?:[^\"\\]|\\.)*\")"
 )
 REDACTION_CONF = {
     "spark.redaction.regex": REDACT_KEYS,

@@ -77,13 +77,15 @@ def start_gold(
         writer = gold_writer(name, session.sparkContext.getLocalProperty("sql.streaming.queryId"))
         silver = session.read.format("delta").load(silver_location)
         rows = batch.persist()
-        touched = rows.filter(F.col("late_date").isNull()).drop("late_date")
+        touched = rows.filter(~F.col("late")).drop("late", "late_date")
         outcomes, window, computed = [], None, {}
         try:
             with step(session, "gold: days touched"):
                 dated = rows.select(
-                    F.coalesce("late_date", "event_date").alias("day"),
-                    F.col("late_date").isNull().alias("counted"),
+                    F.when(F.col("late"), F.col("late_date"))
+                    .otherwise(F.col("event_date"))
+                    .alias("day"),
+                    (~F.col("late")).alias("counted"),
                 ).distinct()
                 dated = dated.collect()
                 if not dated:
@@ -113,8 +115,11 @@ def start_gold(
                 listed = session.createDataFrame([(day,) for day in totals_days], "day date")
                 return gold.daily_totals(window, late, listed)
 
+            # The other tables read the near days alone: a session of a late record's day
+            # would otherwise be recomputed from a day its MERGE does not match.
+            near = window if read_days == days else window.filter(F.col("event_date").isin(days))
             # Late records alone touch no other table's keys.
-            recomputations = _recomputed(window, touched, merged_sessions, days) if days else {}
+            recomputations = _recomputed(near, touched, merged_sessions, days) if days else {}
             recomputations[DAILY_TOTALS] = totals
             # Every table is validated before any is merged: a gate that fails on the last
             # table promotes nothing of the batch. The tables' validation events are
@@ -158,16 +163,21 @@ def start_gold(
 def _gold_source(
     spark: SparkSession, profile: Profile, silver_location: str, quarantine_location: str
 ) -> DataFrame:
-    """Silver's events (the keys they touch) and, as rows with only a ``late_date``, the
-    records silver quarantined as late: each triggers a recount of its day's
-    ``late_excluded``, even in a batch without a new event of that day."""
+    """Silver's events (the keys they touch) and, as rows marked ``late`` with only a
+    ``late_date``, the records silver quarantined as late: each triggers a recount of its
+    day's ``late_excluded``, even in a batch without a new event of that day."""
     options = profile.lake.stream_options()
     events = spark.readStream.format("delta").options(**options).load(silver_location)
-    events = events.select(*_TOUCHED, F.lit(None).cast("date").alias("late_date"))
+    events = events.select(
+        *_TOUCHED, F.lit(False).alias("late"), F.lit(None).cast("date").alias("late_date")
+    )
     quarantine = spark.readStream.format("delta").options(**options).load(quarantine_location)
     late = parse_events(_as_received(quarantine.filter(F.array_contains("reasons", LATE))))
-    late = late.select(
+    # Silver judged it late by its time, so it has a date; one without (a parser that came
+    # to read it otherwise) has no day to count it on, and would stop every batch.
+    late = late.filter(F.col("event_date").isNotNull()).select(
         *[F.lit(None).cast(events.schema[column].dataType).alias(column) for column in _TOUCHED],
+        F.lit(True).alias("late"),
         F.col("event_date").alias("late_date"),
     )
     return events.unionByName(late)

@@ -356,13 +356,18 @@ def test_a_client_secret_with_a_quote_or_backslash_reaches_both_kafka_clients_wh
     options = load_profile("azure").source.kafka_options
     # The Java client's JAAS parser reads \" and \\ as a quote and a backslash.
     assert 'clientSecret="ab\\"c\\\\d~e"' in options["sasl.jaas.config"]
+    # Spark's redaction masks all of it, the escaped quote included.
+    jaas = options["sasl.jaas.config"]
+    masked = re.sub(REDACTION_CONF["spark.redaction.string.regex"], "*", jaas)
+    assert "clientSecret" not in masked and "d~e" not in masked, masked
     assert kafka_python_config(options)["sasl_oauth_token_provider"]._secret == secret
 
 
 @pytest.mark.parametrize(
     ("variable", "host"),
     [
-        ("IDENTITY_ENDPOINT", "App Service, Functions or Container Apps"),
+        ("IDENTITY_ENDPOINT", "App Service, Functions, Container Apps, Arc and Service Fabric"),
+        ("MSI_ENDPOINT", "Cloud Shell and Azure Machine Learning"),
         ("AZURE_FEDERATED_TOKEN_FILE", "AKS workload identity"),
     ],
 )
