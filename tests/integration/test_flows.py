@@ -323,7 +323,7 @@ def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed
     from local_stack.services import StackError
 
     api_url = prefect_stack.settings.prefect.api_url
-    _prefect(
+    created = _prefect(
         prefect_stack,
         "deployment",
         "run",
@@ -333,6 +333,8 @@ def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed
         "-p",
         "max_runtime_s=600",
     )
+    # This run, not another test's streaming run (the server lists runs by random id).
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", created)[1]
     flow = _call(api_url, "flows/", {"name": "reelhouse-elsewhere"})
     elsewhere = _call(
         api_url,
@@ -355,16 +357,12 @@ def test_prefect_down_refuses_while_a_run_is_active_and_force_records_it_crashed
     urllib.request.urlopen(patch, timeout=5).close()
     deadline = time.monotonic() + 180
     while True:  # until the worker has started the run's process and recorded its pid
-        streaming = _call(api_url, "flow_runs/filter", {"flows": {"name": {"any_": ["streaming"]}}})
-        if (
-            streaming
-            and streaming[0]["state_type"] == "RUNNING"
-            and streaming[0]["infrastructure_pid"]
-        ):
+        streaming = _call(api_url, f"flow_runs/{run_id}", method="GET")
+        if streaming["state_type"] == "RUNNING" and streaming["infrastructure_pid"]:
             break
         assert time.monotonic() < deadline, streaming
         time.sleep(1)
-    run_id, pid = streaming[0]["id"], int(streaming[0]["infrastructure_pid"])
+    pid = int(streaming["infrastructure_pid"])
 
     with pytest.raises(StackError) as refusal:
         prefect_stack.prefect_down()
