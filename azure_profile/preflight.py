@@ -38,7 +38,8 @@ SECRET_ACCESS_HINTS = {
     "authentication": "run with an identity: a managed identity in Azure (a user-assigned one"
     " named by REELHOUSE_KEYVAULT_IDENTITY), AZURE_TENANT_ID, AZURE_CLIENT_ID and"
     " AZURE_CLIENT_SECRET for a service principal, or `az login`",
-    "forbidden": "grant the identity the role 'Key Vault Secrets User' on the vault",
+    "forbidden": "grant the identity the role 'Key Vault Secrets User' on the vault; if it"
+    " has it, check the vault's network rules and that the secret is enabled",
     "unreachable": "check REELHOUSE_KEYVAULT_URL and the vault's network access rules",
 }
 

@@ -99,10 +99,10 @@ class KeyVaultSecrets:
                 f"Key Vault {self.url} did not answer: {_first_line(error)}", "unreachable"
             ) from None
         except HttpResponseError as error:
-            if error.status_code == 403:
+            if error.status_code == 403:  # a role, the vault's firewall, a disabled secret
                 raise SecretResolutionError(
-                    f"the identity may not read secret {name!r} in Key Vault {self.url}"
-                    " (it needs the role 'Key Vault Secrets User')",
+                    f"Key Vault {self.url} refused to let the identity read secret {name!r}:"
+                    f" {_first_line(error)}",
                     "forbidden",
                 ) from None
             raise SecretResolutionError(

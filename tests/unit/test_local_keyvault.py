@@ -57,12 +57,14 @@ def vault(tmp_path, monkeypatch):
         "127.0.0.1", port, identity_port, material.certificate, material.private_key, "header"
     )
     url, endpoint = f"https://127.0.0.1:{port}", f"http://127.0.0.1:{identity_port}/msi/token"
-    SecretClient(
+    writer = SecretClient(
         url,
         LocalIdentity(endpoint, "header"),
         connection_verify=str(material.certificate),
         verify_challenge_resource=False,
-    ).set_secret("reelhouse-client-secret", "the-value")
+    )
+    writer.set_secret("reelhouse-client-secret", "the-value")
+    writer.set_secret("adls-account-key", "a-key", enabled=False)
     for variable in ("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint)
@@ -98,6 +100,19 @@ def test_an_identity_the_host_lacks_is_named_in_one_line(vault, identity, reader
     assert refused.value.reason == "authentication"
     assert f"to read secret 'reelhouse-client-secret' as {reader}" in message
     assert "\n" not in message and "the-value" not in message
+
+
+def test_a_refusal_keeps_key_vault_s_own_reason(vault):
+    """403 is a missing role, or the vault's firewall, or a disabled secret: Key Vault
+    says which, and the message keeps it."""
+    url, certificate = vault
+    with pytest.raises(SecretResolutionError) as refused:
+        KeyVaultSecrets(url, ca_file=certificate, identity="system").get("adls-account-key")
+    message = str(refused.value)
+    assert refused.value.reason == "forbidden"
+    assert message.startswith(f"Key Vault {url} refused to let the identity read secret")
+    assert "Operation get is not allowed on a disabled secret." in message
+    assert "\n" not in message and "a-key" not in message
 
 
 def test_the_stand_in_on_a_busy_port_is_one_line(tmp_path, capsys):
