@@ -69,6 +69,8 @@ _RECORD_AS_RECEIVED = (
     T.StructField("ingest_ts", T.TimestampType()),
 )
 
+RECORD_AS_RECEIVED = tuple(field.name for field in _RECORD_AS_RECEIVED)
+
 BRONZE_EVENTS = TableSpec(
     name="bronze.events",
     description="Every Kafka record exactly as received (key and value bytes) with its topic, "

@@ -41,6 +41,7 @@ def ground_truth(payloads: list[dict], late_event_times: Iterable[str] = ()) -> 
         lambda: {"watch_s": 0.0, "completions": 0, "sessions": set(), "rec_clicks": 0}
     )
     trends: dict[tuple, int] = defaultdict(int)
+    events_per_day: Counter[str] = Counter()
     sessions: dict[str, dict] = {}
 
     for event in payloads:
@@ -48,6 +49,7 @@ def ground_truth(payloads: list[dict], late_event_times: Iterable[str] = ()) -> 
         region, user, kind = event["region"], event["user_id"], event["event_type"]
         hour = moment.replace(minute=0, second=0, microsecond=0)
         day = moment.date().isoformat()
+        events_per_day[day] += 1
         local = moment.astimezone(zones[region])
         played = event.get("played_s") or 0.0
 
@@ -100,17 +102,15 @@ def ground_truth(payloads: list[dict], late_event_times: Iterable[str] = ()) -> 
         ],
         "user_engagement": _engagement(engagement),
         "regional_trends": _trends(trends),
-        "daily_totals": _daily_totals(payloads, late_event_times),
+        "daily_totals": _daily_totals(events_per_day, late_event_times),
     }
 
 
-def _utc_day(event_ts: str) -> str:
-    return datetime.fromisoformat(event_ts).astimezone(UTC).date().isoformat()
-
-
-def _daily_totals(payloads: list[dict], late_event_times: Iterable[str]) -> list[dict]:
-    events = Counter(_utc_day(event["event_ts"]) for event in payloads)
-    late = Counter(_utc_day(moment) for moment in late_event_times)
+def _daily_totals(events: Counter[str], late_event_times: Iterable[str]) -> list[dict]:
+    late = Counter(
+        datetime.fromisoformat(moment).astimezone(UTC).date().isoformat()
+        for moment in late_event_times
+    )
     return [
         {"day": day, "events": events[day], "late_excluded": late[day]}
         for day in sorted(events.keys() | late.keys())

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from spark.catalog import (
+    RECORD_AS_RECEIVED,
     SILVER_EVENTS,
     SILVER_QUARANTINE,
     create_table_with_rows,
@@ -185,9 +186,7 @@ def _gold_source(
 
 def _as_received(quarantined: DataFrame) -> DataFrame:
     """Quarantined records as bronze holds them, for silver's parser."""
-    return quarantined.select(
-        "key", "value", "topic", "partition", "offset", "kafka_timestamp", "ingest_ts"
-    )
+    return quarantined.select(*RECORD_AS_RECEIVED)
 
 
 def _late_records(session: SparkSession, quarantine_location: str, days: list) -> DataFrame:
