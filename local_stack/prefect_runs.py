@@ -13,6 +13,7 @@ every call.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ from local_stack.services import StackError
 # stopping (Cancelling). Scheduled and Late runs have no process yet.
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
 API_TIMEOUT_S = 5.0
+# The answers Prefect's own client tries again (``prefect.client.base``): a server whose
+# SQLite database is busy answers 503, e.g. while its services write just after a start.
+# Four more tries, 0.5 s doubling: given up within about 8 s.
+RETRIED_CODES = (429, 502, 503)
+RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 PAGE = 200  # the server's default and largest page (PREFECT_API_DEFAULT_LIMIT)
 # The flows whose runs hold a workspace (``flows.guard.WRITERS``; a test holds them equal).
 WORKSPACE_FLOWS = ("medallion", "streaming", "maintenance", "replay")
@@ -141,24 +147,33 @@ def _pid(value: object) -> int | None:
 def _call(
     api_url: str, path: str, body: dict | None = None, method: str = "POST", missing_ok=False
 ) -> list | dict | bool | None:
-    """The server's JSON answer (True for an empty one); None for a 404 when ``missing_ok``."""
+    """The server's JSON answer (True for an empty one); None for a 404 when ``missing_ok``.
+    A busy server's answer (``RETRIED_CODES``) is asked for again after ``RETRY_DELAYS_S``,
+    as Prefect's own client does."""
     request = urllib.request.Request(
         f"{api_url.rstrip('/')}/{path}",
         data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
         method=method,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as response:
-            answer = response.read()
-            return json.loads(answer) if answer else True
-    except urllib.error.HTTPError as error:
-        if error.code == 404 and missing_ok:
-            return None
-        detail = error.read().decode(errors="replace").strip().splitlines()
-        raise StackError(
-            f"Prefect server at {api_url}: {method} /{path} answered {error.code}"
-            f"{': ' + detail[0][:200] if detail else ''}"
-        ) from None
-    except (OSError, ValueError) as error:  # refused, timed out, not JSON
-        raise StackError(f"Prefect server at {api_url} does not answer ({error})") from None
+    delays = iter(RETRY_DELAYS_S)
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as response:
+                answer = response.read()
+                return json.loads(answer) if answer else True
+        except urllib.error.HTTPError as error:
+            if error.code == 404 and missing_ok:
+                return None
+            delay = next(delays, None) if error.code in RETRIED_CODES else None
+            if delay is not None:
+                error.close()
+                time.sleep(delay)
+                continue
+            detail = error.read().decode(errors="replace").strip().splitlines()
+            raise StackError(
+                f"Prefect server at {api_url}: {method} /{path} answered {error.code}"
+                f"{': ' + detail[0][:200] if detail else ''}"
+            ) from None
+        except (OSError, ValueError) as error:  # refused, timed out, not JSON
+            raise StackError(f"Prefect server at {api_url} does not answer ({error})") from None

@@ -5,10 +5,15 @@ The server's side (a real deployment run stopped and recorded Crashed) is in
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -128,3 +133,54 @@ def test_the_stack_names_the_workspace_locks_as_the_flows_do():
 )
 def test_a_run_holds_a_local_workspace_only_when_its_flow_holds_one(flow, parameters, workspace):
     assert prefect_runs._local_workspace(flow, parameters) == workspace
+
+
+@contextmanager
+def _answering(codes: list[int]) -> Iterator[tuple[str, list[str]]]:
+    """A server that answers each request with the next of ``codes`` (the last one from
+    then on): its API url, and the methods it was asked with."""
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            asked.append(self.command)
+            code = codes[min(len(asked), len(codes)) - 1]
+            body = b"" if code == 204 else json.dumps({"exception_message": str(code)}).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_DELETE = _answer
+
+        def log_message(self, *_) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_busy_server_is_asked_again_as_prefects_client_does(monkeypatch):
+    """Prefect answers 503 while its SQLite database is busy (just after a start, say)."""
+    monkeypatch.setattr(prefect_runs, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    with _answering([503, 503, 204]) as (api_url, asked):
+        assert prefect_runs._call(api_url, "flow_runs/some-id", method="DELETE") is True
+    assert asked == ["DELETE"] * 3
+
+    with _answering([503]) as (api_url, asked), pytest.raises(StackError) as error:
+        prefect_runs._call(api_url, "flow_runs/filter", method="GET")
+    assert len(asked) == 4  # one try and one per delay
+    assert str(error.value) == (
+        f"Prefect server at {api_url}: GET /flow_runs/filter answered 503:"
+        ' {"exception_message": "503"}'
+    )
+
+    with _answering([500, 204]) as (api_url, asked), pytest.raises(StackError) as error:
+        prefect_runs._call(api_url, "flow_runs/filter", method="GET")
+    assert asked == ["GET"]  # an error is not asked again
+    assert "answered 500" in str(error.value)
