@@ -61,6 +61,7 @@ class Service:
     name: str = ""
     marker: str = ""  # a string the process's command line must contain
     stop_signal: signal.Signals = signal.SIGTERM
+    stop_grace_s = 30.0  # from the stop signal to SIGKILL
     restart: str = "python -m local_stack down, then up"  # how to restart it on new settings
     may_run_elsewhere = False  # docker compose runs it when the stack's services are external
 
@@ -187,7 +188,7 @@ class Service:
         pid = self.running_pid()
         if pid is None:
             return f"{self.name}: not running"
-        _terminate(pid, self.stop_signal, grace_s=30.0)
+        _terminate(pid, self.stop_signal, grace_s=self.stop_grace_s)
         self.pid_file.unlink(missing_ok=True)
         for port in self.ports():
             _wait_for(lambda port=port: not _port_in_use(port), 10.0)
@@ -615,6 +616,10 @@ class PrefectWorker(Service):
 
     name = "prefect-worker"
     marker = "worker start"
+    # Stopped, the worker gives each run's process 30 s to end before it kills it
+    # (prefect.runner's process manager). The runs have sessions of their own, so killing
+    # the worker's group first would leave a run still stopping alive.
+    stop_grace_s = 45.0
     restart = "make prefect-down, then make prefect-up"
 
     def ports(self) -> tuple[int, ...]:
