@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import defaultdict
 
 import pytest
@@ -48,16 +49,19 @@ def test_simulator_delivers_every_record_in_key_order(stack, profile, tmp_path, 
     assert json.loads(manifest.read_text())["records"] == len(expected.records)
 
     consumer = KafkaConsumer(
-        bootstrap_servers=stack.settings.kafka.bootstrap_servers,
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
+        bootstrap_servers=stack.settings.kafka.bootstrap_servers, enable_auto_commit=False
     )
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     consumer.assign(partitions)
     consumer.seek_to_beginning()
+    end = consumer.end_offsets(partitions)
     received = defaultdict(list)
-    for message in consumer:
-        received[message.key].append((message.value, message.timestamp))
+    deadline = time.monotonic() + 60  # up to the end offsets: a slow fetch is no short read
+    while any(consumer.position(p) < end[p] for p in partitions):
+        assert time.monotonic() < deadline, f"read only {sum(map(len, received.values()))}"
+        for batch in consumer.poll(timeout_ms=1000).values():
+            for message in batch:
+                received[message.key].append((message.value, message.timestamp))
     consumer.close()
 
     wanted = defaultdict(list)

@@ -39,7 +39,7 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> dict[bytes, bytes
         group_id=f"reader-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=True,
-        consumer_timeout_ms=10000,
+        consumer_timeout_ms=30000,  # only a short read waits it out
     )
     received: dict[bytes, bytes] = {}
     count = 0
