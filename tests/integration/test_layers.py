@@ -18,6 +18,7 @@ import psutil
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
 
 from flows.streaming import batch_size
 from local_stack.simulate.faults import FAULT_KINDS, encode
@@ -508,7 +509,7 @@ def test_a_sigterm_to_the_process_group_stops_a_continuous_run_cleanly(stack, pr
 
 
 def test_a_stop_interrupts_an_available_now_run_and_the_next_run_loses_nothing(
-    stack, spark, profile
+    stack, spark, profile, monkeypatch
 ):
     """SIGINT/SIGTERM set ``stop``: an available-now run stops the layer running (here in
     the middle of bronze's first batch) and starts no other; the next run goes on from the
@@ -516,12 +517,19 @@ def test_a_stop_interrupts_an_available_now_run_and_the_next_run_loses_nothing(
     workspace = workspace_of(profile, "interrupted")
     records = simulate(SimulationRequest(events=40, seed=9)).records
     produce_records(workspace, records, partitions=1)
-    stop = threading.Event()
+    stop, stopping = threading.Event(), threading.Event()
     gate = load_gate(workspace, "interrupted")
+    query_stop = StreamingQuery.stop
+
+    def stopped(query):
+        stopping.set()
+        query_stop(query)
+
+    monkeypatch.setattr(StreamingQuery, "stop", stopped)
 
     def stopped_while_gating(table, batch, batch_id):
         stop.set()
-        time.sleep(2.5)  # the run looks every second: it stops the query meanwhile
+        assert stopping.wait(60)  # the run looks every second: it stops the query meanwhile
         return gate(table, batch, batch_id)
 
     with pytest.raises(Interrupted, match="layer bronze stopped before it caught up"):
