@@ -629,7 +629,10 @@ class PrefectWorker(Service):
         return 60.0
 
     def environment(self) -> dict[str, str]:
-        return prefect_environment(self.settings)
+        # Ask the local server for work every 2 s, not Prefect's 10 s: a deployment run
+        # starts about 4 s sooner on average, for a query the server answers in
+        # milliseconds.
+        return {**prefect_environment(self.settings), "PREFECT_WORKER_QUERY_SECONDS": "2"}
 
     def command(self) -> list[str]:
         return [
