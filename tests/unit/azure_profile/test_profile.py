@@ -309,15 +309,20 @@ def test_the_handshake_s_hint_follows_what_failed(azure_environment, monkeypatch
 def test_a_token_endpoint_that_never_answers_is_given_up_on(azure_environment, monkeypatch, auth):
     """Entra ID (or a managed identity's endpoint) takes the connection and never answers.
     With the SDK's defaults the preflight's storage check waited 300 s a try, three times;
-    a vault's login, the same. The bound below only tells that apart from a hang."""
+    a vault's login, the same. Timeouts of 1 s here, not 5 s (connection, which covers
+    Entra ID's TLS handshake) and 10 s (read): the credential uses the options it is given
+    (without them it still waits at 120 s)."""
     import threading
 
     import urllib3.util.connection
     from azure.core.exceptions import ClientAuthenticationError
 
+    from azure_profile.secrets import TOKEN_REQUEST_OPTIONS
     from tests.ports import silent_port
 
     monkeypatch.setenv("REELHOUSE_ADLS_AUTH", auth)
+    monkeypatch.setitem(TOKEN_REQUEST_OPTIONS, "connection_timeout", 1)
+    monkeypatch.setitem(TOKEN_REQUEST_OPTIONS, "read_timeout", 1)
     with silent_port() as (port, accepted):
         # Entra ID and the instance metadata service, as a stalled network gives them.
         connect = urllib3.util.connection.create_connection
