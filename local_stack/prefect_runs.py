@@ -28,7 +28,7 @@ ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELLING")
 API_TIMEOUT_S = 5.0
 # The answers Prefect's own client tries again (``prefect.client.base``): a server whose
 # SQLite database is busy answers 503, e.g. while its services write just after a start.
-# Four more tries, 0.5 s doubling: given up within about 8 s.
+# Four more tries, 0.5 s doubling: 7.5 s of waits, besides each try's API_TIMEOUT_S.
 RETRIED_CODES = (429, 502, 503)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
 PAGE = 200  # the server's default and largest page (PREFECT_API_DEFAULT_LIMIT)

@@ -616,7 +616,7 @@ class PrefectWorker(Service):
 
     name = "prefect-worker"
     marker = "worker start"
-    # Stopped, the worker gives each run's process 30 s to end before it kills it
+    # Stopped, the worker gives each run's process up to 30 s to end before it kills it
     # (prefect.runner's process manager). The runs have sessions of their own, so killing
     # the worker's group first would leave a run still stopping alive.
     stop_grace_s = 45.0

@@ -57,7 +57,7 @@ def test_simulator_delivers_every_record_in_key_order(stack, profile, tmp_path, 
     end = consumer.end_offsets(partitions)
     received = defaultdict(list)
     deadline = time.monotonic() + 60  # up to the end offsets: a slow fetch is no short read
-    while any(consumer.position(p) < end[p] for p in partitions):
+    while any(consumer.position(p, timeout_ms=10_000) < end[p] for p in partitions):
         assert time.monotonic() < deadline, f"read only {sum(map(len, received.values()))}"
         for batch in consumer.poll(timeout_ms=1000).values():
             for message in batch:
