@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 from pyspark.sql import functions as F
 
 from azure_profile.deployment import EventHubsSettings
@@ -18,6 +16,7 @@ from local_stack.tls import tls_material
 from local_stack.topics import delete_topic, ensure_topic
 from spark.settings import EventSource
 from tests.conftest import grant
+from tests.kafka_reads import read_to_end
 from tests.oauth import token_endpoint as serve_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.azure_parity]
@@ -87,17 +86,7 @@ def _read_everything(topic: str, options: dict[str, str]) -> list[tuple]:
         enable_auto_commit=False, **kafka_python_config(options, client="consumer")
     )
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        received = []
-        deadline = time.monotonic() + 60
-        while any(consumer.position(p) < end[p] for p in partitions):
-            assert time.monotonic() < deadline, f"read only {len(received)} records"
-            for batch in consumer.poll(timeout_ms=1000).values():
-                received.extend((m.key, m.value, m.timestamp) for m in batch)
-        return received
+        return [(m.key, m.value, m.timestamp) for m in read_to_end(consumer, topic)]
     finally:
         consumer.close()
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import defaultdict
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from local_stack.simulate.simulation import SimulationRequest, simulate
+from tests.kafka_reads import read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +51,9 @@ def test_simulator_delivers_every_record_in_key_order(stack, profile, tmp_path, 
     consumer = KafkaConsumer(
         bootstrap_servers=stack.settings.kafka.bootstrap_servers, enable_auto_commit=False
     )
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning()
-    end = consumer.end_offsets(partitions)
     received = defaultdict(list)
-    deadline = time.monotonic() + 60  # up to the end offsets: a slow fetch is no short read
-    while any(consumer.position(p, timeout_ms=10_000) < end[p] for p in partitions):
-        assert time.monotonic() < deadline, f"read only {sum(map(len, received.values()))}"
-        for batch in consumer.poll(timeout_ms=1000).values():
-            for message in batch:
-                received[message.key].append((message.value, message.timestamp))
+    for message in read_to_end(consumer, topic):
+        received[message.key].append((message.value, message.timestamp))
     consumer.close()
 
     wanted = defaultdict(list)
