@@ -406,9 +406,8 @@ def _gold_section(tables: _Tables, charts: list) -> str:
         parts.append(
             "<h3>Daily totals (UTC)</h3>"
             f"<p>The last {DAILY_TOTAL_DAYS} days with events or late records: the events gold"
-            " counts, and the"
-            " records excluded from it for arriving more than an hour after they happened"
-            " (in the quarantine as <code>late_arrival</code>).</p>"
+            " counts, and the records excluded from it for arriving more than an hour after"
+            " they happened (in the quarantine as <code>late_arrival</code>).</p>"
             + _table(["day", "events", "excluded as late"], rows)
         )
     sessions = tables.get("gold.sessions")
