@@ -3,7 +3,7 @@
 The gates validate inside each micro-batch on an ephemeral context and record every
 outcome in ``quality.validation_events``; nothing is kept on the driver's disk. This
 module turns those records back into Great Expectations validation results (one per
-gated table and batch, the latest ``MAX_BATCHES_PER_TABLE`` of each) and lets Great
+gated table, batch and attempt, the latest ``MAX_BATCHES_PER_TABLE`` of each) and lets Great
 Expectations render its Data Docs site: an index, one page per suite (each expectation
 with its action and description as notes) and one page per validated batch.
 
@@ -155,19 +155,26 @@ def _build(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> 
         },
     )
     stored = {table: _add_suite(context, suite) for table, suite in suites.items()}
-    by_batch: dict[tuple[str, str, int], list[RecordedCheck]] = defaultdict(list)
+    # An attempt: one validation of a table's batch, its checks sharing one validated_ts.
+    # A batch its gate stopped is on record once per attempt, beside the passing one a
+    # restart makes after a fix, all in one run: each is a page of its own.
+    attempts: dict[tuple[str, str, int, object], list[RecordedCheck]] = defaultdict(list)
     for check in recorded:
         if check.table in stored:
-            by_batch[(check.table, check.run_id, check.batch_id)].append(check)
+            attempts[(check.table, check.run_id, check.batch_id, check.validated_ts)].append(check)
+    of_batch: dict[tuple[str, str, int], list[object]] = defaultdict(list)
+    for table, run_id, batch_id, validated_ts in sorted(attempts, key=lambda key: key[3]):
+        of_batch[(table, run_id, batch_id)].append(validated_ts)
 
     latest: dict[str, tuple] = {}
     for table in stored:
-        keys = sorted(
-            (key for key in by_batch if key[0] == table),
-            key=lambda key: min(check.validated_ts for check in by_batch[key]),
-        )[-MAX_BATCHES_PER_TABLE:]
-        for key in keys:
-            latest[table] = _add_result(context, stored[table], suites[table], by_batch[key])
+        keys = sorted((key for key in attempts if key[0] == table), key=lambda key: key[3])
+        for key in keys[-MAX_BATCHES_PER_TABLE:]:
+            tries = of_batch[key[:3]]
+            name = f"batch-{key[2]}"
+            if len(tries) > 1:
+                name += f"-attempt-{tries.index(key[3]) + 1}-of-{len(tries)}"
+            latest[table] = _add_result(context, stored[table], suites[table], attempts[key], name)
 
     context.build_data_docs(site_names=[SITE_NAME])
     _localise(target)
@@ -202,7 +209,7 @@ def _raised(check: RecordedCheck) -> dict | None:
     }
 
 
-def _add_result(context, stored, suite, checks: list[RecordedCheck]):
+def _add_result(context, stored, suite, checks: list[RecordedCheck], name: str):
     from great_expectations.core import (
         ExpectationSuiteValidationResult,
         ExpectationValidationResult,
@@ -243,7 +250,7 @@ def _add_result(context, stored, suite, checks: list[RecordedCheck]):
         )
     passed = sum(result.success for result in results)
     first = checks[0]
-    run = RunIdentifier(run_name=first.run_id, run_time=min(check.validated_ts for check in checks))
+    run = RunIdentifier(run_name=first.run_id, run_time=first.validated_ts)
     validation = ExpectationSuiteValidationResult(
         success=passed == len(results),
         results=results,
@@ -259,7 +266,7 @@ def _add_result(context, stored, suite, checks: list[RecordedCheck]):
     identifier = ValidationResultIdentifier(
         expectation_suite_identifier=ExpectationSuiteIdentifier(name=stored.name),
         run_id=run,
-        batch_identifier=f"batch-{first.batch_id}",
+        batch_identifier=name,
     )
     context.validation_results_store.set(identifier, validation)
     return identifier

@@ -56,8 +56,7 @@ def test_pages_for_every_suite_and_batch_work_offline_and_escape_the_data(tmp_pa
 
     page = latest.read_text()
     # Every check, two of one type on one column (played_s) among them.
-    evaluated = re.search(r"Evaluated Expectations</div></td><td[^>]*><div[^>]*>(\d+)<", page)
-    assert int(evaluated.group(1)) == len(suites["silver.events"].checks)
+    assert _statistics(page)[0] == len(suites["silver.events"].checks)
     assert "&lt;script&gt;alert(" in page
     assert PAYLOAD not in page and "<img src=x" not in page
     suite_page = (site / docs.suite_pages["silver.events"]).read_text()
@@ -121,3 +120,47 @@ def test_a_site_that_fails_to_build_leaves_the_last_one_whole(tmp_path, monkeypa
     assert sorted(path.relative_to(site) for path in site.rglob("*.html")) == pages
     assert first.index.exists()
     assert [path.name for path in tmp_path.iterdir()] == ["docs"]
+
+
+def test_each_attempt_of_a_stopped_batch_has_a_page_of_its_own(tmp_path):
+    """A gate that stops a batch records that attempt; the restart after the fix records the
+    passing one, in the same run and batch. Their checks are not merged into one result."""
+    suites = default_suites()
+    checks = suites["silver.events"].checks
+    stopped_at = datetime(2026, 11, 25, 1, 0, 0)
+    passed_at = stopped_at + timedelta(minutes=5)
+    rows = [
+        RecordedCheck(
+            "run-1",
+            "silver.events",
+            3,
+            check.name,
+            check.name != "silver_event_id_unique",
+            100,
+            0,
+            [],
+            stopped_at,
+        )
+        for check in checks
+    ] + [
+        RecordedCheck("run-1", "silver.events", 3, check.name, True, 100, 0, [], passed_at)
+        for check in checks
+    ]
+    docs = build_data_docs(tmp_path / "docs", suites, rows)
+    site = tmp_path / "docs"
+
+    pages = sorted(path.name for path in (site / "validations").rglob("*.html"))
+    assert pages == ["batch-3-attempt-1-of-2.html", "batch-3-attempt-2-of-2.html"]
+    latest = (site / unquote(docs.latest_validation["silver.events"])).read_text()
+    assert "attempt-2-of-2" in docs.latest_validation["silver.events"]
+    first = next((site / "validations").rglob("batch-3-attempt-1-of-2.html")).read_text()
+    # (evaluated, unsuccessful) per page: merged, the page counted every check twice.
+    assert _statistics(latest) == (len(checks), 0)
+    assert _statistics(first) == (len(checks), 1)
+
+
+def _statistics(page: str) -> tuple[int, int]:
+    cell = r"</div></td><td[^>]*><div[^>]*>(\d+)<"
+    evaluated = re.search("Evaluated Expectations" + cell, page)
+    unsuccessful = re.search("Unsuccessful Expectations" + cell, page)
+    return int(evaluated.group(1)), int(unsuccessful.group(1))
