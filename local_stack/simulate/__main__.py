@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             _check_writable("--out", path)
         elif args.out == "kafka":  # a broker that is down is named in seconds, before the work
             profile = load_profile(args.profile, args.workspace)
-            check_source_reachable(profile.source)
             topic = args.topic or profile.source.topic
+            _check_in_workspace(topic, profile.workspace)
+            check_source_reachable(profile.source)
             runs = load_stack_settings().state_dir / "simulations"
             manifest_path = Path(args.manifest or runs / f"{topic}.manifest.json")
             truth_path = Path(args.truth or runs / f"{topic}.truth.json")
@@ -120,6 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _check_in_workspace(topic: str, workspace: str) -> None:
+    """A workspace's topics are ``<workspace>.*``: its layers read one of them, and dropping
+    the workspace deletes them all. Another workspace's topic (or one of none) is refused:
+    its events would land where this workspace's tools never look, or among another's."""
+    if not topic.startswith(f"{workspace}."):
+        raise ValueError(
+            f"--topic {topic!r} is not a topic of workspace {workspace!r} (its topics start"
+            f" with {workspace + '.'!r}); name one that does, or give that topic's --workspace"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local_stack.simulate", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000, help="clean events to generate")
@@ -137,7 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--start-time", default=DEFAULT_START, help="ISO-8601 with offset")
     parser.add_argument("--days", type=int, default=2, help="days of viewing the run spans")
     parser.add_argument("--ctr", type=float, default=0.12, help="recommendation click-through rate")
-    parser.add_argument("--topic", help="default: the profile's topic for the workspace")
+    parser.add_argument(
+        "--topic", help="WORKSPACE.NAME; default: the profile's topic for the workspace"
+    )
     parser.add_argument(
         "--partitions", type=int, help="of a topic it creates; default: the stack's setting"
     )

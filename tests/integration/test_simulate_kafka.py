@@ -66,7 +66,7 @@ def test_simulator_delivers_every_record_in_key_order(stack, profile, tmp_path, 
 def test_a_topic_name_kafka_refuses_is_one_line(stack, profile, tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "local_stack.simulate", "--events", "10", "--quiet"]
-        + ["--topic", "bad topic!", "--workspace", profile.workspace]
+        + ["--topic", f"{profile.workspace}.bad topic!", "--workspace", profile.workspace]
         + ["--manifest", str(tmp_path / "m.json"), "--no-truth"],
         capture_output=True,
         text=True,
@@ -74,7 +74,7 @@ def test_a_topic_name_kafka_refuses_is_one_line(stack, profile, tmp_path):
     )
     assert completed.returncode == 2, completed.stderr
     error = completed.stderr.strip()
-    assert error.startswith("error: cannot create topic 'bad topic!': "), error
+    assert error.startswith(f"error: cannot create topic '{profile.workspace}.bad topic!': "), error
     assert "\n" not in error and not (tmp_path / "m.json").exists()
 
 

@@ -376,6 +376,14 @@ def test_world_is_large_enough():
         (["--faults", "gremlins"], "unknown fault kind(s) ['gremlins']"),
         (["--start-time", "tomorrow"], "--start-time 'tomorrow' is not an ISO-8601"),
         (["--out", "s3://x"], "--out must be 'kafka' or 'jsonl:PATH'"),
+        (
+            ["--topic", "bench.viewing-events", "--workspace", "main"],
+            "--topic 'bench.viewing-events' is not a topic of workspace 'main'",
+        ),
+        (
+            ["--topic", "viewing-events", "--workspace", "main"],
+            "is not a topic of workspace 'main' (its topics start",
+        ),
         (["--start-time", "0001-01-01T00:00:00+00:00"], "is before 1970"),
         (["--start-time", "1970-01-01T00:00:00+05:00"], "is before 1970 in UTC"),
         (
