@@ -3,7 +3,7 @@
 The gates validate inside each micro-batch on an ephemeral context and record every
 outcome in ``quality.validation_events``; nothing is kept on the driver's disk. This
 module turns those records back into Great Expectations validation results (one per
-gated table, batch and attempt, the latest ``MAX_BATCHES_PER_TABLE`` of each) and lets Great
+gated table, batch and attempt, the latest ``MAX_BATCHES_PER_TABLE`` batches of each) and lets Great
 Expectations render its Data Docs site: an index, one page per suite (each expectation
 with its action and description as notes) and one page per validated batch.
 
@@ -156,25 +156,32 @@ def _build(target: Path, suites: Mapping, recorded: Iterable[RecordedCheck]) -> 
     )
     stored = {table: _add_suite(context, suite) for table, suite in suites.items()}
     # An attempt: one validation of a table's batch, its checks sharing one validated_ts.
-    # A batch its gate stopped is on record once per attempt, beside the passing one a
-    # restart makes after a fix, all in one run: each is a page of its own.
-    attempts: dict[tuple[str, str, int, object], list[RecordedCheck]] = defaultdict(list)
+    # A batch its gate stopped is on record once per attempt; when one run records a batch
+    # again (a flow run retried in Prefect after a fix: the same run id), each attempt is a
+    # page of its own, not one page holding every check twice.
+    attempts: dict[tuple[str, str, int], dict[object, list[RecordedCheck]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for check in recorded:
         if check.table in stored:
-            attempts[(check.table, check.run_id, check.batch_id, check.validated_ts)].append(check)
-    of_batch: dict[tuple[str, str, int], list[object]] = defaultdict(list)
-    for table, run_id, batch_id, validated_ts in sorted(attempts, key=lambda key: key[3]):
-        of_batch[(table, run_id, batch_id)].append(validated_ts)
+            batch = (check.table, check.run_id, check.batch_id)
+            attempts[batch][check.validated_ts].append(check)
 
     latest: dict[str, tuple] = {}
     for table in stored:
-        keys = sorted((key for key in attempts if key[0] == table), key=lambda key: key[3])
-        for key in keys[-MAX_BATCHES_PER_TABLE:]:
-            tries = of_batch[key[:3]]
-            name = f"batch-{key[2]}"
-            if len(tries) > 1:
-                name += f"-attempt-{tries.index(key[3]) + 1}-of-{len(tries)}"
-            latest[table] = _add_result(context, stored[table], suites[table], attempts[key], name)
+        # The latest batches by their first attempt, as the report picks them; every
+        # attempt of each.
+        batches = sorted(
+            (batch for batch in attempts if batch[0] == table), key=lambda b: min(attempts[b])
+        )
+        for batch in batches[-MAX_BATCHES_PER_TABLE:]:
+            tries = sorted(attempts[batch])
+            for number, validated_ts in enumerate(tries, start=1):
+                name = f"batch-{batch[2]}"
+                if len(tries) > 1:
+                    name += f"-attempt-{number}-of-{len(tries)}"
+                checks = attempts[batch][validated_ts]
+                latest[table] = _add_result(context, stored[table], suites[table], checks, name)
 
     context.build_data_docs(site_names=[SITE_NAME])
     _localise(target)

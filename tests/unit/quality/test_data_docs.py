@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from urllib.parse import unquote
 
@@ -123,8 +124,8 @@ def test_a_site_that_fails_to_build_leaves_the_last_one_whole(tmp_path, monkeypa
 
 
 def test_each_attempt_of_a_stopped_batch_has_a_page_of_its_own(tmp_path):
-    """A gate that stops a batch records that attempt; the restart after the fix records the
-    passing one, in the same run and batch. Their checks are not merged into one result."""
+    """A gate that stops a batch records that attempt; a flow run retried after the fix
+    (the same run id) records the passing one. Their checks are not merged into one result."""
     suites = default_suites()
     checks = suites["silver.events"].checks
     stopped_at = datetime(2026, 11, 25, 1, 0, 0)
@@ -164,3 +165,18 @@ def _statistics(page: str) -> tuple[int, int]:
     evaluated = re.search("Evaluated Expectations" + cell, page)
     unsuccessful = re.search("Unsuccessful Expectations" + cell, page)
     return int(evaluated.group(1)), int(unsuccessful.group(1))
+
+
+def test_the_latest_batches_keep_every_attempt(tmp_path, monkeypatch):
+    """The cap counts batches, as the report picks them, not pages."""
+    import quality.data_docs as data_docs
+
+    monkeypatch.setattr(data_docs, "MAX_BATCHES_PER_TABLE", 2)
+    suites = default_suites()
+    rows = _recorded(suites, batches=4)
+    retried = [row for row in rows if row.batch_id == 3]
+    rows += [replace(row, validated_ts=row.validated_ts + timedelta(seconds=30)) for row in retried]
+    build_data_docs(tmp_path / "docs", suites, rows)
+
+    pages = sorted(p.name for p in (tmp_path / "docs" / "validations").rglob("*.html"))
+    assert pages == ["batch-2.html", "batch-3-attempt-1-of-2.html", "batch-3-attempt-2-of-2.html"]
