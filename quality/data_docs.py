@@ -3,9 +3,9 @@
 The gates validate inside each micro-batch on an ephemeral context and record every
 outcome in ``quality.validation_events``; nothing is kept on the driver's disk. This
 module turns those records back into Great Expectations validation results (one per
-gated table, batch and attempt, the latest ``MAX_BATCHES_PER_TABLE`` batches of each) and lets Great
-Expectations render its Data Docs site: an index, one page per suite (each expectation
-with its action and description as notes) and one page per validated batch.
+gated table, batch and attempt, of the latest ``MAX_BATCHES_PER_TABLE`` batches of each)
+and lets Great Expectations render its Data Docs site: an index, one page per suite (each
+expectation with its action and description as notes) and one page per validation.
 
 Two things differ from a stock site, both for the report's promises:
 
