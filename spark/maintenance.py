@@ -56,16 +56,34 @@ def check_retention(retention_hours) -> int:
     return retention_hours
 
 
+# Delta 4 ignores VACUUM's retention argument (unless 0) and keeps the files this table
+# property says (default a week), as it bounds time travel by it.
+RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+DEFAULT_RETENTION_HOURS = 168
+
+
 def vacuum_tables(spark: SparkSession, profile: Profile, retention_hours: int) -> list[str]:
-    """VACUUM every existing table, never below the retention floor."""
+    """VACUUM every existing table, never below the retention floor: the retention becomes
+    each table's ``delta.deletedFileRetentionDuration`` first (a metadata commit, when it
+    changes), which is what Delta's VACUUM keeps files by."""
     from delta.tables import DeltaTable
 
     retention_hours = check_retention(retention_hours)
+    wanted = f"interval {retention_hours} hours"
     done = []
     for spec in TABLES:
         location = profile.lake.table_location(spec.name)
         if DeltaTable.isDeltaTable(spark, location):
-            DeltaTable.forPath(spark, location).vacuum(float(retention_hours))
+            table = DeltaTable.forPath(spark, location)
+            current = table.detail().first()["properties"].get(RETENTION_PROPERTY)
+            if current != wanted and not (
+                current is None and retention_hours == DEFAULT_RETENTION_HOURS
+            ):
+                spark.sql(
+                    f"ALTER TABLE delta.`{location}`"
+                    f" SET TBLPROPERTIES ('{RETENTION_PROPERTY}' = '{wanted}')"
+                )
+            table.vacuum()
             done.append(spec.name)
     return done
 

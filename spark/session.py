@@ -78,8 +78,29 @@ def build_spark_session(profile: Profile, app_name: str = "reelhouse") -> SparkS
     for key, value in TIME_ZONE.items():
         session.conf.set(key, value)
     session.sparkContext.setLogLevel("WARN")
+    if profile.lake.storage_conf.get(BLOB_SERVICE_TYPE, "").upper() == "BLOB":
+        _quiet_folder_dates(session)
     _jvm_leaves_sigterm_to_python(session)
     return session
+
+
+BLOB_SERVICE_TYPE = "fs.azure.fns.account.service.type"
+# hadoop-azure's logger of a listed path's time it cannot parse.
+LISTED_DATES_LOGGER = "org.apache.hadoop.fs.azurebfs.utils.DateTimeUtils"
+
+
+def _quiet_folder_dates(session: SparkSession) -> None:
+    """Over the Blob endpoint (Azurite), a listing returns each folder as a prefix without a
+    Last-Modified time; hadoop-azure 3.5.0 logs ``ERROR DateTimeUtils: Failed to parse the
+    date null`` for every one and takes 0. VACUUM lists a table's root that way (its
+    ``_delta_log`` and partition folders: three errors for a table with two partitions) and
+    deletes a folder only when no file in it is kept, whatever its time. Files carry their
+    times, so only this driver's (and local executors') logger is turned off, not the times.
+    """
+    jvm = session.sparkContext._jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        LISTED_DATES_LOGGER, jvm.org.apache.logging.log4j.Level.OFF
+    )
 
 
 def _jvm_leaves_sigterm_to_python(session: SparkSession) -> None:
