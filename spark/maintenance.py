@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import re
 
 from pyspark.sql import SparkSession
 
@@ -57,9 +58,39 @@ def check_retention(retention_hours) -> int:
 
 
 # Delta 4 ignores VACUUM's retention argument (unless 0) and keeps the files this table
-# property says (default a week), as it bounds time travel by it.
+# property says (default a week), as it bounds time travel by it; Delta requires it to be
+# at most the log's retention (default 30 days).
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
-DEFAULT_RETENTION_HOURS = 168
+LOG_RETENTION_PROPERTY = "delta.logRetentionDuration"
+_DEFAULT_HOURS = {RETENTION_PROPERTY: 168.0, LOG_RETENTION_PROPERTY: 720.0}
+_INTERVAL_PART = re.compile(r"(\d+)\s*(week|day|hour|minute|second)s?", re.IGNORECASE)
+_UNIT_HOURS = {"week": 168.0, "day": 24.0, "hour": 1.0, "minute": 1 / 60, "second": 1 / 3600}
+
+
+def interval_hours(properties: dict, name: str) -> float | None:
+    """A Delta interval property (``interval 30 days``, ``interval 1 week 2 days``) in
+    hours, Delta's default when unset; None for a form this does not read."""
+    value = properties.get(name)
+    if value is None:
+        return _DEFAULT_HOURS[name]
+    text = value.strip().lower().removeprefix("interval")
+    parts = _INTERVAL_PART.findall(text)
+    if not parts or _INTERVAL_PART.sub("", text).strip():
+        return None
+    return sum(int(number) * _UNIT_HOURS[unit.lower()] for number, unit in parts)
+
+
+def retention_changes(properties: dict, retention_hours: int) -> dict[str, str]:
+    """The table properties to set so that VACUUM keeps ``retention_hours``: the files'
+    retention, and the log's when it is shorter (a longer one is left as it is)."""
+    wanted = f"interval {retention_hours} hours"
+    changes = {}
+    if interval_hours(properties, RETENTION_PROPERTY) != retention_hours:
+        changes[RETENTION_PROPERTY] = wanted
+    log_hours = interval_hours(properties, LOG_RETENTION_PROPERTY)
+    if log_hours is not None and log_hours < retention_hours:  # else Delta refuses the first
+        changes[LOG_RETENTION_PROPERTY] = wanted
+    return changes
 
 
 def vacuum_tables(spark: SparkSession, profile: Profile, retention_hours: int) -> list[str]:
@@ -69,20 +100,15 @@ def vacuum_tables(spark: SparkSession, profile: Profile, retention_hours: int) -
     from delta.tables import DeltaTable
 
     retention_hours = check_retention(retention_hours)
-    wanted = f"interval {retention_hours} hours"
     done = []
     for spec in TABLES:
         location = profile.lake.table_location(spec.name)
         if DeltaTable.isDeltaTable(spark, location):
             table = DeltaTable.forPath(spark, location)
-            current = table.detail().first()["properties"].get(RETENTION_PROPERTY)
-            if current != wanted and not (
-                current is None and retention_hours == DEFAULT_RETENTION_HOURS
-            ):
-                spark.sql(
-                    f"ALTER TABLE delta.`{location}`"
-                    f" SET TBLPROPERTIES ('{RETENTION_PROPERTY}' = '{wanted}')"
-                )
+            changes = retention_changes(table.detail().first()["properties"], retention_hours)
+            if changes:
+                settings = ", ".join(f"'{name}' = '{value}'" for name, value in changes.items())
+                spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ({settings})")
             table.vacuum()
             done.append(spec.name)
     return done

@@ -1,0 +1,61 @@
+"""What maintenance sets on a table so that VACUUM keeps the retention it was given."""
+
+from __future__ import annotations
+
+import pytest
+
+from spark.maintenance import (
+    LOG_RETENTION_PROPERTY,
+    RETENTION_PROPERTY,
+    interval_hours,
+    retention_changes,
+)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("value", "hours"),
+    [
+        (None, 168.0),  # Delta's default: a week
+        ("interval 1 week", 168.0),
+        ("interval 30 days", 720.0),
+        ("INTERVAL 1 week 2 days 3 hours", 219.0),
+        ("interval 90 minutes", 1.5),
+        ("interval 720 hours", 720.0),
+        ("interval 2 months", None),  # not a fixed number of hours: left to Delta
+        ("30 days or so", None),
+    ],
+)
+def test_a_retention_property_in_hours(value, hours):
+    properties = {} if value is None else {RETENTION_PROPERTY: value}
+    assert interval_hours(properties, RETENTION_PROPERTY) == hours
+
+
+def test_the_default_log_retention_is_30_days():
+    assert interval_hours({}, LOG_RETENTION_PROPERTY) == 720.0
+
+
+def test_a_week_on_a_table_without_properties_changes_nothing():
+    assert retention_changes({}, 168) == {}
+    assert retention_changes({RETENTION_PROPERTY: "interval 7 days"}, 168) == {}
+
+
+def test_thirty_days_set_the_files_retention_alone():
+    assert retention_changes({}, 720) == {RETENTION_PROPERTY: "interval 720 hours"}
+
+
+def test_more_than_the_log_keeps_raises_the_log_retention_too():
+    """Delta refuses a files' retention longer than the log's (30 days by default)."""
+    assert retention_changes({}, 1000) == {
+        RETENTION_PROPERTY: "interval 1000 hours",
+        LOG_RETENTION_PROPERTY: "interval 1000 hours",
+    }
+
+
+def test_a_longer_log_retention_is_left_as_it_is():
+    properties = {
+        LOG_RETENTION_PROPERTY: "interval 365 days",
+        RETENTION_PROPERTY: "interval 1000 hours",
+    }
+    assert retention_changes(properties, 200) == {RETENTION_PROPERTY: "interval 200 hours"}
