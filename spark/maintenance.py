@@ -82,14 +82,21 @@ def interval_hours(properties: dict, name: str) -> float | None:
 
 def retention_changes(properties: dict, retention_hours: int) -> dict[str, str]:
     """The table properties to set so that VACUUM keeps ``retention_hours``: the files'
-    retention, and the log's when it is shorter (a longer one is left as it is)."""
+    retention, and beside it the log's. Delta checks the files' retention against the log's
+    given in the same statement, or else against the default (30 days), not the table's:
+    over 30 days, the log's goes along, raised to the files' when shorter, else as it is."""
     wanted = f"interval {retention_hours} hours"
-    changes = {}
-    if interval_hours(properties, RETENTION_PROPERTY) != retention_hours:
-        changes[RETENTION_PROPERTY] = wanted
-    log_hours = interval_hours(properties, LOG_RETENTION_PROPERTY)
-    if log_hours is not None and log_hours < retention_hours:  # else Delta refuses the first
-        changes[LOG_RETENTION_PROPERTY] = wanted
+    if interval_hours(properties, RETENTION_PROPERTY) == retention_hours:
+        return {}
+    changes = {RETENTION_PROPERTY: wanted}
+    if retention_hours > _DEFAULT_HOURS[LOG_RETENTION_PROPERTY]:
+        log_hours = interval_hours(properties, LOG_RETENTION_PROPERTY)
+        if log_hours is not None and log_hours < retention_hours:
+            changes[LOG_RETENTION_PROPERTY] = wanted
+        elif LOG_RETENTION_PROPERTY in properties:  # a form not read here: Delta judges it
+            changes[LOG_RETENTION_PROPERTY] = properties[LOG_RETENTION_PROPERTY]
+        else:
+            changes[LOG_RETENTION_PROPERTY] = wanted
     return changes
 
 

@@ -312,8 +312,10 @@ def test_maintenance_compacts_and_keeps_every_row(workspace, spark) -> None:
 
     silver = DeltaTable.forPath(spark, target.lake.table_location("silver.events"))
     files_before = silver.detail().first()["numFiles"]
+    jvm_logger = spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getLogger
     with _driver_log(spark) as logged:
         state = maintenance(workspace=target.workspace, retention_hours=1000, return_state=True)
+        jvm_logger("reelhouse.tests").error("the capture works")
     assert state.is_completed(), state.message
     # Delta 4 ignores VACUUM's own retention argument: the tables' property carries it, and
     # the log's retention (30 days by default) may not be shorter.
@@ -324,6 +326,7 @@ def test_maintenance_compacts_and_keeps_every_row(workspace, spark) -> None:
     assert properties[RETENTION_PROPERTY] == "interval 1000 hours"
     # VACUUM lists each table's root over Azurite's Blob endpoint, where a folder has no
     # time: hadoop-azure's error for each one is not the user's to read (spark/session.py).
+    assert "the capture works" in logged()
     assert "Failed to parse the date" not in logged(), logged()
     result = state.result()
     assert {"bronze.events", "silver.events"} <= set(result["optimized"])

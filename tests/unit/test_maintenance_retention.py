@@ -59,3 +59,26 @@ def test_a_longer_log_retention_is_left_as_it_is():
         RETENTION_PROPERTY: "interval 1000 hours",
     }
     assert retention_changes(properties, 200) == {RETENTION_PROPERTY: "interval 200 hours"}
+
+
+@pytest.mark.parametrize(
+    ("log", "retention"),
+    [("interval 1000 hours", 900), ("interval 365 days", 1200), ("interval 1 day -1 hours", 900)],
+)
+def test_over_30_days_the_log_retention_goes_along_as_it_is(log, retention):
+    """Delta checks the files' retention against the log's in the same statement, or else
+    against the default 30 days: a longer log retention (or one not read here, for Delta to
+    judge) is given again, unchanged."""
+    properties = {LOG_RETENTION_PROPERTY: log, RETENTION_PROPERTY: "interval 1000 hours"}
+    assert retention_changes(properties, retention) == {
+        RETENTION_PROPERTY: f"interval {retention} hours",
+        LOG_RETENTION_PROPERTY: log,
+    }
+
+
+def test_a_retention_already_kept_changes_nothing_over_30_days():
+    properties = {
+        LOG_RETENTION_PROPERTY: "interval 1000 hours",
+        RETENTION_PROPERTY: "interval 1000 hours",
+    }
+    assert retention_changes(properties, 1000) == {}
