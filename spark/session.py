@@ -52,6 +52,11 @@ REDACTION_CONF = {
 # compiled (noop write, the same machine and session).
 JVM_OPTIONS = "-XX:-DontCompileHugeMethods"
 _JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+BLOB_SERVICE_TYPE = "fs.azure.fns.account.service.type"
+# hadoop-azure's logger of a listed path's time it cannot parse.
+LISTED_DATES_LOGGER = "org.apache.hadoop.fs.azurebfs.utils.DateTimeUtils"
+
+
 # Redaction settings a running session takes at run time (the SQL ones).
 _RUNTIME_REDACTION = ("spark.sql.redaction.options.regex", "spark.sql.redaction.string.regex")
 
@@ -82,11 +87,6 @@ def build_spark_session(profile: Profile, app_name: str = "reelhouse") -> SparkS
         _quiet_folder_dates(session)
     _jvm_leaves_sigterm_to_python(session)
     return session
-
-
-BLOB_SERVICE_TYPE = "fs.azure.fns.account.service.type"
-# hadoop-azure's logger of a listed path's time it cannot parse.
-LISTED_DATES_LOGGER = "org.apache.hadoop.fs.azurebfs.utils.DateTimeUtils"
 
 
 def _quiet_folder_dates(session: SparkSession) -> None:
