@@ -57,9 +57,10 @@ def check_retention(retention_hours) -> int:
     return retention_hours
 
 
-# Delta 4 ignores VACUUM's retention argument (unless 0) and keeps the files this table
-# property says (default a week), as it bounds time travel by it; Delta requires it to be
-# at most the log's retention (default 30 days).
+# Delta 4 ignores VACUUM's retention argument (unless 0; its internal setting
+# spark.databricks.delta.vacuum.retentionWindowIgnore.enabled, on by default) and keeps the
+# files this table property says (default a week), as it bounds time travel by it; Delta
+# requires it to be at most the log's retention (default 30 days).
 RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
 LOG_RETENTION_PROPERTY = "delta.logRetentionDuration"
 _DEFAULT_HOURS = {RETENTION_PROPERTY: 168.0, LOG_RETENTION_PROPERTY: 720.0}
@@ -90,13 +91,11 @@ def retention_changes(properties: dict, retention_hours: int) -> dict[str, str]:
         return {}
     changes = {RETENTION_PROPERTY: wanted}
     if retention_hours > _DEFAULT_HOURS[LOG_RETENTION_PROPERTY]:
-        log_hours = interval_hours(properties, LOG_RETENTION_PROPERTY)
+        log_hours = interval_hours(properties, LOG_RETENTION_PROPERTY)  # unset: 720
         if log_hours is not None and log_hours < retention_hours:
             changes[LOG_RETENTION_PROPERTY] = wanted
-        elif LOG_RETENTION_PROPERTY in properties:  # a form not read here: Delta judges it
+        else:  # set, and longer, or a form not read here (Delta judges it)
             changes[LOG_RETENTION_PROPERTY] = properties[LOG_RETENTION_PROPERTY]
-        else:
-            changes[LOG_RETENTION_PROPERTY] = wanted
     return changes
 
 

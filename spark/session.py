@@ -56,7 +56,6 @@ BLOB_SERVICE_TYPE = "fs.azure.fns.account.service.type"
 # hadoop-azure's logger of a listed path's time it cannot parse.
 LISTED_DATES_LOGGER = "org.apache.hadoop.fs.azurebfs.utils.DateTimeUtils"
 
-
 # Redaction settings a running session takes at run time (the SQL ones).
 _RUNTIME_REDACTION = ("spark.sql.redaction.options.regex", "spark.sql.redaction.string.regex")
 

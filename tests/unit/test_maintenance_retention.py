@@ -53,7 +53,7 @@ def test_more_than_the_log_keeps_raises_the_log_retention_too():
     }
 
 
-def test_a_longer_log_retention_is_left_as_it_is():
+def test_under_30_days_the_log_retention_is_left_out():
     properties = {
         LOG_RETENTION_PROPERTY: "interval 365 days",
         RETENTION_PROPERTY: "interval 1000 hours",

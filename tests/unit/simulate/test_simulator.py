@@ -395,11 +395,15 @@ def test_world_is_large_enough():
     ],
 )
 def test_bad_arguments_fail_with_one_line(arguments, message, tmp_path):
+    """Named before the broker is asked: here no broker listens."""
+    from tests.ports import free_port
+
     completed = subprocess.run(
         [sys.executable, "-m", "local_stack.simulate", "--events", "10", *arguments],
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "REELHOUSE_SOURCE_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"},
     )
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [f"error: {completed.stderr.strip()[7:]}"]
