@@ -85,17 +85,18 @@ def retention_changes(properties: dict, retention_hours: int) -> dict[str, str]:
     """The table properties to set so that VACUUM keeps ``retention_hours``: the files'
     retention, and beside it the log's. Delta checks the files' retention against the log's
     given in the same statement, or else against the default (30 days), not the table's:
-    over 30 days, the log's goes along, raised to the files' when shorter, else as it is."""
+    the log's is raised to the files' when shorter, and over 30 days goes along as it is."""
     wanted = f"interval {retention_hours} hours"
-    if interval_hours(properties, RETENTION_PROPERTY) == retention_hours:
+    log_hours = interval_hours(properties, LOG_RETENTION_PROPERTY)  # unset: 720
+    log_short = log_hours is not None and log_hours < retention_hours  # or lowered by hand
+    if interval_hours(properties, RETENTION_PROPERTY) == retention_hours and not log_short:
         return {}
     changes = {RETENTION_PROPERTY: wanted}
-    if retention_hours > _DEFAULT_HOURS[LOG_RETENTION_PROPERTY]:
-        log_hours = interval_hours(properties, LOG_RETENTION_PROPERTY)  # unset: 720
-        if log_hours is not None and log_hours < retention_hours:
-            changes[LOG_RETENTION_PROPERTY] = wanted
-        else:  # set, and longer, or a form not read here (Delta judges it)
-            changes[LOG_RETENTION_PROPERTY] = properties[LOG_RETENTION_PROPERTY]
+    if log_short:
+        changes[LOG_RETENTION_PROPERTY] = wanted
+    elif retention_hours > _DEFAULT_HOURS[LOG_RETENTION_PROPERTY]:
+        # Set (unset would be short), and longer or a form not read here: Delta judges it.
+        changes[LOG_RETENTION_PROPERTY] = properties[LOG_RETENTION_PROPERTY]
     return changes
 
 

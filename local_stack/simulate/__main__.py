@@ -125,7 +125,7 @@ def _check_in_workspace(topic: str, workspace: str) -> None:
     """A workspace's topics are ``<workspace>.*``: its layers read one of them, and dropping
     the workspace deletes them all. Another workspace's topic (or one of none) is refused:
     its events would land where this workspace's tools never look, or among another's."""
-    if not topic.startswith(f"{workspace}."):
+    if not topic.startswith(f"{workspace}.") or topic == f"{workspace}.":
         raise ValueError(
             f"--topic {topic!r} is not a topic of workspace {workspace!r} (its topics start"
             f" with {workspace + '.'!r}); name one that does, or give that topic's --workspace"

@@ -82,3 +82,22 @@ def test_a_retention_already_kept_changes_nothing_over_30_days():
         RETENTION_PROPERTY: "interval 1000 hours",
     }
     assert retention_changes(properties, 1000) == {}
+
+
+def test_a_log_retention_lowered_by_hand_is_raised_again():
+    """The files' retention is as asked, but someone set the log's shorter since."""
+    properties = {
+        LOG_RETENTION_PROPERTY: "interval 30 days",
+        RETENTION_PROPERTY: "interval 1000 hours",
+    }
+    assert retention_changes(properties, 1000) == {
+        RETENTION_PROPERTY: "interval 1000 hours",
+        LOG_RETENTION_PROPERTY: "interval 1000 hours",
+    }
+
+
+def test_a_log_retention_under_the_files_is_raised_under_30_days_too():
+    assert retention_changes({LOG_RETENTION_PROPERTY: "interval 100 hours"}, 168) == {
+        RETENTION_PROPERTY: "interval 168 hours",
+        LOG_RETENTION_PROPERTY: "interval 168 hours",
+    }

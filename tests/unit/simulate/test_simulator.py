@@ -384,6 +384,7 @@ def test_world_is_large_enough():
             ["--topic", "viewing-events", "--workspace", "main"],
             "is not a topic of workspace 'main' (its topics start",
         ),
+        (["--topic", "main.", "--workspace", "main"], "--topic 'main.' is not a topic of"),
         (["--start-time", "0001-01-01T00:00:00+00:00"], "is before 1970"),
         (["--start-time", "1970-01-01T00:00:00+05:00"], "is before 1970 in UTC"),
         (
