@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from azure_profile.deployment import StorageSettings
-from spark.settings import SettingsError
+from spark.settings import BLOB_SERVICE_TYPE, SettingsError
 
 CLIENT_CREDENTIALS_PROVIDER = "org.apache.hadoop.fs.azurebfs.oauth2.ClientCredsTokenProvider"
 MANAGED_IDENTITY_PROVIDER = "org.apache.hadoop.fs.azurebfs.oauth2.MsiTokenProvider"
@@ -57,7 +57,7 @@ def storage_conf(
             "fs.azure.abfs.endpoint": settings.emulator_endpoint,
             "fs.azure.always.use.https": "false",
             "fs.azure.networking.library": "JDK_HTTP_URL_CONNECTION",
-            "fs.azure.fns.account.service.type": "BLOB",
+            BLOB_SERVICE_TYPE: "BLOB",
             "fs.azure.account.hns.enabled": "false",
         }
     return conf

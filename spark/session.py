@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
-from spark.settings import Profile
+from spark.settings import BLOB_SERVICE_TYPE, Profile
 
 _DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -52,7 +52,6 @@ REDACTION_CONF = {
 # compiled (noop write, the same machine and session).
 JVM_OPTIONS = "-XX:-DontCompileHugeMethods"
 _JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
-BLOB_SERVICE_TYPE = "fs.azure.fns.account.service.type"
 # hadoop-azure's logger of a listed path's time it cannot parse.
 LISTED_DATES_LOGGER = "org.apache.hadoop.fs.azurebfs.utils.DateTimeUtils"
 

@@ -123,6 +123,11 @@ class EventSource:
         return {"bootstrap.servers": self.bootstrap_servers, **self.kafka_options}
 
 
+# hadoop-azure's setting of the storage service an account is reached through: ``BLOB`` on
+# an emulator (Azurite), which serves the Blob API and no DFS API.
+BLOB_SERVICE_TYPE = "fs.azure.fns.account.service.type"
+
+
 @dataclass(frozen=True)
 class Lake:
     """Where tables and checkpoints live, already prefixed by the workspace."""
