@@ -29,6 +29,19 @@ from local_stack.topics import ensure_topic
 from spark.io.preflight import PreflightError, check_source_reachable
 from spark.settings import SettingsError, load_profile
 
+DEFAULT_PRODUCERS = 2
+# The options that only act on Kafka (where and how records are sent), by their field. Their
+# parser defaults are None, so that one given beside --out jsonl:PATH is seen and refused.
+_KAFKA_OPTIONS = {
+    "topic": "--topic",
+    "partitions": "--partitions",
+    "create_topic": "--no-create-topic",
+    "rate": "--rate",
+    "producers": "--producers",
+    "profile": "--profile",
+    "workspace": "--workspace",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -36,11 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         request = _request(args)
         if args.partitions is not None and args.partitions < 1:
             raise ValueError(f"--partitions must be >= 1, got {args.partitions}")
-        if args.producers < 1:
+        if args.producers is not None and args.producers < 1:
             raise ValueError(f"--producers must be >= 1, got {args.producers}")
-        if not args.rate >= 0:  # NaN too
+        if args.rate is not None and not args.rate >= 0:  # NaN too
             raise ValueError(f"--rate must be >= 0 (0 = as fast as possible), got {args.rate}")
         if args.out.startswith("jsonl:"):
+            _check_no_kafka_options(args)
             path = Path(args.out.removeprefix("jsonl:"))
             manifest_path = Path(args.manifest or f"{path}.manifest.json")
             truth_path = Path(args.truth or f"{path}.truth.json")
@@ -79,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             # Before the topic is created: a refused run leaves nothing behind.
             check_not_ahead(simulation.records, start_datetime(request.start_time))
-            if args.create_topic:
+            if args.create_topic is not False:
                 partitions = args.partitions or load_stack_settings().kafka.default_partitions
                 try:
                     ensure_topic(
@@ -94,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                 simulation.records,
                 topic,
                 profile.source.client_options(),
-                args.rate,
+                args.rate or 0.0,
                 progress=not args.quiet,
-                producers=args.producers,
+                producers=args.producers or DEFAULT_PRODUCERS,
             )
         _write_json(manifest_path, simulation.manifest)
         if simulation.truth is not None:
@@ -121,6 +135,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _check_no_kafka_options(args: argparse.Namespace) -> None:
+    """``--out jsonl:PATH`` writes a file: an option that only acts on Kafka is refused, not
+    ignored (a --topic or --rate the user believes took effect)."""
+    given = [option for field, option in _KAFKA_OPTIONS.items() if getattr(args, field) is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to"
+            f" --out kafka; --out {args.out} writes a file"
+        )
+
+
 def _check_in_workspace(topic: str, workspace: str) -> None:
     """A workspace's topics are ``<workspace>.*``: its layers read one of them, and dropping
     the workspace deletes them all. Another workspace's topic (or one of none) is refused:
@@ -136,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local_stack.simulate", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000, help="clean events to generate")
     parser.add_argument(
-        "--rate", type=float, default=0.0, help="records/s; 0 = as fast as possible"
+        "--rate", type=float, help="records/s to Kafka; 0 (the default) = as fast as possible"
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
@@ -155,7 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--partitions", type=int, help="of a topic it creates; default: the stack's setting"
     )
-    parser.add_argument("--no-create-topic", dest="create_topic", action="store_false")
+    parser.add_argument(
+        "--no-create-topic", dest="create_topic", action="store_false", default=None
+    )
     parser.add_argument("--out", default="kafka", help="kafka | jsonl:PATH")
     parser.add_argument(
         "--manifest", help="default: PATH.manifest.json (jsonl) or .stack/simulations/"
@@ -167,7 +194,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", help="default: REELHOUSE_PROFILE or local")
     parser.add_argument("--workspace", help="default: REELHOUSE_WORKSPACE or main")
     parser.add_argument(
-        "--producers", type=int, default=2, help="producer processes (records split by key)"
+        "--producers",
+        type=int,
+        help=f"producer processes (records split by key); default {DEFAULT_PRODUCERS}",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -179,6 +179,12 @@ def test_a_run_without_truth_removes_the_earlier_truth_beside_its_manifest(tmp_p
         (["--producers", "0"], "--producers must be >= 1, got 0"),
         (["--rate", "-5"], "--rate must be >= 0 (0 = as fast as possible), got -5.0"),
         (["--rate", "nan"], "--rate must be >= 0"),
+        (["--topic", "main.x"], "--topic applies only to --out kafka; --out jsonl:{folder}/"),
+        (["--no-create-topic"], "--no-create-topic applies only to --out kafka"),
+        (
+            ["--workspace", "w", "--producers", "1", "--rate", "0", "--partitions", "2"],
+            "--partitions, --rate, --producers, --workspace apply only to --out kafka",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_before_anything_is_written(tmp_path, arguments, message):
