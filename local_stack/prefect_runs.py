@@ -29,8 +29,12 @@ API_TIMEOUT_S = 5.0
 # The answers Prefect's own client tries again (``prefect.client.base``): a server whose
 # SQLite database is busy answers 503, e.g. while its services write just after a start.
 # Four more tries, 0.5 s doubling: 7.5 s of waits, besides each try's API_TIMEOUT_S.
-RETRIED_CODES = (429, 502, 503)
+RETRIED_CODES = (408, 429, 502, 503)
 RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+# A connection the server dropped is tried again as those are. An answer that timed out is
+# tried once more (Prefect's client tries it as often), so that a server that hangs is
+# named in 2 x API_TIMEOUT_S + 0.5 s, not 32.5 s. A refused connection (no server) is not.
+TIMEOUT_RETRIES = 1
 PAGE = 200  # the server's default and largest page (PREFECT_API_DEFAULT_LIMIT)
 # The flows whose runs hold a workspace (``flows.guard.WRITERS``; a test holds them equal).
 WORKSPACE_FLOWS = ("medallion", "streaming", "maintenance", "replay")
@@ -148,8 +152,10 @@ def _call(
     api_url: str, path: str, body: dict | None = None, method: str = "POST", missing_ok=False
 ) -> list | dict | bool | None:
     """The server's JSON answer (True for an empty one); None for a 404 when ``missing_ok``.
-    A busy server's answer (``RETRIED_CODES``) is asked for again after ``RETRY_DELAYS_S``,
-    as Prefect's own client does."""
+    A busy server's answer (``RETRIED_CODES``) or a dropped connection is asked for again
+    after ``RETRY_DELAYS_S``, as Prefect's own client does; a timed-out one
+    ``TIMEOUT_RETRIES`` times. Every call here may be made twice: reads, a forced state and
+    a delete whose 404 is ``missing_ok``."""
     request = urllib.request.Request(
         f"{api_url.rstrip('/')}/{path}",
         data=None if body is None else json.dumps(body).encode(),
@@ -157,6 +163,7 @@ def _call(
         method=method,
     )
     delays = iter(RETRY_DELAYS_S)
+    timeouts = 0
     while True:
         try:
             with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as response:
@@ -175,5 +182,20 @@ def _call(
                 f"Prefect server at {api_url}: {method} /{path} answered {error.code}"
                 f"{': ' + detail[0][:200] if detail else ''}"
             ) from None
-        except (OSError, ValueError) as error:  # refused, timed out, not JSON
+        except (OSError, ValueError) as error:  # refused, timed out, dropped, not JSON
+            if isinstance(error, urllib.error.URLError):  # while connecting
+                error = error.reason if isinstance(error.reason, OSError) else error
+            timed_out = isinstance(error, TimeoutError)
+            if timed_out:
+                timeouts += 1
+            retried = timeouts <= TIMEOUT_RETRIES if timed_out else _dropped(error)
+            delay = next(delays, None) if retried else None
+            if delay is not None:
+                time.sleep(delay)
+                continue
             raise StackError(f"Prefect server at {api_url} does not answer ({error})") from None
+
+
+def _dropped(error: BaseException) -> bool:
+    # ``RemoteDisconnected`` (closed before an answer) is a ``ConnectionResetError``.
+    return isinstance(error, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 import pytest
@@ -135,16 +135,25 @@ def test_a_run_holds_a_local_workspace_only_when_its_flow_holds_one(flow, parame
     assert prefect_runs._local_workspace(flow, parameters) == workspace
 
 
+HANG_S = 1.0
+
+
 @contextmanager
-def _answering(codes: list[int]) -> Iterator[tuple[str, list[str]]]:
+def _answering(codes: list[int | str]) -> Iterator[tuple[str, list[str]]]:
     """A server that answers each request with the next of ``codes`` (the last one from
-    then on): its API url, and the methods it was asked with."""
+    then on): its API url, and the methods it was asked with. ``"drop"`` closes the
+    connection without an answer; ``"hang"`` answers 204 after ``HANG_S``."""
     asked: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _answer(self) -> None:
             asked.append(self.command)
             code = codes[min(len(asked), len(codes)) - 1]
+            if code == "drop":
+                return
+            if code == "hang":
+                time.sleep(HANG_S)
+                code = 204
             body = b"" if code == 204 else json.dumps({"exception_message": str(code)}).encode()
             self.send_response(code)
             self.send_header("Content-Length", str(len(body)))
@@ -152,6 +161,10 @@ def _answering(codes: list[int]) -> Iterator[tuple[str, list[str]]]:
             self.wfile.write(body)
 
         do_GET = do_DELETE = _answer
+
+        def handle(self) -> None:
+            with suppress(BrokenPipeError, ConnectionResetError):  # a client that gave up
+                super().handle()
 
         def log_message(self, *_) -> None:
             pass
@@ -184,3 +197,43 @@ def test_a_busy_server_is_asked_again_as_prefects_client_does(monkeypatch):
         prefect_runs._call(api_url, "flow_runs/filter", method="GET")
     assert asked == ["GET"]  # an error is not asked again
     assert "answered 500" in str(error.value)
+
+
+def test_a_dropped_connection_or_a_408_is_asked_again(monkeypatch):
+    monkeypatch.setattr(prefect_runs, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    with _answering(["drop", 408, "drop", 204]) as (api_url, asked):
+        assert prefect_runs._call(api_url, "flow_runs/some-id", method="DELETE") is True
+    assert asked == ["DELETE"] * 4
+
+    with _answering(["drop"]) as (api_url, asked), pytest.raises(StackError) as error:
+        prefect_runs._call(api_url, "flow_runs/filter", method="GET")
+    assert len(asked) == 4  # one try and one per delay
+    assert str(error.value) == (
+        f"Prefect server at {api_url} does not answer"
+        " (Remote end closed connection without response)"
+    )
+
+
+def test_an_answer_that_timed_out_is_asked_for_once_more(monkeypatch):
+    monkeypatch.setattr(prefect_runs, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(prefect_runs, "API_TIMEOUT_S", HANG_S / 4)
+    with _answering(["hang", 204]) as (api_url, asked):
+        assert prefect_runs._call(api_url, "flow_runs/some-id", method="DELETE") is True
+    assert asked == ["DELETE"] * 2
+
+    with _answering(["hang"]) as (api_url, asked), pytest.raises(StackError) as error:
+        prefect_runs._call(api_url, "flow_runs/filter", method="GET")
+    assert asked == ["GET"] * 2  # a server that hangs is named after two tries
+    assert str(error.value) == f"Prefect server at {api_url} does not answer (timed out)"
+
+
+def test_a_server_that_is_not_there_is_not_asked_again(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(prefect_runs.time, "sleep", waits.append)
+    api_url = f"http://127.0.0.1:{free_port()}/api"
+    with pytest.raises(StackError) as error:
+        prefect_runs._call(api_url, "flow_runs/filter", method="GET")
+    assert waits == []  # named at once: no server to wait for
+    assert str(error.value) == (
+        f"Prefect server at {api_url} does not answer ([Errno 111] Connection refused)"
+    )
