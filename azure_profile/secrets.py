@@ -87,7 +87,7 @@ class KeyVaultSecrets:
         except ClientAuthenticationError as error:
             raise SecretResolutionError(
                 f"cannot authenticate to Key Vault {self.url} to read secret {name!r}"
-                f" as {vault_reader(self._identity)}: {_first_line(error)}",
+                f" as {vault_reader(self._identity)}: {credential_failure(error)}",
                 "authentication",
             ) from None
         except ServiceRequestError as error:
@@ -173,3 +173,38 @@ def is_loopback(url: str) -> bool:
 def _first_line(error: Exception) -> str:
     text = str(getattr(error, "message", None) or error)
     return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(error).__name__
+
+
+# How azure-identity words a credential that found nothing to use on this host (no
+# variables, no CLI, no package), as against one that was tried and failed.
+_NOT_SET_UP = (
+    "unavailable",
+    "not found on path",
+    "is not installed",
+    "could not be found",
+    "requires the '",
+)
+
+
+def credential_failure(error: Exception) -> str:
+    """A chained credential's failure (``DefaultAzureCredential``) in one line: why each
+    credential that was tried failed, then the names of those not set up here. The
+    SDK's message lists them over a dozen lines, and its first line says none of it."""
+    text = str(getattr(error, "message", None) or error).strip()
+    head, marker, attempts = text.partition("\nAttempted credentials:\n")
+    if not marker:
+        return _first_line(error)
+    failed: list[str] = []
+    not_set_up: list[str] = []
+    for line in attempts.splitlines():
+        if not line.startswith("\t"):  # "Visit <guide>", "To mitigate this issue, ..."
+            continue
+        name, _, reason = line.strip().partition(": ")
+        if any(words in reason for words in _NOT_SET_UP):
+            not_set_up.append(name)
+        else:
+            failed.append(f"{name}: {reason}")
+    parts = [head.rstrip("."), *failed]
+    if not_set_up:
+        parts.append(f"not set up here: {', '.join(not_set_up)}")
+    return " ".join("; ".join(parts).split())

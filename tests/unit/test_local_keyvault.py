@@ -100,6 +100,13 @@ def test_an_identity_the_host_lacks_is_named_in_one_line(vault, identity, reader
     assert refused.value.reason == "authentication"
     assert f"to read secret 'reelhouse-client-secret' as {reader}" in message
     assert "\n" not in message and "the-value" not in message
+    # Why the one credential that was tried failed, not only that the chain did.
+    assert (
+        "DefaultAzureCredential failed to retrieve a token from the included credentials;"
+        " ManagedIdentityCredential: App Service managed identity configuration not found in"
+        " environment. Token request error: (invalid_scope) 400, Unable to load the proper"
+        " Managed Identity.; not set up here: EnvironmentCredential, WorkloadIdentityCredential,"
+    ) in message
 
 
 def test_a_refusal_keeps_key_vault_s_own_reason(vault):

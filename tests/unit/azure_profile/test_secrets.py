@@ -7,6 +7,7 @@ import pytest
 from azure_profile.secrets import (
     KeyVaultSecrets,
     SecretResolutionError,
+    credential_failure,
     credential_options,
     is_loopback,
 )
@@ -77,3 +78,20 @@ def test_the_vault_reader_is_handed_to_the_azure_sdk(monkeypatch):
         "managed_identity_client_id": named,
         "workload_identity_client_id": named,
     }
+
+
+def test_a_chain_of_credentials_none_set_up_here_names_them_in_one_line(monkeypatch):
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import AzureCliCredential, ChainedTokenCredential, EnvironmentCredential
+
+    for variable in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    chain = ChainedTokenCredential(EnvironmentCredential(), AzureCliCredential())
+    with pytest.raises(ClientAuthenticationError) as failed:
+        chain.get_token("https://vault.azure.net/.default")
+    assert credential_failure(failed.value) == (
+        "ChainedTokenCredential failed to retrieve a token from the included credentials;"
+        " not set up here: EnvironmentCredential, AzureCliCredential"
+    )
+    # Any other error: its first line, as before.
+    assert credential_failure(ValueError("first\nsecond")) == "first"
