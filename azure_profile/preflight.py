@@ -301,24 +301,10 @@ class Preflight:
 
     def _container(self) -> str:
         from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
-        from azure.storage.blob import ContainerClient
 
         storage = self.deployment.storage
-        host, port = _storage_address(self.deployment)
-        if storage.emulator_endpoint:
-            account_url = f"http://{host}:{port}/{storage.account}"
-        else:
-            account_url = f"https://{storage.account}.blob.core.windows.net"
-        client = ContainerClient(
-            account_url,
-            storage.container,
-            credential=self._storage_credential(),
-            connection_timeout=CONNECT_TIMEOUT_S,
-            read_timeout=10,
-            retry_total=0,
-        )
         try:
-            exists = client.exists()
+            exists = self._container_exists()
         except ClientAuthenticationError as error:
             raise CheckFailed(
                 f"storage account {storage.account} refused the credentials ({_first_line(error)})",
@@ -348,6 +334,33 @@ class Preflight:
                 f" --account-name {storage.account} --auth-mode login",
             )
         return f"container {storage.container} present"
+
+    def _container_exists(self) -> bool:
+        """Asked through the API Spark's lake driver speaks: on Azure the DFS endpoint
+        (hadoop-azure's ``abfss://``), listing one path of the container, which also needs
+        the identity's read role; on an emulator (Azurite serves no DFS) the Blob API."""
+        storage = self.deployment.storage
+        options = {
+            "credential": self._storage_credential(),
+            "connection_timeout": CONNECT_TIMEOUT_S,
+            "read_timeout": 10,
+            "retry_total": 0,
+        }
+        if storage.emulator_endpoint:
+            from azure.storage.blob import ContainerClient
+
+            host, port = _storage_address(self.deployment)
+            account_url = f"http://{host}:{port}/{storage.account}"
+            return ContainerClient(account_url, storage.container, **options).exists()
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.storage.filedatalake import FileSystemClient
+
+        client = FileSystemClient(f"https://{storage.dfs_host}", storage.container, **options)
+        try:
+            next(iter(client.get_paths(recursive=False, max_results=1)), None)
+        except ResourceNotFoundError:  # FilesystemNotFound: the root of none
+            return False
+        return True
 
     def _storage_credential(self):
         storage = self.deployment.storage
@@ -402,7 +415,7 @@ def _storage_address(deployment: Deployment) -> tuple[str, int]:
     if storage.emulator_endpoint:
         host, _, port = storage.emulator_endpoint.rpartition(":")
         return host, int(port)
-    return f"{storage.account}.blob.core.windows.net", 443
+    return storage.dfs_host, 443  # Spark's lake driver speaks DFS
 
 
 def _reach(host: str, port: int, what: str) -> None:

@@ -145,6 +145,33 @@ def test_account_key_is_a_fallback(azure_environment, monkeypatch):
     }
 
 
+def test_the_preflight_asks_the_lake_s_dfs_endpoint_as_spark_does(azure_environment, monkeypatch):
+    """Spark reaches the lake at <account>.dfs.core.windows.net: a private endpoint or a
+    firewall rule for the Blob endpoint alone must not pass the preflight."""
+    import socket
+
+    import urllib3.util.connection
+
+    monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "account_key")  # no token to fetch first
+    asked: list[tuple[str, int]] = []
+
+    def refused(address, *args, **kwargs):
+        asked.append(address[:2])
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", refused)
+    preflight = Preflight(
+        deployment=load_deployment(), secrets={"storage_account_key": ACCOUNT_KEY}
+    )
+    with pytest.raises(CheckFailed):
+        preflight._storage_reachable()
+    with pytest.raises(CheckFailed) as failed:
+        preflight._container()
+    assert asked == [("reelhousetest.dfs.core.windows.net", 443)] * 2
+    assert str(failed.value).startswith("storage account reelhousetest: "), failed.value
+
+
 def test_an_emulator_endpoint_switches_to_the_blob_api_over_http(azure_environment, monkeypatch):
     monkeypatch.setenv("REELHOUSE_ADLS_AUTH", "account_key")
     monkeypatch.setenv("REELHOUSE_ADLS_EMULATOR_ENDPOINT", "127.0.0.1:10000")
