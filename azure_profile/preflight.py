@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from azure_profile.deployment import (
+    VAULT_SDK,
+    VAULT_SYSTEM,
     Deployment,
     load_deployment,
     signs_in_as_service_principal,
@@ -34,10 +36,20 @@ from spark.settings import (
 )
 
 CONNECT_TIMEOUT_S = 5.0
+# How to give the vault's reader (``keyvault.identity``) a login, per reader.
+VAULT_LOGIN_HINTS = {
+    VAULT_SDK: "run with an identity: a managed identity in Azure (a user-assigned one named by"
+    " AZURE_CLIENT_ID), AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET for a service"
+    " principal, or `az login`",
+    VAULT_SYSTEM: "turn on the host's system-assigned managed identity (or `az login` on a"
+    " workstation), or name a user-assigned one with REELHOUSE_KEYVAULT_IDENTITY;"
+    " REELHOUSE_KEYVAULT_IDENTITY=sdk lets AZURE_CLIENT_SECRET's service principal read it",
+}
+USER_ASSIGNED_LOGIN_HINT = (
+    "assign the user-assigned identity {identity} to the host (or name another with"
+    " REELHOUSE_KEYVAULT_IDENTITY)"
+)
 SECRET_ACCESS_HINTS = {
-    "authentication": "run with an identity: a managed identity in Azure (a user-assigned one"
-    " named by REELHOUSE_KEYVAULT_IDENTITY), AZURE_TENANT_ID, AZURE_CLIENT_ID and"
-    " AZURE_CLIENT_SECRET for a service principal, or `az login`",
     "forbidden": "grant the identity the role 'Key Vault Secrets User' on the vault; if it"
     " has it, check the vault's network rules and that the secret is enabled",
     "unreachable": "check REELHOUSE_KEYVAULT_URL and the vault's network access rules",
@@ -163,6 +175,12 @@ class Preflight:
         _reach(parsed.hostname, parsed.port or 443, "Key Vault")
         return f"{url} reachable; read as {vault_reader(self.deployment.keyvault.identity)}"
 
+    def _vault_login_hint(self) -> str:
+        identity = self.deployment.keyvault.identity
+        if identity in VAULT_LOGIN_HINTS:
+            return VAULT_LOGIN_HINTS[identity]
+        return USER_ASSIGNED_LOGIN_HINT.format(identity=identity)
+
     def _secrets(self) -> str:
         try:
             lookup = secret_source(self.secrets_provider, self.deployment)
@@ -174,7 +192,9 @@ class Preflight:
                 self.secrets[purpose] = lookup(name)
             except Exception as error:  # SettingsError or SecretResolutionError: one line
                 reason = getattr(error, "reason", "missing")
-                if reason in SECRET_ACCESS_HINTS:  # the same for every secret: say it once
+                if reason == "authentication":  # the same for every secret: say it once
+                    raise CheckFailed(str(error), self._vault_login_hint()) from None
+                if reason in SECRET_ACCESS_HINTS:
                     raise CheckFailed(str(error), SECRET_ACCESS_HINTS[reason]) from None
                 missing.append(f"{name}: {' '.join(str(error).split())}")
         if missing:

@@ -147,16 +147,26 @@ def credential_options(identity: str) -> dict:
 
     The SDK takes AZURE_CLIENT_ID for the managed identity's client id unless told
     otherwise; ``None`` means the system-assigned identity. A workload identity (AKS)
-    keeps the environment's client id unless one is named.
+    keeps the environment's client id unless one is named. A named reader leaves out the
+    SDK's environment credential (AZURE_CLIENT_SECRET): the vault is read as the reader
+    named, or a developer's ``az login``, never as the lake's service principal.
     """
     if identity == VAULT_SDK:
         return {}
+    # A service principal in AZURE_CLIENT_SECRET (or a certificate) comes first in the SDK's
+    # chain: it would read the vault instead of the identity named, and preflight would
+    # name the wrong one to grant a role.
     if identity == VAULT_SYSTEM:
         return {
             "managed_identity_client_id": None,
             "workload_identity_client_id": os.environ.get("AZURE_CLIENT_ID"),
+            "exclude_environment_credential": True,
         }
-    return {"managed_identity_client_id": identity, "workload_identity_client_id": identity}
+    return {
+        "managed_identity_client_id": identity,
+        "workload_identity_client_id": identity,
+        "exclude_environment_credential": True,
+    }
 
 
 def is_loopback(url: str) -> bool:

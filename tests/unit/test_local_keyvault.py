@@ -83,6 +83,19 @@ def test_the_vault_is_read_as_an_identity_the_host_has(vault, identity):
     assert secrets.get("reelhouse-client-secret") == "the-value"
 
 
+@pytest.mark.parametrize("identity", ["system", USER_ASSIGNED_CLIENT_ID])
+def test_a_service_principal_in_the_environment_does_not_take_the_reader_s_place(
+    vault, monkeypatch, identity
+):
+    """AZURE_CLIENT_SECRET beside AZURE_CLIENT_ID (the lake's service principal, which the
+    SDK's chain tries first) must not read the vault in place of the reader named: here its
+    login would fail (Entra ID is not reachable from the tests), as the wrong reader's would."""
+    url, certificate = vault
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "the-lake-principal-s-secret")
+    secrets = KeyVaultSecrets(url, ca_file=certificate, identity=identity)
+    assert secrets.get("reelhouse-client-secret") == "the-value"
+
+
 @pytest.mark.parametrize(
     ("identity", "reader"),
     [
@@ -105,8 +118,9 @@ def test_an_identity_the_host_lacks_is_named_in_one_line(vault, identity, reader
         "DefaultAzureCredential failed to retrieve a token from the included credentials;"
         " ManagedIdentityCredential: App Service managed identity configuration not found in"
         " environment. Token request error: (invalid_scope) 400, Unable to load the proper"
-        " Managed Identity.; not set up here: EnvironmentCredential, WorkloadIdentityCredential,"
+        " Managed Identity.; not set up here: "
     ) in message
+    assert "WorkloadIdentityCredential, SharedTokenCacheCredential," in message
 
 
 def test_a_refusal_keeps_key_vault_s_own_reason(vault):

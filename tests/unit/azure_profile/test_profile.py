@@ -442,3 +442,24 @@ def test_a_secret_missing_from_the_environment_is_told_how_to_set_it(
         preflight._secrets()
     assert "REELHOUSE_SECRET_EVENTHUBS_CONNECTION_STRING" in str(failed.value)
     assert failed.value.hint.startswith("set REELHOUSE_SECRET_<NAME> for each")
+
+
+@pytest.mark.parametrize(
+    ("variables", "hint"),
+    [
+        # A service principal signs in to the lake: the host's own identity reads the vault.
+        ({}, "turn on the host's system-assigned managed identity"),
+        (
+            {"REELHOUSE_KEYVAULT_IDENTITY": "5e1f0c1d-7a3b-4c2e-9d4f-0a1b2c3d4e5f"},
+            "assign the user-assigned identity 5e1f0c1d-7a3b-4c2e-9d4f-0a1b2c3d4e5f to the host",
+        ),
+        ({"REELHOUSE_KEYVAULT_IDENTITY": "sdk"}, "run with an identity: a managed identity"),
+    ],
+)
+def test_a_vault_login_that_fails_is_told_how_its_reader_gets_one(
+    azure_environment, monkeypatch, variables, hint
+):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    preflight = Preflight(deployment=load_deployment())
+    assert preflight._vault_login_hint().startswith(hint)

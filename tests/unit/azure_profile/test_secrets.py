@@ -72,11 +72,13 @@ def test_the_vault_reader_is_handed_to_the_azure_sdk(monkeypatch):
     assert credential_options("system") == {
         "managed_identity_client_id": None,
         "workload_identity_client_id": "00000000-0000-0000-0000-000000000002",
+        "exclude_environment_credential": True,
     }
     named = "5e1f0c1d-7a3b-4c2e-9d4f-0a1b2c3d4e5f"
     assert credential_options(named) == {
         "managed_identity_client_id": named,
         "workload_identity_client_id": named,
+        "exclude_environment_credential": True,
     }
 
 
