@@ -27,7 +27,7 @@ from azure_profile.deployment import (
 )
 from azure_profile.eventhubs import kafka_options
 from azure_profile.profile import PROFILE_FILE, SECRET_PROVIDERS, secret_source
-from azure_profile.secrets import TOKEN_REQUEST_OPTIONS
+from azure_profile.secrets import TOKEN_REQUEST_OPTIONS, credential_failure
 from spark.settings import (
     DEFAULT_WORKSPACE,
     SettingsError,
@@ -36,6 +36,7 @@ from spark.settings import (
 )
 
 CONNECT_TIMEOUT_S = 5.0
+STORAGE_SCOPE = "https://storage.azure.com/.default"
 # How to give the vault's reader (``keyvault.identity``) a login, per reader.
 VAULT_LOGIN_HINTS = {
     VAULT_SDK: "run with an identity: a managed identity in Azure (a user-assigned one named by"
@@ -323,20 +324,29 @@ class Preflight:
         from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
         storage = self.deployment.storage
+        credential = self._storage_credential()
+        if storage.auth != "account_key":
+            self._storage_sign_in(credential)
+        if storage.auth == "account_key":
+            refused_hint = (
+                f"check the account key secret ({self.secret_names['storage_account_key']}):"
+                f" it must be one of account {storage.account}'s two access keys"
+            )
+        else:
+            refused_hint = "give the identity 'Storage Blob Data Contributor' on the account"
         try:
-            exists = self._container_exists()
-        except ClientAuthenticationError as error:
+            exists = self._container_exists(credential)
+        except ClientAuthenticationError as error:  # 403 AuthenticationFailed: a wrong key
             raise CheckFailed(
                 f"storage account {storage.account} refused the credentials ({_first_line(error)})",
-                "give the identity 'Storage Blob Data Contributor' on the account",
+                refused_hint,
             ) from None
         except HttpResponseError as error:
-            if error.status_code == 403:
+            if error.status_code == 403:  # AuthorizationPermissionMismatch: no role
                 raise CheckFailed(
                     f"storage account {storage.account} refused the credentials"
                     f" ({_first_line(error)})",
-                    "check the account key secret, or the identity's role"
-                    " 'Storage Blob Data Contributor' on the account",
+                    refused_hint,
                 ) from None
             raise CheckFailed(
                 f"storage account {storage.account}: {_first_line(error)}",
@@ -355,13 +365,40 @@ class Preflight:
             )
         return f"container {storage.container} present"
 
-    def _container_exists(self) -> bool:
+    def _storage_sign_in(self, credential) -> None:
+        """A token for the lake, before the lake is asked: a login that Entra ID (or the
+        host's identity endpoint) refuses is named as such, not as the account's refusal."""
+        from azure.core.exceptions import ClientAuthenticationError
+
+        storage = self.deployment.storage
+        if storage.auth == "service_principal":
+            who = f"the service principal {storage.client_id}"
+            hint = (
+                f"check the client secret ({self.secret_names['client_secret']}), AZURE_CLIENT_ID"
+                " and AZURE_TENANT_ID"
+            )
+        else:
+            who = f"the managed identity {storage.client_id or '(system-assigned)'}"
+            hint = (
+                "check that the host has this identity (AZURE_CLIENT_ID names a user-assigned"
+                " one; unset, the system-assigned one)"
+            )
+        try:
+            credential.get_token(STORAGE_SCOPE)
+        except ClientAuthenticationError as error:
+            raise CheckFailed(
+                f"storage account {storage.account}: {who} cannot sign in"
+                f" ({credential_failure(error)})",
+                hint,
+            ) from None
+
+    def _container_exists(self, credential) -> bool:
         """Asked through the API Spark's lake driver speaks: on Azure the DFS endpoint
         (hadoop-azure's ``abfss://``), listing one path of the container, which also needs
         the identity's read role; on an emulator (Azurite serves no DFS) the Blob API."""
         storage = self.deployment.storage
         options = {
-            "credential": self._storage_credential(),
+            "credential": credential,
             "connection_timeout": CONNECT_TIMEOUT_S,
             "read_timeout": 10,
             "retry_total": 0,

@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     # SDK every request's URL and headers).
     for library in ("py4j", "great_expectations", "azure"):
         logging.getLogger(library).setLevel(logging.WARNING)
+    # A login that fails is warned of by each credential tried, before the one-line error
+    # that says why (``azure_profile.secrets.credential_failure``).
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     try:
         layers = parse_layers(args.layers)
         profile = load_profile(args.profile, args.workspace)

@@ -233,7 +233,7 @@ MISCONFIGURATIONS = {
         {"REELHOUSE_SECRET_NAME_ADLS_KEY": "parity-wrong-account-key"},
         {"parity-wrong-account-key": "d3Jvbmcga2V5IGJ1dCB3ZWxsIGZvcm1lZCBiYXNlNjQ="},
         "lake container",
-        ["devstoreaccount1", "refused the credentials"],
+        ["devstoreaccount1", "refused the credentials", "check the account key secret"],
     ),
     "unreachable storage": (
         {"REELHOUSE_ADLS_EMULATOR_ENDPOINT": "127.0.0.1:{free_port}"},

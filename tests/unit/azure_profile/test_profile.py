@@ -162,7 +162,9 @@ def test_the_preflight_asks_the_lake_s_dfs_endpoint_as_spark_does(azure_environm
     monkeypatch.setattr(socket, "create_connection", refused)
     monkeypatch.setattr(urllib3.util.connection, "create_connection", refused)
     preflight = Preflight(
-        deployment=load_deployment(), secrets={"storage_account_key": ACCOUNT_KEY}
+        deployment=load_deployment(),
+        secrets={"storage_account_key": ACCOUNT_KEY},
+        secret_names={"storage_account_key": "adls-account-key"},
     )
     with pytest.raises(CheckFailed):
         preflight._storage_reachable()
@@ -463,3 +465,36 @@ def test_a_vault_login_that_fails_is_told_how_its_reader_gets_one(
         monkeypatch.setenv(name, value)
     preflight = Preflight(deployment=load_deployment())
     assert preflight._vault_login_hint().startswith(hint)
+
+
+def test_a_service_principal_that_cannot_sign_in_is_not_the_account_s_refusal(
+    azure_environment, monkeypatch
+):
+    """Entra ID refuses (here: cannot be reached) the lake's service principal: the
+    storage check names the login and how to mend it, not a role on the account."""
+    import urllib3.util.connection
+
+    asked: list[str] = []
+
+    def refused(address, *args, **kwargs):
+        asked.append(address[0])
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", refused)
+    preflight = Preflight(
+        deployment=load_deployment(),
+        secrets={"client_secret": CLIENT_SECRET},
+        secret_names={"client_secret": "reelhouse-client-secret"},
+    )
+    with pytest.raises(CheckFailed) as failed:
+        preflight._container()
+    assert str(failed.value).startswith(
+        "storage account reelhousetest: the service principal"
+        " 00000000-0000-0000-0000-000000000002 cannot sign in ("
+    )
+    assert failed.value.hint == (
+        "check the client secret (reelhouse-client-secret), AZURE_CLIENT_ID and AZURE_TENANT_ID"
+    )
+    assert "login.microsoftonline.com" in asked
+    assert "reelhousetest.dfs.core.windows.net" not in asked  # the lake is not asked
+
