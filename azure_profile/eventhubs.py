@@ -39,6 +39,12 @@ EVENTHUBS_CLIENT_DEFAULTS = {
     "session.timeout.ms": "30000",
     "metadata.max.age.ms": "180000",
     "connections.max.idle.ms": "180000",
+    # For the simulator's producer (Spark's source is not handed them): Event Hubs closes
+    # a connection that sends a request over 1,046,528 bytes, and takes compressed
+    # records only on Premium and Dedicated (gzip alone), so none on Standard.
+    "max.request.size": "1000000",
+    "batch.size": "262144",
+    "compression.type": "none",
 }
 
 _ENDPOINT = re.compile(r"^sb://(?P<namespace>[A-Za-z0-9-]+)\.servicebus\.windows\.net/?$")

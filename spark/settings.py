@@ -73,6 +73,11 @@ class ProfileProvider(Protocol):
         ...
 
 
+# Java producer options a profile may give for its broker's limits: the simulator's
+# producer takes them; Spark's source only consumes, and is not handed them.
+PRODUCER_OPTIONS = frozenset({"compression.type", "max.request.size", "batch.size"})
+
+
 @dataclass(frozen=True)
 class EventSource:
     """Where the events come from: a Kafka (or Kafka-compatible) topic."""
@@ -115,7 +120,13 @@ class EventSource:
         }
         if self.max_offsets_per_trigger:
             options["maxOffsetsPerTrigger"] = str(self.max_offsets_per_trigger)
-        options.update({f"kafka.{key}": value for key, value in self.kafka_options.items()})
+        options.update(
+            {
+                f"kafka.{key}": value
+                for key, value in self.kafka_options.items()
+                if key not in PRODUCER_OPTIONS
+            }
+        )
         return options
 
     def client_options(self) -> dict[str, str]:

@@ -51,8 +51,13 @@ _SAME_MEANING = {
     "connections.max.idle.ms": "connections_max_idle_ms",
 }
 # The same, for the producer alone: kafka-python's admin client and consumer refuse them
-# ("Unrecognized configs"), as the Java ones ignore them.
-_PRODUCER_ONLY = {"max.block.ms": "max_block_ms"}
+# ("Unrecognized configs"), as the Java ones ignore them. A profile whose broker limits
+# requests (Event Hubs: 1,046,528 bytes) sets max.request.size and batch.size.
+_PRODUCER_ONLY = {
+    "max.block.ms": "max_block_ms",
+    "max.request.size": "max_request_size",
+    "batch.size": "batch_size",
+}
 KAFKA_CLIENTS = ("producer", "consumer", "admin")
 # Consumer-group options that the Spark source needs and a producer has no use for.
 _CONSUMER_ONLY = {"session.timeout.ms"}
@@ -73,6 +78,9 @@ def kafka_python_config(client_options: Mapping[str, str], client: str = "produc
                 config[_PRODUCER_ONLY[key]] = int(value)
         elif key in _CONSUMER_ONLY:
             continue
+        elif key == "compression.type":  # a broker that takes only some codecs, or none
+            if client == "producer":
+                config["compression_type"] = None if value == "none" else value
         elif key == "ssl.truststore.location" and truststore_type.upper() == "PEM":
             config["ssl_cafile"] = value  # a PEM trust store is a CA file to kafka-python
         elif key == "bootstrap.servers":
@@ -313,18 +321,20 @@ def _send_share(job: tuple) -> str | None:
     records, sent = _SHARED["records"], _SHARED["sent"]
     bootstrap = ",".join(config.get("bootstrap_servers", []))
     try:
-        settings = {"max_block_ms": 30000, "request_timeout_ms": 30000, **config}
+        settings = {
+            "acks": "all",
+            "linger_ms": 50,
+            "batch_size": 1024 * 1024,
+            "max_request_size": 4 * 1024 * 1024,
+            "compression_type": _best_compression(),
+            "max_block_ms": 30000,
+            "request_timeout_ms": 30000,
+            **config,  # the profile's timeouts, sizes and codec win
+        }
         # The Java client's max.block.ms bounds the wait for the first metadata too;
         # kafka-python has a timeout of its own for it.
         settings["bootstrap_timeout_ms"] = settings["max_block_ms"]
-        producer = KafkaProducer(
-            acks="all",
-            linger_ms=50,
-            batch_size=1024 * 1024,
-            max_request_size=4 * 1024 * 1024,
-            compression_type=_best_compression(),
-            **settings,  # the profile's timeouts win
-        )
+        producer = KafkaProducer(**settings)
     except KafkaError as error:
         return _with_token_failure(f"cannot reach Kafka at {bootstrap}: {error}", config)
     errors: list[Exception] = []

@@ -13,7 +13,7 @@ from azure_profile.preflight import CheckFailed, Preflight
 from azure_profile.storage import lake_url, storage_conf
 from local_stack.simulate.producer import kafka_python_config
 from spark.session import REDACTION_CONF
-from spark.settings import SettingsError, load_profile
+from spark.settings import PRODUCER_OPTIONS, SettingsError, load_profile
 from tests.unit.conftest import (
     ACCOUNT_KEY,
     CLIENT_SECRET,
@@ -498,3 +498,24 @@ def test_a_service_principal_that_cannot_sign_in_is_not_the_account_s_refusal(
     assert "login.microsoftonline.com" in asked
     assert "reelhousetest.dfs.core.windows.net" not in asked  # the lake is not asked
 
+
+def test_the_simulator_keeps_to_event_hubs_request_limits_and_spark_is_not_told(
+    azure_environment,
+):
+    """Event Hubs closes a connection sending a request over 1,046,528 bytes and, on
+    Standard, refuses compressed records: the simulator's producer (1 MiB batches, 4 MiB
+    requests, lz4 by default) must not send either there."""
+    import kafka
+
+    source = load_profile("azure", "main").source
+    producer = kafka_python_config(source.client_options(), client="producer")
+    assert producer["max_request_size"] == 1_000_000 < 1_046_528
+    assert producer["batch_size"] <= producer["max_request_size"]
+    assert producer["compression_type"] is None
+    assert set(producer) - set(kafka.KafkaProducer.DEFAULT_CONFIG) == set()
+    for client in ("consumer", "admin"):
+        config = kafka_python_config(source.client_options(), client=client)
+        assert not {"max_request_size", "batch_size", "compression_type"} & set(config)
+    spark = source.spark_options()
+    assert not [key for key in spark if key.split(".", 1)[-1] in PRODUCER_OPTIONS]
+    assert spark["kafka.request.timeout.ms"] == "60000"  # the rest still reach Spark
