@@ -92,6 +92,7 @@ def streaming(
     from prefect.runtime import flow_run
 
     from spark.gates import load_gate
+    from spark.io.delta import CheckpointLost
     from spark.jobs.layers import Trigger
     from spark.run import (
         LAYERS,
@@ -135,6 +136,9 @@ def streaming(
             previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         queries = {}
         restarts = {layer: 0 for layer in wanted}
+        # A restart that could not start its query (the lake still down) is tried again
+        # with the next backoff, as a query that stopped is: it counts toward max_restarts.
+        unstarted: dict[str, BaseException] = {}
         started = time.monotonic()
         last_report = started
         try:
@@ -146,7 +150,7 @@ def streaming(
                 for layer, query in list(queries.items()):
                     if query.isActive:
                         continue
-                    error = query.exception()
+                    error = unstarted.pop(layer, None) or query.exception()
                     if error is not None and gate_failed(error):  # the same batch would fail
                         raise LayerGateFailure(  # again: a person must look, as in medallion
                             f"layer {layer} stopped by its quality gate, not restarted:"
@@ -166,13 +170,23 @@ def streaming(
                         restarts[layer],
                         backoff,
                     )
-                    stop.wait(backoff)
-                    queries[layer] = LAYERS[layer](spark, settings, trigger, gate)
+                    if stop.wait(backoff):
+                        break  # cancelled meanwhile: start nothing more
+                    try:
+                        queries[layer] = LAYERS[layer](spark, settings, trigger, gate)
+                    except CheckpointLost:  # a person must decide, as at the first start
+                        raise
+                    except Exception as start_error:  # counted as a restart, raised past the last
+                        unstarted[layer] = start_error
+                        logger.warning(
+                            "layer %s could not restart (%s)", layer, summarize_error(start_error)
+                        )
                 if time.monotonic() - last_report >= progress_every_s:
                     last_report = time.monotonic()
                     for layer, query in queries.items():
                         progress = query.lastProgress or {}
-                        if progress.get("numInputRows", 0) > 0:
+                        # Rows read by a query that runs (not by one that failed before).
+                        if query.isActive and progress.get("numInputRows", 0) > 0:
                             restarts[layer] = 0
                         logger.info(
                             "%s: batch %s, %s, lag %s",

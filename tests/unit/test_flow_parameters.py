@@ -175,3 +175,80 @@ def _nothing():
     from contextlib import nullcontext
 
     return nullcontext()
+
+
+class _Query:
+    """A query that runs (``active``) or has failed on a storage error."""
+
+    lastProgress = None
+
+    def __init__(self, active: bool) -> None:
+        self.isActive = active
+
+    def exception(self):
+        return None if self.isActive else RuntimeError("abfs: 503 Service Unavailable")
+
+    def stop(self) -> None:
+        self.isActive = False
+
+
+def _streaming_with_starts(monkeypatch, starts: list) -> list[float]:
+    """The streaming flow on silver, whose successive starts return or raise ``starts``'
+    items (the last again after them); the backoffs it waited, at once."""
+    import logging
+    import threading
+
+    from flows import streaming as module
+    from spark import run
+
+    monkeypatch.setattr(module, "holding_workspace", lambda *a, **k: _nothing())
+    monkeypatch.setattr(module, "check_stack", lambda settings, reads_events=True: None)
+    monkeypatch.setattr(module, "upstream_exists", lambda settings, layers: None)
+    monkeypatch.setattr(module, "_spark", lambda profile, workspace: None)
+    monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("test"))
+    monkeypatch.setattr("spark.gates.load_gate", lambda settings, run_id: None)
+    calls = iter(range(10_000))
+
+    def start(*_):
+        outcome = starts[min(next(calls), len(starts) - 1)]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return _Query(active=outcome == "runs")
+
+    waits: list[float] = []
+
+    class Instant(threading.Event):  # waits are recorded, not slept
+        def wait(self, timeout=None):
+            if timeout != 1.0:  # the supervisor's own tick
+                waits.append(timeout)
+            return self.is_set()
+
+    monkeypatch.setitem(run.LAYERS, "silver", start)
+    monkeypatch.setattr(module.threading, "Event", Instant)
+    return waits
+
+
+def test_a_restart_that_cannot_start_yet_is_tried_again_with_the_next_backoff(monkeypatch):
+    """The lake is down for a while: the restarts' starts fail, then one starts."""
+    down = RuntimeError("abfs: 503 Service Unavailable")
+    waits = _streaming_with_starts(monkeypatch, ["fails", down, down, "runs"])
+    streaming.fn(layers="silver", max_restarts=5, max_runtime_s=1)
+    assert waits == [2, 4, 8]
+
+
+def test_restarts_that_cannot_start_count_toward_max_restarts(monkeypatch):
+    down = RuntimeError("abfs: 503 Service Unavailable")
+    waits = _streaming_with_starts(monkeypatch, ["fails", down])
+    with pytest.raises(RuntimeError, match=r"^layer silver failed 3 times in a row: .*503"):
+        streaming.fn(layers="silver", max_restarts=2, max_runtime_s=60)
+    assert waits == [2, 4]
+
+
+def test_a_restart_that_finds_its_checkpoint_lost_is_not_tried_again(monkeypatch):
+    from spark.io.delta import CheckpointLost
+
+    lost = CheckpointLost("silver's checkpoint is gone")
+    waits = _streaming_with_starts(monkeypatch, ["fails", lost])
+    with pytest.raises(CheckpointLost):
+        streaming.fn(layers="silver", max_restarts=5, max_runtime_s=60)
+    assert waits == [2]
