@@ -4,7 +4,8 @@ checkpoints the other flows write, so it never runs beside them, nor they beside
 A Prefect global concurrency limit per profile and workspace (``reelhouse.<profile>.
 <workspace>``) is the lock, with reader/writer semantics: a writer (medallion, streaming,
 maintenance) holds one of its slots, a replay all of them. The server grants slots
-atomically, so of two runs that start together only one gets the workspace. Slots are
+atomically, so of two runs that start together only one gets the workspace (it waits up
+to ``SETTLE_S`` for the other, refused, to leave Prefect's record of active runs). Slots are
 leased: a run that dies without releasing them frees them once its lease expires (60 s,
 seen within 15 s by a Prefect server; the ephemeral API has no one to look, see
 ``release_command``). Prefect's record of flow runs is checked as well, for the message
@@ -15,6 +16,7 @@ the lock): pending, running or cancelling counts. Layers started outside Prefect
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING
@@ -29,6 +31,11 @@ WRITERS = ("medallion", "streaming", "maintenance", REPLAY)
 # once on one workspace is refused as it would be during a replay.
 SLOTS = 100
 LEASE_S = 60  # Prefect's shortest lease; renewed while the run lives
+# A run that got the lock waits this long for runs on record as active to end before it is
+# refused: one that started in the same instant and was refused the lock is still Running
+# on record while it fails (both would be refused). A run that holds the lock refuses
+# it in the meantime; one on record whose process died is still there after it.
+SETTLE_S = 10.0
 
 
 def limit_name(profile: str, workspace: str) -> str:
@@ -89,7 +96,7 @@ def holding_workspace(
             f" ephemeral API free it with `{release_command(profile, workspace)}`)"
         ) from None
     with hold:
-        refuse_while(WRITERS if exclusive else (REPLAY,), profile, workspace, doing)
+        refuse_while(WRITERS if exclusive else (REPLAY,), profile, workspace, doing, SETTLE_S)
         yield
 
 
@@ -146,11 +153,16 @@ def active_runs(flows: tuple[str, ...], profile: str, workspace: str) -> list[st
     return found
 
 
-def refuse_while(flows: tuple[str, ...], profile: str, workspace: str, doing: str) -> None:
-    """Raise, naming them, when runs of ``flows`` are active on the workspace."""
-    active = active_runs(flows, profile, workspace)
-    if active:
-        raise _refusal(doing, workspace, active)
+def refuse_while(
+    flows: tuple[str, ...], profile: str, workspace: str, doing: str, settle_s: float = 0.0
+) -> None:
+    """Raise, naming them, when runs of ``flows`` are active on the workspace, and still
+    are after ``settle_s`` (asked again every half second)."""
+    deadline = time.monotonic() + settle_s
+    while active := active_runs(flows, profile, workspace):
+        if time.monotonic() >= deadline:
+            raise _refusal(doing, workspace, active)
+        time.sleep(0.5)
 
 
 def _refusal(doing: str, workspace: str, active: list[str]) -> RuntimeError:

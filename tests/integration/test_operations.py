@@ -228,6 +228,57 @@ def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace
     assert "the run's whole log, tracebacks included: prefect flow-run logs " in printed
 
 
+def test_of_a_writer_and_a_replay_started_at_once_one_runs(workspace) -> None:
+    """Two flow runs on Prefect's record start together: the one the lock refuses is still
+    Running on record while it fails, and the one that got the lock must not be refused
+    for it (both were). A flow of each kind, as named on the record; no Spark."""
+    from prefect import flow
+
+    from flows.guard import holding_workspace
+
+    target, _ = workspace
+    start, outcomes = threading.Barrier(2, timeout=60), {}
+
+    def take(kind: str, exclusive: bool) -> None:
+        start.wait()
+        with holding_workspace("local", target.workspace, doing=kind, exclusive=exclusive):
+            outcomes[kind] = "held"
+
+    @flow(name="maintenance")
+    def writer(workspace: str, profile: str = "local") -> None:
+        take("maintenance", exclusive=False)
+
+    @flow(name="replay")
+    def replaying(workspace: str, profile: str = "local") -> None:
+        take("replay", exclusive=True)
+
+    states = {}
+
+    def run_flow(kind: str, run) -> None:
+        try:
+            states[kind] = run(workspace=target.workspace, return_state=True)
+        except BaseException as error:  # the assertion below shows it
+            states[kind] = error
+
+    threads = [
+        threading.Thread(target=run_flow, args=(kind, run))
+        for kind, run in (("maintenance", writer), ("replay", replaying))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    shown = {kind: getattr(state, "message", repr(state)) for kind, state in states.items()}
+    assert len(outcomes) == 1 and len(states) == 2, shown
+    (held,) = outcomes
+    (refused,) = set(states) - {held}
+    assert states[held].is_completed(), states[held].message
+    assert states[refused].is_failed()
+    assert f"{refused} on workspace {target.workspace!r} refused while {held}/" in (
+        states[refused].message
+    )
+
+
 def test_replay_needs_confirmation_and_no_running_writer_then_rebuilds(workspace, spark) -> None:
     from prefect.client.orchestration import get_client
     from prefect.states import Cancelled, Running
