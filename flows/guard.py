@@ -16,9 +16,13 @@ the lock): pending, running or cancelling counts. Layers started outside Prefect
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -45,9 +49,26 @@ def limit_name(profile: str, workspace: str) -> str:
 def release_command(profile: str, workspace: str) -> str:
     """What frees the slots of runs that died with them (no server reaps expired leases
     under the ephemeral API)."""
-    return (
-        f"prefect global-concurrency-limit update {limit_name(profile, workspace)} --active-slots 0"
+    return prefect_command(
+        f"global-concurrency-limit update {limit_name(profile, workspace)} --active-slots 0"
     )
+
+
+def prefect_command(arguments: str) -> str:
+    """``prefect <arguments>`` as a user can type it in another shell: this environment's
+    Prefect command, and on the ephemeral API (no PREFECT_API_URL) the PREFECT_HOME whose
+    database holds this run, which ``make`` sets for its own recipes only (the shell's
+    default, ~/.prefect, knows neither the run nor the lock)."""
+    from prefect.settings import Settings
+
+    executable = Path(sys.executable).with_name("prefect")
+    with suppress(ValueError):  # shown from the project's folder when it is below it
+        executable = executable.relative_to(Path.cwd())
+    command = f"{shlex.quote(str(executable))} {arguments}"
+    home = os.environ.get("PREFECT_HOME")
+    if home and not Settings().api.url:
+        command = f"PREFECT_HOME={shlex.quote(home)} {command}"
+    return command
 
 
 @contextmanager
@@ -67,7 +88,7 @@ def holding_workspace(
     if not limit.active:  # Prefect would grant nothing and refuse nothing
         raise RuntimeError(
             f"{doing} on workspace {workspace!r} refused: its lock {name!r} is disabled;"
-            f" enable it with `prefect global-concurrency-limit enable {name}`"
+            f" enable it with `{prefect_command(f'global-concurrency-limit enable {name}')}`"
         )
     holder = ConcurrencyLeaseHolder(type="flow_run", id=flow_run.id) if flow_run.id else None
     hold = ExitStack()
@@ -168,6 +189,6 @@ def refuse_while(
 def _refusal(doing: str, workspace: str, active: list[str]) -> RuntimeError:
     return RuntimeError(
         f"{doing} on workspace {workspace!r} refused while {'; '.join(active)} is active on"
-        " it: wait for it or cancel it (a run whose process died stays Running; `prefect"
-        " flow-run delete <id>` removes its record)"
+        " it: wait for it or cancel it (a run whose process died stays Running;"
+        f" `{prefect_command('flow-run delete <id>')}` removes its record)"
     )

@@ -50,11 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         reason = ((state.message or "").strip() or state.name).splitlines()[0]
         print(f"\nreelhouse: the run failed: {reason}", file=sys.stderr)
         if state.state_details.flow_run_id:
-            print(
-                "the run's whole log, tracebacks included: prefect flow-run logs"
-                f" {state.state_details.flow_run_id}",
-                file=sys.stderr,
-            )
+            from flows.guard import prefect_command
+
+            logs = prefect_command(f"flow-run logs {state.state_details.flow_run_id}")
+            print(f"the run's whole log, tracebacks included: {logs}", file=sys.stderr)
         return 1
     result = state.result()
     _print_summary(result, time.monotonic() - started)

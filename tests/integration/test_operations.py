@@ -151,7 +151,7 @@ def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
-    from flows.guard import holding_workspace, limit_name, release_command
+    from flows.guard import holding_workspace, limit_name, prefect_command, release_command
     from flows.medallion import medallion
     from flows.operations import maintenance, replay
 
@@ -214,8 +214,9 @@ def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace
             )
         finally:
             client.update_global_concurrency_limit(lock, GlobalConcurrencyLimitUpdate(active=True))
+    enable = prefect_command(f"global-concurrency-limit enable {lock}")
     assert disabled.is_failed()
-    assert f"its lock {lock!r} is disabled; enable it with `prefect" in disabled.message
+    assert f"its lock {lock!r} is disabled; enable it with `{enable}`" in disabled.message
     assert local_run.returncode == 1, local_run.stderr
     printed = local_run.stdout + local_run.stderr
     assert "Traceback" not in printed, printed
@@ -223,9 +224,12 @@ def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace
     assert failed == [
         "reelhouse: the run failed: Flow run encountered an exception: RuntimeError: a medallion"
         f" run on workspace {target.workspace!r} refused: its lock {lock!r} is disabled; enable"
-        f" it with `prefect global-concurrency-limit enable {lock}`"
+        f" it with `{enable}`"
     ], printed
-    assert "the run's whole log, tracebacks included: prefect flow-run logs " in printed
+    # Commands a user can paste into another shell: the run's database is this PREFECT_HOME.
+    assert enable.startswith(f"PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect ")
+    logs = prefect_command("flow-run logs ")
+    assert f"the run's whole log, tracebacks included: {logs}" in printed
 
 
 def test_of_a_writer_and_a_replay_started_at_once_one_runs(workspace) -> None:

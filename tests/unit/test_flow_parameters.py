@@ -252,3 +252,22 @@ def test_a_restart_that_finds_its_checkpoint_lost_is_not_tried_again(monkeypatch
     with pytest.raises(CheckpointLost):
         streaming.fn(layers="silver", max_restarts=5, max_runtime_s=60)
     assert waits == [2]
+
+
+def test_a_prefect_command_printed_for_the_user_names_the_run_s_database(monkeypatch):
+    """make sets PREFECT_HOME for its recipes only: a command pasted into another shell
+    would look in ~/.prefect on the ephemeral API, and find neither the run nor the lock."""
+    import sys
+    from pathlib import Path
+
+    from flows.guard import prefect_command
+
+    monkeypatch.chdir(Path(sys.executable).parents[2])  # the project of this .venv
+    monkeypatch.setenv("PREFECT_HOME", "/work/reel house/.stack/prefect")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert prefect_command("flow-run logs 1c2d") == (
+        "PREFECT_HOME='/work/reel house/.stack/prefect' .venv/bin/prefect flow-run logs 1c2d"
+    )
+    # With a server, the API URL the user's shell has set finds them.
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert prefect_command("flow-run logs 1c2d") == ".venv/bin/prefect flow-run logs 1c2d"
