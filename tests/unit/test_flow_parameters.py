@@ -271,3 +271,25 @@ def test_a_prefect_command_printed_for_the_user_names_the_run_s_database(monkeyp
     # With a server, the API URL the user's shell has set finds them.
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
     assert prefect_command("flow-run logs 1c2d") == ".venv/bin/prefect flow-run logs 1c2d"
+
+
+@pytest.mark.parametrize(("layers", "simulated"), [("silver,gold", False), ("bronze", True)])
+def test_a_medallion_run_simulates_only_when_it_runs_bronze(monkeypatch, layers, simulated):
+    """Events simulated by a run without bronze would wait, unasked for, for the next bronze
+    run, beside a summary listing faults none of its rows has."""
+    import logging
+
+    from flows import medallion as module
+
+    calls: list[str] = []
+    monkeypatch.setattr(module, "holding_workspace", lambda *a, **k: _nothing())
+    monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("test"))
+    monkeypatch.setattr(module, "check_stack", lambda settings, reads_events=True: None)
+    monkeypatch.setattr(module, "upstream_exists", lambda settings, layers: None)
+    monkeypatch.setattr(module, "simulate_events", lambda *a: calls.append("simulate") or {})
+    monkeypatch.setattr(module, "run_layer", lambda settings, layer, *a: {layer: 0})
+    monkeypatch.setattr(module, "gate_results", lambda settings, run_id: [])
+    monkeypatch.setattr(module, "report", lambda *a: "")
+    result = medallion.fn(layers=layers)  # simulate=True, the default
+    assert calls == (["simulate"] if simulated else [])
+    assert list(result["rows"]) == layers.split(",")
