@@ -1,13 +1,15 @@
 """The native services of the local stack, run as plain processes (no Docker).
 
 Each service owns a pid file and a log file under the state folder. ``start`` is
-idempotent, ``stop`` only ever signals a process this project started (pid file
-plus a command-line check, so a reused pid is never killed).
+idempotent, and two at once start one process (a lock file per service), ``stop`` only
+ever signals a process this project started (pid file plus a command-line check and the
+process's start time against the pid file's, so a reused pid is never killed).
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import logging
 import os
 import shutil
@@ -19,7 +21,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,9 +107,10 @@ class Service:
         """The pid of our running process, or None (stale pid files are removed)."""
         try:
             pid = int(self.pid_file.read_text().strip())
+            written = self.pid_file.stat().st_mtime
         except (OSError, ValueError):  # none, or none that can be read
             return None
-        if _is_our_process(pid, self.marker):
+        if _is_our_process(pid, self.marker, written):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -127,14 +131,25 @@ class Service:
         """Start the service unless it already runs; return what was done."""
         if self.external:
             return self._answering_elsewhere()
-        pid = self.running_pid()
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        # Two starts at once (two flow runs after a reboot): the second waits for the first
+        # to record its process, then reuses it, instead of launching a second one that
+        # loses the ports and leaves the first untracked.
+        with _held(self.settings.run_dir / f"{self.name}.lock", self.name):
+            pid = self.running_pid()
+            if pid is None:
+                process = self._launch()
         if pid is not None:
             self._check_listening_on_our_ports(pid)
             self._wait_healthy(pid, lambda: _is_our_process(pid, self.marker))
             return f"{self.name}: already running (pid {pid}), reused"
+        started = time.monotonic()
+        self._wait_healthy(process.pid, lambda: process.poll() is None)
+        return f"{self.name}: started (pid {process.pid}) in {time.monotonic() - started:.1f}s"
+
+    def _launch(self) -> subprocess.Popen:
         for port in self.ports():
             _ensure_port_free(port, self.name)
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         with self.log_file.open("ab") as log_handle:
@@ -148,9 +163,7 @@ class Service:
                 env=self.environment(),
             )
         self.pid_file.write_text(str(process.pid))
-        started = time.monotonic()
-        self._wait_healthy(process.pid, lambda: process.poll() is None)
-        return f"{self.name}: started (pid {process.pid}) in {time.monotonic() - started:.1f}s"
+        return process
 
     def _answering_elsewhere(self) -> str:
         # A container still starting gets a few seconds; a flow's stack check retries a
@@ -754,14 +767,50 @@ def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def _is_our_process(pid: int, marker: str) -> bool:
+# A process's start time (from the kernel's ticks since boot) may read up to this much later
+# than the wall clock at which its pid file was written just after it.
+_START_TIME_SLACK_S = 2.0
+# How long a start waits for another start of the same service to record its process.
+START_LOCK_WAIT_S = 120.0
+
+
+def _is_our_process(pid: int, marker: str, pid_file_written: float | None = None) -> bool:
+    """``pid`` runs our command (``marker`` in its command line) and, given the time its
+    pid file was written, started before it: a pid reused after a reboot or a crash by a
+    process with a like command (another project's Azurite, docker's Kafka) started later."""
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
+        written = pid_file_written
+        if written is not None and process.create_time() > written + _START_TIME_SLACK_S:
+            return False
         return marker in " ".join(process.cmdline())
     except psutil.Error:
         return False
+
+
+@contextmanager
+def _held(lock_file: Path, service: str) -> Iterator[None]:
+    """An exclusive lock on ``lock_file`` for the block (released when the process ends,
+    however it ends); a StackError after ``START_LOCK_WAIT_S``."""
+    with lock_file.open("a") as handle:
+        deadline = time.monotonic() + START_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StackError(
+                        f"{service}: another start of it has held {lock_file} for"
+                        f" {START_LOCK_WAIT_S:.0f} s; is a `make stack-up` stuck?"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _terminate(pid: int, stop_signal: signal.Signals, grace_s: float) -> None:

@@ -1,0 +1,114 @@
+"""Which process a service's pid file names: one start of it at a time, and never a
+process that merely looks like it (a pid reused after a reboot or a crash)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+
+import pytest
+
+from local_stack.services import Service
+from local_stack.settings import load_stack_settings
+from tests.ports import free_port
+
+pytestmark = pytest.mark.unit
+
+
+class _Standin(Service):
+    """A service whose process is a small HTTP server on a free port; its preparation is
+    slow enough for two starts to overlap in it."""
+
+    name = "standin"
+    marker = "reelhouse-standin"
+    stop_grace_s = 5.0
+
+    def __init__(self, settings, port: int, launched: list[int]) -> None:
+        super().__init__(settings)
+        self.port = port
+        self.launched = launched
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.port,)
+
+    def command(self) -> list[str]:
+        self.launched.append(self.port)
+        serve = f"import http.server as h; h.test(h.BaseHTTPRequestHandler, port={self.port})"
+        return [sys.executable, "-c", serve, self.marker]
+
+    def is_healthy(self) -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1).close()
+        except urllib.error.HTTPError:
+            return True  # it answers (501 to GET)
+        except OSError:
+            return False
+        return True
+
+    def start_timeout_s(self) -> float:
+        return 20.0
+
+    def prepare(self) -> None:
+        time.sleep(0.3)
+
+
+def test_two_starts_at_once_launch_one_process_and_both_use_it(tmp_path):
+    settings = replace(load_stack_settings(), state_dir=tmp_path)
+    port, launched = free_port(), []
+    services = [_Standin(settings, port, launched) for _ in range(2)]
+    gate, said = threading.Barrier(2), []
+
+    def start(service: Service) -> None:
+        gate.wait()
+        said.append(service.start())
+
+    threads = [threading.Thread(target=start, args=(service,)) for service in services]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert len(launched) == 1, said
+        assert sorted(message.split(" (")[0] for message in said) == [
+            "standin: already running",
+            "standin: started",
+        ]
+        pid = services[0].running_pid()
+        assert pid is not None and all(f"pid {pid}" in message for message in said)
+    finally:
+        assert services[0].stop().startswith("standin: stopped (pid ")
+    assert services[1].running_pid() is None
+
+
+@pytest.mark.parametrize("written_after", [True, False])
+def test_a_pid_file_names_a_process_only_if_it_started_before_the_file(tmp_path, written_after):
+    """A process with the service's command line that started after its pid file was
+    written is another one that got the pid (another project's Azurite after a reboot):
+    never reported as ours, never signalled."""
+    settings = replace(load_stack_settings(), state_dir=tmp_path)
+    service = _Standin(settings, free_port(), [])
+    lookalike = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", service.marker]
+    )
+    try:
+        service.pid_file.parent.mkdir(parents=True)
+        service.pid_file.write_text(str(lookalike.pid))
+        if not written_after:  # an earlier run's file, from before this process
+            an_hour_ago = time.time() - 3600
+            os.utime(service.pid_file, (an_hour_ago, an_hour_ago))
+        if written_after:  # the positive control: the file of the process we launched
+            assert service.running_pid() == lookalike.pid
+        else:
+            assert service.running_pid() is None
+            assert service.stop() == "standin: not running"
+            assert lookalike.poll() is None  # not signalled
+            assert not service.pid_file.exists()  # the stale file is gone
+    finally:
+        lookalike.kill()
+        lookalike.wait()
