@@ -121,7 +121,7 @@ def upstream_exists(profile: Profile, layers: list[str]) -> None:
 def simulate_events(profile: Profile, events: int, fault_rate: float, seed: int) -> dict:
     """Produce simulated events into the workspace topic (local runs)."""
     logger = get_run_logger()
-    runs = load_stack_settings().state_dir / "simulations"
+    runs = load_stack_settings().simulations_dir(profile.name)
     manifest = runs / f"{profile.source.topic}.manifest.json"
     command = [
         sys.executable,

@@ -123,6 +123,15 @@ class StackSettings:
     def run_dir(self) -> Path:
         return self.state_dir / "run"
 
+    def simulations_dir(self, profile: str) -> Path:
+        """Where the simulator keeps a run's manifest and truth by default, named after the
+        topic: ``simulations`` for the local profile, ``simulations/<profile>`` for another,
+        whose workspace (and topic) names are the local ones' too (both profiles' deployments
+        run workspace main): neither overwrites the other's, and dropping a local workspace
+        (``simulations/<workspace>.*``) keeps another profile's."""
+        root = self.state_dir / "simulations"
+        return root if profile == "local" else root / profile
+
 
 def load_stack_settings(path: Path = STACK_FILE) -> StackSettings:
     """Read ``stack.toml``, fill placeholders from the environment, validate; a

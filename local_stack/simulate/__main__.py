@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             topic = args.topic or profile.source.topic
             _check_in_workspace(topic, profile.workspace)
             check_source_reachable(profile.source)
-            runs = load_stack_settings().state_dir / "simulations"
+            runs = load_stack_settings().simulations_dir(profile.name)
             manifest_path = Path(args.manifest or runs / f"{topic}.manifest.json")
             truth_path = Path(args.truth or runs / f"{topic}.truth.json")
             target = f"topic {topic}"
@@ -185,10 +185,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="kafka", help="kafka | jsonl:PATH")
     parser.add_argument(
-        "--manifest", help="default: PATH.manifest.json (jsonl) or .stack/simulations/"
+        "--manifest",
+        help="default: PATH.manifest.json (jsonl) or .stack/simulations/[PROFILE/] (kafka;"
+        " the profile's folder for any profile but local)",
     )
     parser.add_argument(
-        "--truth", help="ground-truth file; default: PATH.truth.json (jsonl) or .stack/simulations/"
+        "--truth",
+        help="ground-truth file; default: PATH.truth.json (jsonl) or .stack/simulations/[PROFILE/]",
     )
     parser.add_argument("--no-truth", action="store_true", help="skip the ground truth (faster)")
     parser.add_argument("--profile", help="default: REELHOUSE_PROFILE or local")

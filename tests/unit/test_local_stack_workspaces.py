@@ -9,6 +9,7 @@ import pytest
 from local_stack.services import StackError
 from local_stack.settings import load_stack_settings
 from local_stack.workspaces import (
+    _delete_local_files,
     _folder,
     _LocalFolder,
     _require_running,
@@ -121,3 +122,31 @@ def test_a_link_in_one_root_stops_the_drop_before_anything_is_deleted(tmp_path, 
     with pytest.raises(StackError, match=r"ws1 is a symbolic link, not a workspace's folder"):
         drop_workspace(load_stack_settings(), WorkspaceUsage("ws1"))
     assert (lake / "ws1" / "part-0").read_bytes() == b"kept"
+
+
+def test_dropping_a_local_workspace_keeps_another_profile_s_simulations(tmp_path):
+    """The azure profile's workspace main reads topic main.viewing-events as the local
+    one does: its simulations' files are kept apart, and a local drop leaves them."""
+    settings = replace(load_stack_settings(), state_dir=tmp_path)
+    local, azure = settings.simulations_dir("local"), settings.simulations_dir("azure")
+    assert (local, azure) == (tmp_path / "simulations", tmp_path / "simulations" / "azure")
+    files = [
+        folder / f"{topic}.{kind}.json"
+        for folder in (local, azure)
+        for topic in ("main.viewing-events", "main-2.viewing-events")
+        for kind in ("manifest", "truth")
+    ]
+    for file in files:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text("{}")
+
+    _delete_local_files(settings, "main")
+
+    assert [file.relative_to(tmp_path).as_posix() for file in files if file.exists()] == [
+        "simulations/main-2.viewing-events.manifest.json",
+        "simulations/main-2.viewing-events.truth.json",
+        "simulations/azure/main.viewing-events.manifest.json",
+        "simulations/azure/main.viewing-events.truth.json",
+        "simulations/azure/main-2.viewing-events.manifest.json",
+        "simulations/azure/main-2.viewing-events.truth.json",
+    ]
