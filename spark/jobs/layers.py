@@ -228,10 +228,11 @@ def start_silver(
                 rejected = rejected.unionByName(outcome.rejected.select(*rejected.columns))
             promoted = outcome.promote.select(*silver_columns())
             # Quarantine first, silver last: on a replay, silver (the dedup reference)
-            # is as it was when the batch first ran, so every record is classified alike.
-            # A batch with nothing to quarantine commits nothing there (a replay finds
-            # nothing again): an empty idempotent append still costs a commit and Delta's
-            # "was this batch committed?" job, 1.65 s warm, against 0.07 s to look.
+            # holds no copy of the batch's events but their own, which mark_duplicates
+            # does not count, so every record is classified alike. A batch with nothing to
+            # quarantine commits nothing there (a replay finds nothing again): an empty
+            # idempotent append still costs a commit and Delta's "was this batch
+            # committed?" job, 1.65 s warm, against 0.07 s to look.
             with step(spark, "silver: quarantine"):
                 if not rejected.isEmpty():
                     append_idempotent(
@@ -263,7 +264,7 @@ def _silver_ids_near(
     spark: SparkSession, silver_location: str, valid: DataFrame
 ) -> tuple[DataFrame, int]:
     """Event ids already in silver whose event time is within the dedup watermark of the
-    batch, and the batch's rows (counted in the same pass)."""
+    batch, with their Kafka coordinates, and the batch's rows (counted in the same pass)."""
     # Rows outside [arrival - 30 days, arrival + 5 min] never reach silver (the silver
     # suite drops them): they must not widen the window to decades of silver.
     near = F.col("event_ts").between(
@@ -280,13 +281,14 @@ def _silver_ids_near(
         F.count(F.lit(1)).alias("rows"),
     ).first()
     ids = spark.read.format("delta").load(silver_location)
+    copies = ["event_id", "partition", "offset"]  # a replayed batch's own are no duplicates
     if bounds["low"] is None:
-        return ids.select("event_id").limit(0), bounds["rows"]
+        return ids.select(*copies).limit(0), bounds["rows"]
     margin_us = LATENESS_BOUND_S * 1_000_000
     low = F.timestamp_micros(F.lit(bounds["low"] - margin_us))
     high = F.timestamp_micros(F.lit(bounds["high"] + margin_us))
     near_ids = ids.filter(
         F.col("event_date").between(F.to_date(low), F.to_date(high))
         & F.col("event_ts").between(low, high)
-    ).select("event_id")
+    ).select(*copies)
     return near_ids, bounds["rows"]

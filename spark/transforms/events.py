@@ -204,7 +204,14 @@ def mark_duplicates(
     broadcast: bool = True,
 ) -> DataFrame:
     """Add ``duplicate_of_earlier``: the event id was already seen, in ``seen_event_ids``
-    (one column ``event_id``), or another copy in this frame is the one kept.
+    (``event_id``, ``partition``, ``offset``: silver's copies), or another copy in this
+    frame is the one kept.
+
+    A record whose own copy is the one seen (the same id at the same partition and
+    offset) is no duplicate: a micro-batch replayed after silver committed it, when the
+    driver died before its checkpoint did, finds its own events there. Marked duplicates
+    again, they would go to the quarantine, which a batch with nothing to quarantine had
+    not committed, and be in both tables.
 
     Of an event's copies in this frame, the one kept is the first by (partition, offset)
     that a later step will not reject: ``with_rejected(copies)`` returns ``copies`` with a
@@ -251,7 +258,15 @@ def mark_duplicates(
         .filter(F.col("_rank") > 1)
         .select(*coordinates)
     )
-    seen = ids.join(seen_event_ids.select("event_id"), on="event_id", how="left_semi")
+    earlier = seen_event_ids.select(
+        "event_id",
+        F.col("partition").alias("_seen_partition"),
+        F.col("offset").alias("_seen_offset"),
+    )
+    seen = ids.join(earlier, on="event_id").filter(
+        (F.col("partition") != F.col("_seen_partition"))
+        | (F.col("offset") != F.col("_seen_offset"))
+    )
     duplicates = (
         repeated.unionByName(seen.select(*coordinates))
         .distinct()

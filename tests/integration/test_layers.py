@@ -750,6 +750,35 @@ def test_a_copy_in_a_later_batch_is_a_duplicate_on_a_driver_west_of_utc(
     ]
 
 
+def test_a_batch_replayed_after_silver_committed_it_quarantines_nothing_more(stack, spark, profile):
+    """The driver dies after silver's commit of a batch and before its checkpoint's: the
+    restart runs the batch again. Its events, already in silver, are its own copies, not
+    duplicates: they were quarantined as such (this batch had nothing to quarantine, so no
+    quarantine commit of it was there to skip them) and were in both tables."""
+    replayed = load_profile("local", f"{profile.workspace}-replayed")
+    ensure_topic(replayed.source.bootstrap_servers, replayed.source.topic, partitions=1)
+    events = simulate(SimulationRequest(events=50, seed=8)).clean_payloads[:3]
+    _send(replayed, events)
+    run_layers(spark, replayed, ["bronze", "silver"], Trigger())
+    commits = spark._jvm.org.apache.hadoop.fs.Path(
+        f"{replayed.lake.checkpoint_location('silver_events')}/commits"
+    )
+    filesystem = commits.getFileSystem(spark._jsc.hadoopConfiguration())
+    last = max(
+        int(s.getPath().getName())
+        for s in filesystem.listStatus(commits)
+        if s.getPath().getName().isdigit()
+    )
+    assert filesystem.delete(spark._jvm.org.apache.hadoop.fs.Path(commits, str(last)), False)
+
+    run_layers(spark, replayed, ["silver"], Trigger())
+
+    silver = _table(spark, replayed, "silver.events").select("event_id").collect()
+    assert sorted(row.event_id for row in silver) == sorted(e["event_id"] for e in events)
+    assert _table(spark, replayed, "silver.quarantine").count() == 0
+    assert filesystem.exists(spark._jvm.org.apache.hadoop.fs.Path(commits, str(last)))
+
+
 def test_a_copy_the_gate_drops_does_not_shadow_a_good_copy(stack, spark, profile):
     """In one batch, a first copy of an event that breaks a drop check of the silver suite
     comes before a good copy: the good copy is promoted (as it would be were the bad one in

@@ -19,6 +19,7 @@ ROWS = [
     ("b", 1, 0),
     ("c", 0, 2),  # already in silver
     ("d", 1, 1),  # the only copy
+    ("e", 1, 4),  # in silver as itself: a replayed batch's own event, no duplicate
     (None, 1, 3),  # no id: a copy of nothing
 ]
 DUPLICATES = {(0, 5), (0, 3), (1, 0), (0, 2)}
@@ -29,7 +30,9 @@ def _marked(spark, broadcast: bool):
         [(event_id, "events", partition, offset) for event_id, partition, offset in ROWS],
         "event_id string, topic string, partition int, offset bigint",
     )
-    seen = spark.createDataFrame([("c",)], "event_id string")
+    seen = spark.createDataFrame(  # silver's copies
+        [("c", 1, 7), ("e", 1, 4)], "event_id string, partition int, offset bigint"
+    )
 
     def with_rejected(copies):
         return copies.withColumn(REJECTED, (F.col("partition") == 0) & (F.col("offset") == 5))
