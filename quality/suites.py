@@ -237,7 +237,7 @@ SILVER_EVENTS = Suite(
                 name=f"silver_{name}_format",
                 action="drop",
                 expectation=expect.ExpectColumnValuesToMatchRegex(
-                    column=name, regex=contract.pattern(name)
+                    column=name, regex=contract.spark_pattern(name)
                 ),
                 description=f"{name}, where present, matches the contract's pattern.",
             )

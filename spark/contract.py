@@ -37,6 +37,18 @@ def pattern(field: str) -> str:
     return properties()[field]["pattern"]
 
 
+def spark_pattern(field: str) -> str:
+    """``pattern(field)`` as Spark's regular expressions (Java's) must be given it: a final
+    ``$`` becomes ``\\z``. In a JSON Schema pattern ``$`` is the end of the string; in Java's
+    it also matches before a final line terminator, so ``"u-000123\\n"`` would pass
+    ``^u-[0-9]{6}$`` and reach gold as a user of its own."""
+    text = pattern(field)
+    escapes = len(text[:-1]) - len(text[:-1].rstrip("\\"))  # backslashes before the $
+    if text.endswith("$") and escapes % 2 == 0:
+        return text[:-1] + "\\z"
+    return text
+
+
 def region_timezones() -> dict[str, str]:
     return dict(properties()["region"]["x-timezones"])
 

@@ -346,6 +346,34 @@ def test_silver_quarantines_watch_time_gold_could_not_sum(spark, workspace):
     assert sorted(row.id for row in outcome.promote.collect()) == [1, 2, 5]
 
 
+def test_silver_quarantines_an_id_with_a_final_line_break(spark, workspace):
+    """The contract's patterns end in ``$``, the end of the string in JSON Schema; Java's
+    ``$`` (Spark's rlike, Great Expectations' Spark check) also matches before a final line
+    break, so "u-000123\\n" passed as a user id and counted in gold as another user."""
+    checks = default_suites()["silver.events"].by_name
+    suite = Suite(
+        "silver.events",
+        (checks["silver_user_id_format"], checks["silver_session_id_format"]),
+        allows_drop=True,
+    )
+    session = "s-0123456789abcdef"
+    frame = spark.createDataFrame(
+        [
+            (1, "u-000123", session),
+            (2, "u-000123\n", session),
+            (3, "u-000123", f"{session}\r\n"),
+            (4, "u-000123\nu-000124", session),
+        ],
+        "id int, user_id string, session_id string",
+    )
+    outcome = build_gate(workspace, "run-line-break", {"silver.events": suite})(
+        "silver.events", frame, 5
+    )
+    outcome.settle()
+    assert sorted(row.id for row in outcome.promote.collect()) == [1]
+    assert sorted(row.id for row in outcome.rejected.collect()) == [2, 3, 4]
+
+
 def test_default_suites_gate_every_table_and_only_silver_drops():
     suites = default_suites()
     assert set(suites) == {
