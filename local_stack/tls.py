@@ -1,4 +1,5 @@
-"""The local stack's self-signed TLS certificate, made once at setup.
+"""The local stack's self-signed TLS certificate, made at the first start of a service that
+uses it, and again at one within 30 days of its end.
 
 The Azure parity services (the broker's Event-Hubs-like ``SASL_SSL`` listener and the
 local Key Vault endpoint) speak TLS the way their Azure counterparts do. They share one
@@ -23,6 +24,9 @@ from cryptography.x509.oid import NameOID
 from local_stack.settings import StackSettings
 
 VALID_DAYS = 825  # the longest validity current TLS clients accept for a leaf certificate
+# A certificate this close to its end is made anew when a service using it starts: past
+# it, the parity listener and the local Key Vault would serve an expired one until `clean`.
+RENEW_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -40,14 +44,18 @@ def tls_material(settings: StackSettings) -> TlsMaterial:
 
 
 def ensure_tls_material(settings: StackSettings) -> TlsMaterial:
-    """Create the certificate and key unless both exist; return their paths."""
+    """Create the certificate and key unless both exist and the certificate is valid for
+    ``RENEW_DAYS`` more; return their paths. (A service already running keeps serving the
+    certificate it started with: restart it after a renewal, `python -m local_stack down`
+    then `up`.)"""
     material = tls_material(settings)
-    if material.certificate.exists() and material.private_key.exists():
+    existing = material.certificate.exists() and material.private_key.exists()
+    if existing and not _expires_soon(material.certificate):
         return material
     material.certificate.parent.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = _now()
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -74,6 +82,20 @@ def ensure_tls_material(settings: StackSettings) -> TlsMaterial:
     write_private(material.private_key, key_pem)
     material.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return material
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _expires_soon(certificate: Path) -> bool:
+    """Its end is within ``RENEW_DAYS`` (or it cannot be read as a certificate)."""
+    try:
+        loaded = x509.load_pem_x509_certificate(certificate.read_bytes())
+    except (OSError, ValueError):
+        return True
+    remaining = loaded.not_valid_after_utc - _now()
+    return remaining < datetime.timedelta(days=RENEW_DAYS)
 
 
 def write_private(path: Path, content: str | bytes) -> None:

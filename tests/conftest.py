@@ -30,13 +30,17 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     from local_stack.workspaces import drop_workspaces
 
     local_stack = LocalStack()
-    was_running = local_stack.is_healthy()
+    # By process, not by health: a service of the user's that is slow to answer (Azurite
+    # holding much) is still theirs, and stays up after the tests.
+    services = (local_stack.keyvault, *reversed(local_stack.services))
+    was_running = {service.name for service in services if service.running_pid() is not None}
     local_stack.up()
     yield local_stack
     if request.session.testsfailed == 0 and local_stack.is_healthy():
         drop_workspaces(local_stack.settings, [TEST_WORKSPACE, f"{TEST_WORKSPACE}-*"])
-    if not was_running:
-        local_stack.down()
+    for service in services:
+        if service.name not in was_running:
+            service.stop()
 
 
 @pytest.fixture(scope="session")

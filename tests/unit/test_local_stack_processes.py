@@ -112,3 +112,25 @@ def test_a_pid_file_names_a_process_only_if_it_started_before_the_file(tmp_path,
     finally:
         lookalike.kill()
         lookalike.wait()
+
+
+def test_a_certificate_near_its_end_is_made_anew_and_a_valid_one_is_kept(tmp_path, monkeypatch):
+    """825 days after setup the parity listener and the local vault would serve an expired
+    certificate until `clean`; within 30 days of its end the next start makes a new one."""
+    import datetime
+
+    from cryptography import x509
+
+    from local_stack import tls
+
+    settings = replace(load_stack_settings(), state_dir=tmp_path)
+    first = tls.ensure_tls_material(settings).certificate.read_bytes()
+    assert tls.ensure_tls_material(settings).certificate.read_bytes() == first  # kept
+
+    ending = x509.load_pem_x509_certificate(first).not_valid_after_utc
+    soon = ending - datetime.timedelta(days=tls.RENEW_DAYS - 1)
+    monkeypatch.setattr(tls, "_now", lambda: soon)
+    renewed = tls.ensure_tls_material(settings).certificate.read_bytes()
+    assert renewed != first
+    renewed_end = x509.load_pem_x509_certificate(renewed).not_valid_after_utc
+    assert renewed_end - soon > datetime.timedelta(days=tls.VALID_DAYS - 1)
