@@ -2,8 +2,8 @@
 
 Each service owns a pid file and a log file under the state folder. ``start`` is
 idempotent, and two at once start one process (a lock file per service), ``stop`` only
-ever signals a process this project started (pid file plus a command-line check and the
-process's start time against the pid file's, so a reused pid is never killed).
+ever signals a process this project started (pid file plus a command-line check and, on
+Linux, the boot and start tick recorded beside the pid, so a reused pid is never killed).
 """
 
 from __future__ import annotations
@@ -106,11 +106,11 @@ class Service:
     def running_pid(self) -> int | None:
         """The pid of our running process, or None (stale pid files are removed)."""
         try:
-            pid = int(self.pid_file.read_text().strip())
-            written = self.pid_file.stat().st_mtime
+            pid, *started = self.pid_file.read_text().split()
+            pid = int(pid)
         except (OSError, ValueError):  # none, or none that can be read
             return None
-        if _is_our_process(pid, self.marker, written):
+        if _is_our_process(pid, self.marker, " ".join(started) or None):
             return pid
         self.pid_file.unlink(missing_ok=True)
         return None
@@ -162,7 +162,7 @@ class Service:
                 start_new_session=True,
                 env=self.environment(),
             )
-        self.pid_file.write_text(str(process.pid))
+        self.pid_file.write_text(f"{process.pid} {_started(process.pid) or ''}".strip() + "\n")
         return process
 
     def _answering_elsewhere(self) -> str:
@@ -767,23 +767,35 @@ def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-# A process's start time (from the kernel's ticks since boot) may read up to this much later
-# than the wall clock at which its pid file was written just after it.
-_START_TIME_SLACK_S = 2.0
 # How long a start waits for another start of the same service to record its process.
 START_LOCK_WAIT_S = 120.0
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
-def _is_our_process(pid: int, marker: str, pid_file_written: float | None = None) -> bool:
-    """``pid`` runs our command (``marker`` in its command line) and, given the time its
-    pid file was written, started before it: a pid reused after a reboot or a crash by a
-    process with a like command (another project's Azurite, docker's Kafka) started later."""
+def _started(pid: int) -> str | None:
+    """When ``pid`` started, as ``<boot id> <clock ticks since boot>`` (Linux's
+    /proc/<pid>/stat): unlike a start time in wall-clock seconds, which psutil derives from
+    the clock now, a clock stepped since (NTP, a VM waking) does not change it. None where
+    there is no /proc, or no such process."""
+    try:
+        boot = _BOOT_ID.read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command, which may hold spaces
+    return f"{boot} {fields[19]}" if len(fields) > 19 else None
+
+
+def _is_our_process(pid: int, marker: str, started: str | None = None) -> bool:
+    """``pid`` runs our command (``marker`` in its command line) and, given when the
+    process we launched started (``_started``, from its pid file), is that process: not
+    one that got its pid after a reboot or a crash with a like command (another project's
+    Azurite, docker's Kafka)."""
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        written = pid_file_written
-        if written is not None and process.create_time() > written + _START_TIME_SLACK_S:
+        if started is not None and _started(pid) not in (started, None):
             return False
         return marker in " ".join(process.cmdline())
     except psutil.Error:

@@ -3,7 +3,6 @@ process that merely looks like it (a pid reused after a reboot or a crash)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -86,23 +85,30 @@ def test_two_starts_at_once_launch_one_process_and_both_use_it(tmp_path):
     assert services[1].running_pid() is None
 
 
-@pytest.mark.parametrize("written_after", [True, False])
-def test_a_pid_file_names_a_process_only_if_it_started_before_the_file(tmp_path, written_after):
-    """A process with the service's command line that started after its pid file was
-    written is another one that got the pid (another project's Azurite after a reboot):
-    never reported as ours, never signalled."""
+@pytest.mark.parametrize("recorded", ["its own start", "another start", "another boot", "none"])
+def test_a_pid_file_names_a_process_only_if_it_started_when_recorded(tmp_path, recorded):
+    """A process with the service's command line whose start is not the one recorded beside
+    the pid is another that got the pid (another project's Azurite after a reboot): never
+    reported as ours, never signalled. A pid file without a start (an older version's) is
+    judged by the command line alone."""
+    from local_stack.services import _started
+
     settings = replace(load_stack_settings(), state_dir=tmp_path)
     service = _Standin(settings, free_port(), [])
     lookalike = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(30)", service.marker]
     )
     try:
+        boot, ticks = _started(lookalike.pid).split()
+        line = {
+            "its own start": f"{lookalike.pid} {boot} {ticks}",
+            "another start": f"{lookalike.pid} {boot} {int(ticks) - 1}",
+            "another boot": f"{lookalike.pid} 00000000-0000-0000-0000-000000000000 {ticks}",
+            "none": f"{lookalike.pid}",
+        }[recorded]
         service.pid_file.parent.mkdir(parents=True)
-        service.pid_file.write_text(str(lookalike.pid))
-        if not written_after:  # an earlier run's file, from before this process
-            an_hour_ago = time.time() - 3600
-            os.utime(service.pid_file, (an_hour_ago, an_hour_ago))
-        if written_after:  # the positive control: the file of the process we launched
+        service.pid_file.write_text(line + "\n")
+        if recorded in ("its own start", "none"):
             assert service.running_pid() == lookalike.pid
         else:
             assert service.running_pid() is None
@@ -112,6 +118,20 @@ def test_a_pid_file_names_a_process_only_if_it_started_before_the_file(tmp_path,
     finally:
         lookalike.kill()
         lookalike.wait()
+
+
+def test_a_launched_process_s_pid_file_records_its_start(tmp_path):
+    from local_stack.services import _started
+
+    settings = replace(load_stack_settings(), state_dir=tmp_path)
+    service = _Standin(settings, free_port(), [])
+    assert service.start().startswith("standin: started (pid ")
+    try:
+        pid, boot, ticks = service.pid_file.read_text().split()
+        assert _started(int(pid)) == f"{boot} {ticks}"
+        assert service.running_pid() == int(pid)
+    finally:
+        assert service.stop().startswith("standin: stopped")
 
 
 def test_a_certificate_near_its_end_is_made_anew_and_a_valid_one_is_kept(tmp_path, monkeypatch):
