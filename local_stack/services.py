@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +141,10 @@ class Service:
                 process = self._launch()
         if pid is not None:
             self._check_listening_on_our_ports(pid)
+            # Its own start's lines (it may still be starting, by another caller): not an
+            # earlier start's, whose "started" says nothing of it.
+            with suppress(OSError, ValueError):
+                self.log_start = int(self._log_start_file.read_text())
             self._wait_healthy(pid, lambda: _is_our_process(pid, self.marker))
             return f"{self.name}: already running (pid {pid}), reused"
         started = time.monotonic()
@@ -163,7 +167,12 @@ class Service:
                 env=self.environment(),
             )
         self.pid_file.write_text(f"{process.pid} {_started(process.pid) or ''}".strip() + "\n")
+        self._log_start_file.write_text(f"{self.log_start}\n")
         return process
+
+    @property
+    def _log_start_file(self) -> Path:
+        return self.settings.run_dir / f"{self.name}.log-start"
 
     def _answering_elsewhere(self) -> str:
         # A container still starting gets a few seconds; a flow's stack check retries a
@@ -203,6 +212,7 @@ class Service:
             return f"{self.name}: not running"
         _terminate(pid, self.stop_signal, grace_s=self.stop_grace_s)
         self.pid_file.unlink(missing_ok=True)
+        self._log_start_file.unlink(missing_ok=True)
         for port in self.ports():
             _wait_for(lambda port=port: not _port_in_use(port), 10.0)
         return f"{self.name}: stopped (pid {pid})"

@@ -61,6 +61,9 @@ def test_two_starts_at_once_launch_one_process_and_both_use_it(tmp_path):
     settings = replace(load_stack_settings(), state_dir=tmp_path)
     port, launched = free_port(), []
     services = [_Standin(settings, port, launched) for _ in range(2)]
+    earlier = "an earlier start of it: started\n"
+    services[0].log_file.parent.mkdir(parents=True)
+    services[0].log_file.write_text(earlier)
     gate, said = threading.Barrier(2), []
 
     def start(service: Service) -> None:
@@ -74,6 +77,8 @@ def test_two_starts_at_once_launch_one_process_and_both_use_it(tmp_path):
         thread.join(60)
     try:
         assert len(launched) == 1, said
+        # The reusing caller reads the launched process's own lines for its health.
+        assert {service.log_start for service in services} == {len(earlier)}
         assert sorted(message.split(" (")[0] for message in said) == [
             "standin: already running",
             "standin: started",
