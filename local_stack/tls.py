@@ -11,7 +11,9 @@ unencrypted: it only guards loopback traffic of this machine).
 from __future__ import annotations
 
 import datetime
+import fcntl
 import ipaddress
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from local_stack.settings import StackSettings
+
+log = logging.getLogger(__name__)
 
 VALID_DAYS = 825  # the longest validity current TLS clients accept for a leaf certificate
 # A certificate this close to its end is made anew when a service using it starts: past
@@ -49,10 +53,25 @@ def ensure_tls_material(settings: StackSettings) -> TlsMaterial:
     certificate it started with: restart it after a renewal, `python -m local_stack down`
     then `up`.)"""
     material = tls_material(settings)
-    existing = material.certificate.exists() and material.private_key.exists()
-    if existing and not _expires_soon(material.certificate):
-        return material
     material.certificate.parent.mkdir(parents=True, exist_ok=True)
+    # The broker and the local vault each make it at their start: one at a time, or two
+    # starts could each write a key and a certificate, and pair one's key with the other's.
+    with (material.certificate.parent / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = material.certificate.exists() and material.private_key.exists()
+        if existing and not _expires_soon(material.certificate):
+            return material
+        _create(material)
+    if existing:
+        log.warning(
+            "the local TLS certificate was near its end and is made anew (%s): restart the"
+            " services running with the old one (python -m local_stack down, then up)",
+            material.certificate,
+        )
+    return material
+
+
+def _create(material: TlsMaterial) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = _now()
@@ -79,9 +98,18 @@ def ensure_tls_material(settings: StackSettings) -> TlsMaterial:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    write_private(material.private_key, key_pem)
-    material.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return material
+    # Each file whole or not at all, for a reader that does not take the lock.
+    for path, content, write in (
+        (material.private_key, key_pem, write_private),
+        (
+            material.certificate,
+            certificate.public_bytes(serialization.Encoding.PEM),
+            lambda path, data: path.write_bytes(data),
+        ),
+    ):
+        partial = path.with_name(f".{path.name}.new")
+        write(partial, content)
+        partial.replace(path)
 
 
 def _now() -> datetime.datetime:

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 
+import psutil
 import pytest
 
 from local_stack.services import Service
@@ -104,6 +105,10 @@ def test_a_pid_file_names_a_process_only_if_it_started_when_recorded(tmp_path, r
         [sys.executable, "-c", "import time; time.sleep(30)", service.marker]
     )
     try:
+        deadline = time.monotonic() + 10  # its command line is the test's until it execs
+        while service.marker not in " ".join(psutil.Process(lookalike.pid).cmdline()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         boot, ticks = _started(lookalike.pid).split()
         line = {
             "its own start": f"{lookalike.pid} {boot} {ticks}",
