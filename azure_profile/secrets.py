@@ -186,13 +186,19 @@ def _first_line(error: Exception) -> str:
 
 
 # How azure-identity words a credential that found nothing to use on this host (no
-# variables, no CLI, no package), as against one that was tried and failed.
+# variables, no CLI, no package, no identity endpoint), as against one that was tried and
+# failed, whose reason is kept: "authentication unavailable" alone is not enough, IMDS's
+# "No identity has been assigned to this resource" is worded so too.
 _NOT_SET_UP = (
-    "unavailable",
+    "not fully configured",
+    "no response from the IMDS endpoint",
+    "No accounts were found in the cache",
+    "Shared token cache unavailable",
     "not found on path",
     "is not installed",
     "could not be found",
     "requires the '",
+    "package is required",
 )
 
 

@@ -97,3 +97,36 @@ def test_a_chain_of_credentials_none_set_up_here_names_them_in_one_line(monkeypa
     )
     # Any other error: its first line, as before.
     assert credential_failure(ValueError("first\nsecond")) == "first"
+
+
+def test_a_managed_identity_the_host_lacks_keeps_its_reason(monkeypatch):
+    """IMDS answers 400 on a VM whose identity is off (or not the one named): azure-identity
+    words it "authentication unavailable" too, and the reason is the one that matters."""
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import (
+        ChainedTokenCredential,
+        CredentialUnavailableError,
+        EnvironmentCredential,
+    )
+
+    class ManagedIdentityCredential:  # the chain names a credential by its class
+        def get_token(self, *scopes, **kwargs):
+            raise CredentialUnavailableError(
+                "ManagedIdentityCredential authentication unavailable. No identity has been"
+                " assigned to this resource. Error: Identity not found"
+            )
+
+        def get_token_info(self, *scopes, **kwargs):
+            return self.get_token(*scopes, **kwargs)
+
+    for variable in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"):
+        monkeypatch.delenv(variable, raising=False)
+    chain = ChainedTokenCredential(EnvironmentCredential(), ManagedIdentityCredential())
+    with pytest.raises(ClientAuthenticationError) as failed:
+        chain.get_token("https://vault.azure.net/.default")
+    assert credential_failure(failed.value) == (
+        "ChainedTokenCredential failed to retrieve a token from the included credentials;"
+        " ManagedIdentityCredential: ManagedIdentityCredential authentication unavailable."
+        " No identity has been assigned to this resource. Error: Identity not found;"
+        " not set up here: EnvironmentCredential"
+    )
