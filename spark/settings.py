@@ -75,7 +75,8 @@ class ProfileProvider(Protocol):
 
 # Java producer options a profile may give for its broker's limits: the simulator's
 # producer takes them; Spark's source only consumes, and is not handed them.
-PRODUCER_OPTIONS = frozenset({"compression.type", "max.request.size", "batch.size"})
+# (``local_stack.simulate.producer`` translates them; a unit test holds the two equal.)
+PRODUCER_OPTIONS = frozenset({"compression.type", "max.request.size", "batch.size", "max.block.ms"})
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -226,8 +227,10 @@ def test_the_workspace_lock_alone_keeps_a_replay_and_the_writers_apart(workspace
         f" run on workspace {target.workspace!r} refused: its lock {lock!r} is disabled; enable"
         f" it with `{enable}`"
     ], printed
-    # Commands a user can paste into another shell: the run's database is this PREFECT_HOME.
-    assert enable.startswith(f"PREFECT_HOME={os.environ['PREFECT_HOME']} .venv/bin/prefect ")
+    # Commands a user can paste into another shell: the run's database is this PREFECT_HOME
+    # (make's, for its ephemeral API: none of the tests' runs uses a server's).
+    home = shlex.quote(os.environ.get("PREFECT_HOME", "<unset>"))
+    assert enable.startswith(f"PREFECT_HOME={home} .venv/bin/prefect ")
     logs = prefect_command("flow-run logs ")
     assert f"the run's whole log, tracebacks included: {logs}" in printed
 

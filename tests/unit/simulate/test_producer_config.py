@@ -125,3 +125,23 @@ def test_given_its_start_a_run_too_far_ahead_is_told_the_latest_start_that_fits(
     # to spare: 4 h 1 min earlier.
     assert timedelta(minutes=240) <= start - fits <= timedelta(minutes=242)
     assert advice.endswith("(three hours to spare: another start draws other sessions)")
+
+
+def test_the_options_spark_is_not_handed_are_the_producer_s_own():
+    """Spark's source only consumes: the producer options a profile gives are kept from it
+    (``spark.settings.PRODUCER_OPTIONS``), and they are the ones the simulator's producer
+    alone takes; the two lists are written twice and held equal here."""
+    from local_stack.simulate import producer
+    from spark.settings import PRODUCER_OPTIONS
+
+    assert set(PRODUCER_OPTIONS) == {*producer._PRODUCER_ONLY, "compression.type"}
+    options = {"compression.type": "gzip", "max.request.size": "1", "batch.size": "1"}
+    options |= {"max.block.ms": "1"}
+    for client in ("consumer", "admin"):
+        assert kafka_python_config(options, client=client) == {}
+    assert set(kafka_python_config(options, client="producer")) == {
+        "compression_type",
+        "max_request_size",
+        "batch_size",
+        "max_block_ms",
+    }
