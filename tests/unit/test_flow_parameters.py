@@ -152,19 +152,11 @@ class _StoppedQuery:
 
 
 def test_streaming_does_not_restart_a_layer_its_gate_stopped(monkeypatch):
-    import logging
-
-    from flows import streaming as module
     from spark import run
     from spark.run import LayerGateFailure
 
     starts: list[str] = []
-    monkeypatch.setattr(module, "holding_workspace", lambda *a, **k: _nothing())
-    monkeypatch.setattr(module, "check_stack", lambda settings, reads_events=True: None)
-    monkeypatch.setattr(module, "upstream_exists", lambda settings, layers: None)
-    monkeypatch.setattr(module, "_spark", lambda profile, workspace: None)
-    monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("test"))
-    monkeypatch.setattr("spark.gates.load_gate", lambda settings, run_id: None)
+    _streaming_offline(monkeypatch)
     monkeypatch.setitem(run.LAYERS, "silver", lambda *args: _StoppedQuery(starts))
     with pytest.raises(LayerGateFailure, match=r"^layer silver stopped by its quality gate, not"):
         streaming.fn(layers="silver", max_restarts=5)
@@ -175,6 +167,21 @@ def _nothing():
     from contextlib import nullcontext
 
     return nullcontext()
+
+
+def _streaming_offline(monkeypatch) -> None:
+    """The streaming flow without a lock, a stack, Spark or a gate: its supervision alone
+    (each test gives ``spark.run.LAYERS`` the queries)."""
+    import logging
+
+    from flows import streaming as module
+
+    monkeypatch.setattr(module, "holding_workspace", lambda *a, **k: _nothing())
+    monkeypatch.setattr(module, "check_stack", lambda settings, reads_events=True: None)
+    monkeypatch.setattr(module, "upstream_exists", lambda settings, layers: None)
+    monkeypatch.setattr(module, "_spark", lambda profile, workspace: None)
+    monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("test"))
+    monkeypatch.setattr("spark.gates.load_gate", lambda settings, run_id: None)
 
 
 class _Query:
@@ -195,18 +202,12 @@ class _Query:
 def _streaming_with_starts(monkeypatch, starts: list) -> list[float]:
     """The streaming flow on silver, whose successive starts return or raise ``starts``'
     items (the last again after them); the backoffs it waited, at once."""
-    import logging
     import threading
 
     from flows import streaming as module
     from spark import run
 
-    monkeypatch.setattr(module, "holding_workspace", lambda *a, **k: _nothing())
-    monkeypatch.setattr(module, "check_stack", lambda settings, reads_events=True: None)
-    monkeypatch.setattr(module, "upstream_exists", lambda settings, layers: None)
-    monkeypatch.setattr(module, "_spark", lambda profile, workspace: None)
-    monkeypatch.setattr(module, "get_run_logger", lambda: logging.getLogger("test"))
-    monkeypatch.setattr("spark.gates.load_gate", lambda settings, run_id: None)
+    _streaming_offline(monkeypatch)
     calls = iter(range(10_000))
 
     def start(*_):

@@ -82,16 +82,23 @@ def test_the_vault_reader_is_handed_to_the_azure_sdk(monkeypatch):
     }
 
 
-def test_a_chain_of_credentials_none_set_up_here_names_them_in_one_line(monkeypatch):
+def _chain_failure(monkeypatch, *credentials) -> str:
+    """``credential_failure`` of the SDK's own error when ``credentials``, chained as
+    ``DefaultAzureCredential`` chains its own, all fail (no service principal, no CLI)."""
     from azure.core.exceptions import ClientAuthenticationError
-    from azure.identity import AzureCliCredential, ChainedTokenCredential, EnvironmentCredential
+    from azure.identity import ChainedTokenCredential
 
     for variable in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "PATH"):
         monkeypatch.delenv(variable, raising=False)
-    chain = ChainedTokenCredential(EnvironmentCredential(), AzureCliCredential())
     with pytest.raises(ClientAuthenticationError) as failed:
-        chain.get_token("https://vault.azure.net/.default")
-    assert credential_failure(failed.value) == (
+        ChainedTokenCredential(*credentials).get_token("https://vault.azure.net/.default")
+    return credential_failure(failed.value)
+
+
+def test_a_chain_of_credentials_none_set_up_here_names_them_in_one_line(monkeypatch):
+    from azure.identity import AzureCliCredential, EnvironmentCredential
+
+    assert _chain_failure(monkeypatch, EnvironmentCredential(), AzureCliCredential()) == (
         "ChainedTokenCredential failed to retrieve a token from the included credentials;"
         " not set up here: EnvironmentCredential, AzureCliCredential"
     )
@@ -102,12 +109,7 @@ def test_a_chain_of_credentials_none_set_up_here_names_them_in_one_line(monkeypa
 def test_a_managed_identity_the_host_lacks_keeps_its_reason(monkeypatch):
     """IMDS answers 400 on a VM whose identity is off (or not the one named): azure-identity
     words it "authentication unavailable" too, and the reason is the one that matters."""
-    from azure.core.exceptions import ClientAuthenticationError
-    from azure.identity import (
-        ChainedTokenCredential,
-        CredentialUnavailableError,
-        EnvironmentCredential,
-    )
+    from azure.identity import CredentialUnavailableError, EnvironmentCredential
 
     class ManagedIdentityCredential:  # the chain names a credential by its class
         def get_token(self, *scopes, **kwargs):
@@ -119,12 +121,8 @@ def test_a_managed_identity_the_host_lacks_keeps_its_reason(monkeypatch):
         def get_token_info(self, *scopes, **kwargs):
             return self.get_token(*scopes, **kwargs)
 
-    for variable in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET"):
-        monkeypatch.delenv(variable, raising=False)
-    chain = ChainedTokenCredential(EnvironmentCredential(), ManagedIdentityCredential())
-    with pytest.raises(ClientAuthenticationError) as failed:
-        chain.get_token("https://vault.azure.net/.default")
-    assert credential_failure(failed.value) == (
+    chain = (EnvironmentCredential(), ManagedIdentityCredential())
+    assert _chain_failure(monkeypatch, *chain) == (
         "ChainedTokenCredential failed to retrieve a token from the included credentials;"
         " ManagedIdentityCredential: ManagedIdentityCredential authentication unavailable."
         " No identity has been assigned to this resource. Error: Identity not found;"
