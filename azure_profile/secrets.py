@@ -191,7 +191,6 @@ def _first_line(error: Exception) -> str:
 # "No identity has been assigned to this resource" is worded so too.
 _NOT_SET_UP = (
     "not fully configured",
-    "no response from the IMDS endpoint",
     "No accounts were found in the cache",
     "Shared token cache unavailable",
     "not found on path",
@@ -199,6 +198,17 @@ _NOT_SET_UP = (
     "could not be found",
     "requires the '",
     "package is required",
+)
+
+
+# No instance metadata service answered (a host outside Azure): the whole reason, for the
+# same words begin IMDS's refusal on an Azure VM ("... no response from the IMDS endpoint.
+# Token request error: (invalid_request) Identity not found"), whose reason is kept.
+_NO_ENDPOINT = frozenset(
+    {
+        "ManagedIdentityCredential authentication unavailable, no response from the IMDS endpoint.",
+        "ManagedIdentityCredential authentication unavailable.",
+    }
 )
 
 
@@ -216,7 +226,7 @@ def credential_failure(error: Exception) -> str:
         if not line.startswith("\t"):  # "Visit <guide>", "To mitigate this issue, ..."
             continue
         name, _, reason = line.strip().partition(": ")
-        if any(words in reason for words in _NOT_SET_UP):
+        if reason in _NO_ENDPOINT or any(words in reason for words in _NOT_SET_UP):
             not_set_up.append(name)
         else:
             failed.append(f"{name}: {reason}")

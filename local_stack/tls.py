@@ -65,7 +65,8 @@ def ensure_tls_material(settings: StackSettings) -> TlsMaterial:
     if existing:
         log.warning(
             "the local TLS certificate was near its end and is made anew (%s): restart the"
-            " services running with the old one (python -m local_stack down, then up)",
+            " broker or the local vault if it runs with the old one (python -m local_stack"
+            " down, then up, and keyvault-up for the vault)",
             material.certificate,
         )
     return material

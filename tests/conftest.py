@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from local_stack.services import StackError
 from local_stack.stack import LocalStack
 from spark.settings import Profile, load_profile
 
@@ -37,16 +36,18 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     was_running = {service.name for service in services if service.running_pid() is not None}
     local_stack.up()
     yield local_stack
-    if request.session.testsfailed == 0 and local_stack.is_healthy():
-        drop_workspaces(local_stack.settings, [TEST_WORKSPACE, f"{TEST_WORKSPACE}-*"])
-    failures = []
-    for service in services:
-        if service.name not in was_running:
-            try:
-                service.stop()
-            except StackError as error:  # the others are stopped all the same
-                failures.append(f"{service.name}: {error}")
-    assert not failures, failures
+    try:
+        if request.session.testsfailed == 0 and local_stack.is_healthy():
+            drop_workspaces(local_stack.settings, [TEST_WORKSPACE, f"{TEST_WORKSPACE}-*"])
+    finally:
+        failures = []
+        for service in services:
+            if service.name not in was_running:
+                try:
+                    service.stop()
+                except Exception as error:  # the others are stopped all the same
+                    failures.append(f"{service.name}: {type(error).__name__} {error}")
+        assert not failures, failures
 
 
 @pytest.fixture(scope="session")

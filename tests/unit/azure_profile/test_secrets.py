@@ -106,25 +106,43 @@ def test_a_chain_of_credentials_none_set_up_here_names_them_in_one_line(monkeypa
     assert credential_failure(ValueError("first\nsecond")) == "first"
 
 
-def test_a_managed_identity_the_host_lacks_keeps_its_reason(monkeypatch):
-    """IMDS answers 400 on a VM whose identity is off (or not the one named): azure-identity
-    words it "authentication unavailable" too, and the reason is the one that matters."""
+@pytest.mark.parametrize(
+    ("reason", "kept"),
+    [
+        # azure-identity 1.27 on an Azure VM whose IMDS answers 400 (identity off, or not
+        # the one named): worded "unavailable" too, and its reason is the one that matters.
+        (
+            "ManagedIdentityCredential authentication unavailable, no response from the IMDS"
+            " endpoint. Token request error: (invalid_request) Identity not found",
+            True,
+        ),
+        (
+            "ManagedIdentityCredential authentication unavailable. No identity has been"
+            " assigned to this resource. Error: Identity not found",
+            True,
+        ),
+        # No metadata service at all: a host outside Azure.
+        (
+            "ManagedIdentityCredential authentication unavailable, no response from the IMDS"
+            " endpoint.",
+            False,
+        ),
+    ],
+)
+def test_a_managed_identity_the_host_lacks_keeps_its_reason(monkeypatch, reason, kept):
     from azure.identity import CredentialUnavailableError, EnvironmentCredential
 
     class ManagedIdentityCredential:  # the chain names a credential by its class
         def get_token(self, *scopes, **kwargs):
-            raise CredentialUnavailableError(
-                "ManagedIdentityCredential authentication unavailable. No identity has been"
-                " assigned to this resource. Error: Identity not found"
-            )
+            raise CredentialUnavailableError(reason)
 
         def get_token_info(self, *scopes, **kwargs):
             return self.get_token(*scopes, **kwargs)
 
     chain = (EnvironmentCredential(), ManagedIdentityCredential())
+    head = "ChainedTokenCredential failed to retrieve a token from the included credentials"
     assert _chain_failure(monkeypatch, *chain) == (
-        "ChainedTokenCredential failed to retrieve a token from the included credentials;"
-        " ManagedIdentityCredential: ManagedIdentityCredential authentication unavailable."
-        " No identity has been assigned to this resource. Error: Identity not found;"
-        " not set up here: EnvironmentCredential"
+        f"{head}; ManagedIdentityCredential: {reason}; not set up here: EnvironmentCredential"
+        if kept
+        else f"{head}; not set up here: EnvironmentCredential, ManagedIdentityCredential"
     )
