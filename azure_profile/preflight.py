@@ -325,14 +325,13 @@ class Preflight:
 
         storage = self.deployment.storage
         credential = self._storage_credential()
-        if storage.auth != "account_key":
-            self._storage_sign_in(credential)
         if storage.auth == "account_key":
             refused_hint = (
                 f"check the account key secret ({self.secret_names['storage_account_key']}):"
                 f" it must be one of account {storage.account}'s two access keys"
             )
         else:
+            self._storage_sign_in(credential)
             refused_hint = "give the identity 'Storage Blob Data Contributor' on the account"
         try:
             exists = self._container_exists(credential)

@@ -280,7 +280,7 @@ def medallion(
     # Events simulated for a run without bronze would wait in the topic, unasked for, for
     # the next bronze run, and this run's summary would list faults none of its rows has.
     skip_simulation = simulate and "bronze" not in wanted
-    simulate = simulate and not skip_simulation
+    simulate = simulate and "bronze" in wanted
     if simulate:
         SimulationRequest(events, seed=seed, fault_rate=fault_rate, with_truth=False)
     with holding_workspace(profile, workspace, doing="a medallion run"):
