@@ -27,7 +27,7 @@ from azure_profile.deployment import (
 )
 from azure_profile.eventhubs import kafka_options
 from azure_profile.profile import PROFILE_FILE, SECRET_PROVIDERS, secret_source
-from azure_profile.secrets import TOKEN_REQUEST_OPTIONS, credential_failure
+from azure_profile.secrets import TOKEN_REQUEST_OPTIONS, credential_failure, first_line
 from spark.settings import (
     DEFAULT_WORKSPACE,
     SettingsError,
@@ -337,23 +337,23 @@ class Preflight:
             exists = self._container_exists(credential)
         except ClientAuthenticationError as error:  # 403 AuthenticationFailed: a wrong key
             raise CheckFailed(
-                f"storage account {storage.account} refused the credentials ({_first_line(error)})",
+                f"storage account {storage.account} refused the credentials ({first_line(error)})",
                 refused_hint,
             ) from None
         except HttpResponseError as error:
             if error.status_code == 403:  # AuthorizationPermissionMismatch: no role
                 raise CheckFailed(
                     f"storage account {storage.account} refused the credentials"
-                    f" ({_first_line(error)})",
+                    f" ({first_line(error)})",
                     refused_hint,
                 ) from None
             raise CheckFailed(
-                f"storage account {storage.account}: {_first_line(error)}",
+                f"storage account {storage.account}: {first_line(error)}",
                 "check REELHOUSE_ADLS_ACCOUNT and the identity's role assignments",
             ) from None
         except AzureError as error:
             raise CheckFailed(
-                f"storage account {storage.account}: {_first_line(error)}",
+                f"storage account {storage.account}: {first_line(error)}",
                 "check REELHOUSE_ADLS_ACCOUNT and the identity's role assignments",
             ) from None
         if not exists:
@@ -493,11 +493,6 @@ def _reach(host: str, port: int, what: str) -> None:
             f"{what}: cannot connect to {host}:{port} ({error.strerror or error})",
             "check the address and that the service runs",
         ) from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "message", None) or error).strip()
-    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

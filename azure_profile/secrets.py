@@ -92,22 +92,22 @@ class KeyVaultSecrets:
             ) from None
         except ServiceRequestError as error:
             raise SecretResolutionError(
-                f"Key Vault {self.url} is unreachable: {_first_line(error)}", "unreachable"
+                f"Key Vault {self.url} is unreachable: {first_line(error)}", "unreachable"
             ) from None
         except ServiceResponseError as error:  # connected, and no answer in time
             raise SecretResolutionError(
-                f"Key Vault {self.url} did not answer: {_first_line(error)}", "unreachable"
+                f"Key Vault {self.url} did not answer: {first_line(error)}", "unreachable"
             ) from None
         except HttpResponseError as error:
             if error.status_code == 403:  # a role, the vault's firewall, a disabled secret
                 raise SecretResolutionError(
                     f"Key Vault {self.url} refused to let the identity read secret {name!r}:"
-                    f" {_first_line(error)}",
+                    f" {first_line(error)}",
                     "forbidden",
                 ) from None
             raise SecretResolutionError(
                 f"Key Vault {self.url} refused secret {name!r}: HTTP {error.status_code}"
-                f" {_first_line(error)}",
+                f" {first_line(error)}",
                 "refused",
             ) from None
         if not secret.value:
@@ -180,9 +180,11 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def _first_line(error: Exception) -> str:
-    text = str(getattr(error, "message", None) or error)
-    return " ".join(text.strip().splitlines()[0].split()) if text.strip() else type(error).__name__
+def first_line(error: BaseException) -> str:
+    """An error's first line with its whitespace collapsed (the SDKs' messages run over
+    many lines), or the error's type when it says nothing."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(error).__name__
 
 
 # How azure-identity words a credential that found nothing to use on this host (no
@@ -219,7 +221,7 @@ def credential_failure(error: Exception) -> str:
     text = str(getattr(error, "message", None) or error).strip()
     head, marker, attempts = text.partition("\nAttempted credentials:\n")
     if not marker:
-        return _first_line(error)
+        return first_line(error)
     failed: list[str] = []
     not_set_up: list[str] = []
     for line in attempts.splitlines():
