@@ -13,7 +13,7 @@ import logging
 import shlex
 import sys
 
-from local_stack.prefect_runs import lock_name
+from local_stack.prefect_runs import cancel_command, lock_name
 from local_stack.services import StackError
 from local_stack.stack import LocalStack
 from local_stack.workspaces import (
@@ -112,10 +112,13 @@ def drop_unheld_workspaces(stack: LocalStack, names: list[str]) -> int:
     held = stack.runs_on_workspaces([usage.name for usage in chosen])
     for usage in chosen:  # each as it goes: a failure later leaves these told
         if usage.name in held:
-            runs = "; ".join(run.describe() for run in held[usage.name])
+            active = held[usage.name]
+            runs = "; ".join(run.describe() for run in active)
+            them = "it" if len(active) == 1 else "them"
             print(
-                f"not dropped {usage.name}: {runs} is active on it (wait for it, or cancel"
-                " it: prefect flow-run cancel <id>)",
+                f"not dropped {usage.name}: {runs} {'is' if len(active) == 1 else 'are'}"
+                f" active on it (wait for {them}, or cancel {them}:"
+                f" {cancel_command(stack.settings.prefect.api_url, active)})",
                 file=sys.stderr,
             )
             continue

@@ -13,10 +13,14 @@ every call.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -53,6 +57,20 @@ class ActiveRun:
 
     def describe(self) -> str:
         return f"{self.flow}/{self.name} ({self.state}, id {self.id})"
+
+
+def cancel_command(api_url: str, runs: list[ActiveRun]) -> str:
+    """The command that cancels ``runs`` as a user can type it in another shell: this
+    environment's Prefect, pointed at the server that holds them (a shell's own Prefect
+    settings name another API, or the ephemeral one, which knows none of them)."""
+    executable = Path(sys.executable).with_name("prefect")
+    with suppress(ValueError):  # shown from the project's folder when it is below it
+        executable = executable.relative_to(Path.cwd())
+    run_id = runs[0].id if len(runs) == 1 else "<id>"
+    return (
+        f"PREFECT_API_URL={shlex.quote(api_url)} {shlex.quote(str(executable))}"
+        f" flow-run cancel {run_id}"
+    )
 
 
 def read_active_runs(api_url: str) -> list[ActiveRun]:

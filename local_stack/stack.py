@@ -8,6 +8,7 @@ import subprocess
 
 from local_stack.prefect_runs import (
     ActiveRun,
+    cancel_command,
     delete_workspace_lock,
     process_is_gone,
     read_active_runs,
@@ -234,7 +235,7 @@ class LocalStack:
                 messages.append(f"active flow runs not checked: {error}")
             living = [run for run in active if not process_is_gone(run.pid)]
             if living and not force:
-                raise StackError(_refuse_active_runs(living))
+                raise StackError(_refuse_active_runs(living, api_url))
         messages.append(self.prefect_worker.stop())
         if active:  # a run the worker stopped may have recorded its own end meanwhile
             try:
@@ -302,11 +303,12 @@ class LocalStack:
         return completed
 
 
-def _refuse_active_runs(active: list[ActiveRun]) -> str:
+def _refuse_active_runs(active: list[ActiveRun], api_url: str) -> str:
     runs = "; ".join(run.describe() for run in active)
     them = "it" if len(active) == 1 else "them"
     return (
         f"{len(active)} flow run{'s are' if len(active) > 1 else ' is'} active: {runs}."
-        f" Stopping Prefect would stop {them}: wait, cancel {them} (prefect flow-run cancel"
-        f" <id>), or stop anyway with make prefect-down FORCE=1, which records {them} Crashed"
+        f" Stopping Prefect would stop {them}: wait, cancel {them}"
+        f" ({cancel_command(api_url, active)}), or stop anyway with make prefect-down FORCE=1,"
+        f" which records {them} Crashed"
     )

@@ -296,7 +296,8 @@ def test_drop_workspace_keeps_a_workspace_a_run_is_active_on_and_drops_its_lock(
     error = capsys.readouterr().err
     assert error == (
         f"not dropped {target.workspace}: streaming/writing (Running, id {run['id']}) is active"
-        " on it (wait for it, or cancel it: prefect flow-run cancel <id>)\n"
+        f" on it (wait for it, or cancel it: PREFECT_API_URL={api_url} .venv/bin/prefect"
+        f" flow-run cancel {run['id']})\n"
     )
     assert target.source.topic in list_topics(bootstrap)
 

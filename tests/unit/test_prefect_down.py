@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -42,14 +43,20 @@ def test_force_is_for_prefect_down_only(capsys):
 def test_the_refusal_names_every_run_and_the_way_out():
     other = replace(RUN, id="9b42", name="persimmon-bug", state="Cancelling")
 
-    assert _refuse_active_runs([RUN]) == (
+    api = "http://127.0.0.1:4200/api"
+    prefect = Path(sys.executable).with_name("prefect")
+    with suppress(ValueError):
+        prefect = prefect.relative_to(Path.cwd())
+
+    assert _refuse_active_runs([RUN], api) == (
         "1 flow run is active: streaming/aloof-impala (Running, id 2aa5). Stopping Prefect"
-        " would stop it: wait, cancel it (prefect flow-run cancel <id>), or stop anyway with"
-        " make prefect-down FORCE=1, which records it Crashed"
+        f" would stop it: wait, cancel it (PREFECT_API_URL={api} {prefect} flow-run cancel"
+        " 2aa5), or stop anyway with make prefect-down FORCE=1, which records it Crashed"
     )
-    assert _refuse_active_runs([RUN, other]).startswith(
+    assert _refuse_active_runs([RUN, other], api).startswith(
         "2 flow runs are active: streaming/aloof-impala (Running, id 2aa5);"
         " streaming/persimmon-bug (Cancelling, id 9b42). Stopping Prefect would stop them:"
+        f" wait, cancel them (PREFECT_API_URL={api} {prefect} flow-run cancel <id>),"
     )
 
 
