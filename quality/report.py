@@ -103,6 +103,7 @@ class _Tables:
             "quality.validation_events",
             "gold.title_popularity",
             "gold.traffic_by_hour",
+            "gold.daily_totals",
             "gold.sessions",
         ):
             location = profile.lake.table_location(name)
@@ -206,8 +207,8 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
     summary = (
         events.groupBy("table", "expectation", "action")
         .agg(
-            F.count("*").alias("batches"),
-            F.avg(F.col("success").cast("double")).alias("pass_rate"),
+            F.count("*").alias("validations"),
+            F.count_if("success").alias("passed"),
             F.sum(F.coalesce("unexpected_count", F.lit(0))).alias("unexpected"),
         )
         .orderBy("table", "expectation")
@@ -218,18 +219,17 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
             r["table"],
             r["expectation"],
             r["action"],
-            r["batches"],
-            f"{100 * (r['pass_rate'] or 0):.1f} %",
+            r["validations"],
+            _passed(r["passed"], r["validations"]),
             r["unexpected"],
         ]
         for r in summary
     ]
+    # A point per validation: a batch's checks share their validated_ts, and a batch that
+    # was stopped and validated again has a point per attempt (an average would hide it).
     over_time = (
-        events.groupBy("table", "run_id", "batch_id")
-        .agg(
-            F.min("validated_ts").alias("validated_ts"),
-            F.avg(F.col("success").cast("double")).alias("pass_rate"),
-        )
+        events.groupBy("table", "run_id", "batch_id", "validated_ts")
+        .agg(F.avg(F.col("success").cast("double")).alias("pass_rate"))
         .orderBy("validated_ts")
         .collect()
     )
@@ -268,7 +268,7 @@ def _expectation_section(tables: _Tables, charts: list) -> str:
         '<a href="suites.html">suites</a>.</p>'
         '<div id="chart-pass-rate" class="chart"></div>'
         + _table(
-            ["table", "expectation", "action", "validations", "pass rate", "unexpected rows"],
+            ["table", "expectation", "action", "validations", "passed", "unexpected rows"],
             rows,
         )
     )
@@ -325,6 +325,13 @@ def _data_docs_section(tables: _Tables, site: Path, run_id: str | None) -> str:
     )
 
 
+def _passed(passed: int, validations: int) -> str:
+    """``1,999 of 2,000 (99.9 %)``: the share rounded down, so that only a check that passed
+    every validation reads 100 %."""
+    share = passed * 1000 // validations / 10 if validations else 0.0
+    return f"{passed:,} of {validations:,} ({share:.1f} %)"
+
+
 def _quarantine_section(tables: _Tables) -> str:
     quarantine = tables.get("silver.quarantine")
     if quarantine is None:
@@ -334,6 +341,8 @@ def _quarantine_section(tables: _Tables) -> str:
     reasons = quarantine.select(F.explode("reasons").alias("reason"), "value")
     counts = reasons.groupBy("reason").agg(F.count("*").alias("records"))
     top = counts.orderBy(F.desc("records"), "reason").limit(TOP_REASONS).collect()
+    if not top:  # silver creates its quarantine as it starts: a clean stream leaves it empty
+        return "<h2>Quarantine</h2><p>Nothing quarantined.</p>"
     # Two examples a reason, without gathering every payload of a large quarantine.
     examples: dict[str, list[str]] = {}
     first = Window.partitionBy("reason").orderBy("value")

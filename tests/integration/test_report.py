@@ -96,6 +96,7 @@ def test_report_renders_offline_with_text_safe_values(report, browser):
     browser.get(report.as_uri())
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "reelhouse quality report" in body
+    assert "Daily totals (UTC)" in body and "excluded as late" in body
     assert SCRIPT_TITLE in body  # shown as text...
     assert browser.execute_script("return document.querySelectorAll('td script').length") == 0
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
@@ -205,6 +206,15 @@ def test_the_session_duration_chart_keeps_its_empty_bins(spark):
         {"minutes": 20, "sessions": 0},
         {"minutes": 30, "sessions": 2},
     ]
+
+
+def test_an_empty_quarantine_says_nothing_was_quarantined(spark):
+    from quality.report import _quarantine_section
+
+    quarantine = spark.createDataFrame([], "reasons array<string>, value binary")
+    assert _quarantine_section(_Frames(silver__quarantine=quarantine)) == (
+        "<h2>Quarantine</h2><p>Nothing quarantined.</p>"
+    )
 
 
 def test_a_tombstone_s_quarantine_example_says_it_had_no_value(spark):

@@ -101,3 +101,17 @@ def test_top_titles_are_counted_per_title_under_its_name_and_only_if_played(spar
     ]
     assert "".join(f"<tr>{row}</tr>" for row in cells) in section
     assert "Gamma" not in section
+
+
+@pytest.mark.parametrize(
+    ("passed", "validations", "shown"),
+    [
+        (1999, 2000, "1,999 of 2,000 (99.9 %)"),  # not rounded up to 100.0 %
+        (2000, 2000, "2,000 of 2,000 (100.0 %)"),
+        (1, 3, "1 of 3 (33.3 %)"),
+        (2, 3, "2 of 3 (66.6 %)"),
+        (0, 5, "0 of 5 (0.0 %)"),
+    ],
+)
+def test_an_expectation_that_failed_once_never_reads_100_percent(passed, validations, shown):
+    assert report._passed(passed, validations) == shown
