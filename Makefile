@@ -94,7 +94,7 @@ azure-preflight: $(VENV_STAMP) ## check an Azure deployment (config, Key Vault, 
 	$(PY) -m azure_profile.preflight
 
 bench: setup ## benchmark on an isolated workspace -> bench/results/latest.json
-	$(PY) -m bench.run --events $(BENCH_EVENTS) $(if $(BENCH_KEEP),--keep) $(if $(BENCH_ROUNDS),--bronze-rounds $(BENCH_ROUNDS))
+	$(PY) -m bench.run --events $(BENCH_EVENTS) $(if $(filter 1 true yes,$(BENCH_KEEP)),--keep) $(if $(BENCH_ROUNDS),--bronze-rounds $(BENCH_ROUNDS))
 
 profile: setup ## where one layer's time goes, Spark job by job (LAYER=silver; BENCH_EVENTS)
 	$(PY) -m bench.profile --layer $(LAYER) --events $(BENCH_EVENTS)

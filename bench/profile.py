@@ -25,19 +25,21 @@ from datetime import datetime
 
 from bench.run import (
     RESULTS,
+    RUN_ERRORS,
     add_backlog_arguments,
     bench_profile,
     check_backlog,
+    drop_run_workspaces,
     produce_backlog,
     start_stack,
+    stop_started,
     warm_up_size,
 )
 from local_stack.services import StackError
-from local_stack.workspaces import drop_workspaces
 from spark.jobs.layers import Trigger
 from spark.run import LAYERS, run_layers
 from spark.session import build_spark_session
-from spark.settings import Profile, SettingsError
+from spark.settings import Profile
 
 # How a streaming query describes a micro-batch's jobs (StreamExecution: its name, then
 # id, run id and batch on lines of their own); Delta may put "Delta: " before it.
@@ -132,16 +134,17 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = time.strftime("%Y%m%d%H%M%S")
     try:
-        stack = start_stack()
-        warm = _with_ui(bench_profile(f"profile-{stamp}-warm"))
-        measured = _with_ui(bench_profile(f"profile-{stamp}"))
-    except (StackError, SettingsError) as error:
+        stack, services_started = start_stack()
+    except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    produce_backlog(stack, warm, warm_up_events, args.fault_rate)
-    records, _ = produce_backlog(stack, measured, args.events, args.fault_rate)
-    spark = build_spark_session(measured, app_name=f"reelhouse-profile-{args.layer}")
+    spark = None
     try:
+        warm = _with_ui(bench_profile(f"profile-{stamp}-warm"))
+        measured = _with_ui(bench_profile(f"profile-{stamp}"))
+        produce_backlog(stack, warm, warm_up_events, args.fault_rate)
+        records, _ = produce_backlog(stack, measured, args.events, args.fault_rate)
+        spark = build_spark_session(measured, app_name=f"reelhouse-profile-{args.layer}")
         run_layers(spark, warm, layers, Trigger(), run_id=f"profile-{stamp}-warm")
         if layers[:-1]:
             run_layers(spark, measured, layers[:-1], Trigger(), run_id=f"profile-{stamp}")
@@ -154,10 +157,15 @@ def main(argv: list[str] | None = None) -> int:
         url = f"{context.uiWebUrl}/api/v1/applications/{context.applicationId}/jobs"
         with urllib.request.urlopen(url, timeout=30) as response:
             jobs = jobs_since(json.load(response), since)
+    except RUN_ERRORS as error:
+        print(f"error: the profile stopped: {error}", file=sys.stderr)
+        return 1
     finally:
-        spark.stop()
+        if spark is not None:
+            spark.stop()
         if not args.keep:
-            drop_workspaces(stack.settings, [f"profile-{stamp}", f"profile-{stamp}-*"])
+            drop_run_workspaces(stack, f"profile-{stamp}")
+        stop_started(services_started)
     results = {
         "layer": args.layer,
         "events": args.events,

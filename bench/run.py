@@ -62,6 +62,9 @@ FRESHNESS_ROUNDS = 3
 BRONZE_ROUNDS = 3
 # What a bronze round measures, in the order of its first round (later rounds rotate it).
 BRONZE_RUNS = ("bronze", "bronze_ungated", "baseline_copy")
+# How a run stops on what it was given or met (a layer refused, a service gone, a bad
+# setting): a one-line error. Anything else is a defect, and keeps its traceback.
+RUN_ERRORS = (RunError, PreflightError, ProducerError, KafkaError, SettingsError, ValueError)
 
 
 class PeakMemory:
@@ -177,15 +180,14 @@ def main(argv: list[str] | None = None) -> int:
 
     stamp = time.strftime("%Y%m%d%H%M%S")
     try:
-        stack = start_stack()
-        profile = bench_profile(f"bench-{stamp}")
-    except (StackError, SettingsError) as error:
+        stack, started = start_stack()
+    except StackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     sessions: list = []
     try:
-        _measure(args, stack, profile, stamp, warm_up_events, sessions)
-    except (RunError, PreflightError, ProducerError, KafkaError, ValueError) as error:
+        _measure(args, stack, bench_profile(f"bench-{stamp}"), stamp, warm_up_events, sessions)
+    except RUN_ERRORS as error:
         # A failed run leaves no results, and (below) none of its workspaces.
         print(f"error: the bench stopped: {error}", file=sys.stderr)
         return 1
@@ -198,17 +200,29 @@ def main(argv: list[str] | None = None) -> int:
                     _stop_jvm(sessions[0])
                 except Exception as error:  # the workspaces still go; the run's error stays
                     print(f"error: could not stop Spark's JVM: {error}", file=sys.stderr)
-            _drop_run_workspaces(stack, stamp)
+            drop_run_workspaces(stack, f"bench-{stamp}")
+        stop_started(started)
     return 0
 
 
-def _drop_run_workspaces(stack: LocalStack, stamp: str) -> None:
+def stop_started(services: list) -> None:
+    """Stop the services the bench started, in the reverse order of their start (as `down`)."""
+    for service in reversed(services):
+        try:
+            print(service.stop())
+        except StackError as error:
+            print(f"error: {service.name}: {error}", file=sys.stderr)
+
+
+def drop_run_workspaces(stack: LocalStack, prefix: str) -> None:
+    """Drop workspace ``prefix`` and those named ``prefix-*``, saying what it freed; an
+    error (the stack went down too) says what is left, and the run's own error stays."""
     try:
-        dropped = drop_workspaces(stack.settings, [f"bench-{stamp}", f"bench-{stamp}-*"])
-    except Exception as error:  # the stack went down too: say what is left, keep the cause
+        dropped = drop_workspaces(stack.settings, [prefix, f"{prefix}-*"])
+    except Exception as error:
         print(
-            f"error: could not drop the run's workspaces bench-{stamp}*: {error}"
-            " (python -m local_stack drop-workspace 'bench-*' once the stack is up)",
+            f"error: could not drop the run's workspaces {prefix}*: {error}"
+            f" (python -m local_stack drop-workspace '{prefix}*' once the stack is up)",
             file=sys.stderr,
         )
         return
@@ -229,9 +243,20 @@ def _measure(
     together = _on_topic_of(profile, f"bench-{stamp}-e2e")
     ungated = _on_topic_of(profile, f"bench-{stamp}-ungated")
     ungated_gold = bench_profile(f"bench-{stamp}-ungated-gold")
-    pids = [os.getpid(), *(s.running_pid() for s in stack.services if s.running_pid())]
+    service_pids = {service.name: service.running_pid() for service in stack.services}
+    pids = [os.getpid(), *(pid for pid in service_pids.values() if pid)]
+    outside = [name for name, pid in service_pids.items() if pid is None]
+    if outside:  # REELHOUSE_STACK_SERVICES=external: processes this machine may not even run
+        print(
+            f"warning: peak_rss_mb leaves out {', '.join(outside)}: not started by this"
+            " project, so not measured",
+            file=sys.stderr,
+        )
 
     results: dict = {
+        # Which code and when: a run that stops leaves an earlier run's file in place.
+        "commit": _commit(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "events": args.events,
         "fault_rate": args.fault_rate,
         "warm_up_events": warm_up_events,
@@ -245,7 +270,7 @@ def _measure(
 
         spark = build_spark_session(profile, app_name="reelhouse-bench")
         sessions.append(spark)
-        _warm_up(spark, stack, stamp, warm_up_events)
+        _warm_up(spark, stack, stamp, warm_up_events, args.fault_rate)
         rounds = _bronze_rounds(spark, profile, ungated, stamp, args.bronze_rounds)
         layer_s = {"bronze": statistics.median(rounds["bronze"])}
         for layer in LAYERS[1:]:
@@ -292,6 +317,8 @@ def _measure(
         # The issue's target: gated bronze at least 0.8x the baseline copy.
         results["bronze_vs_baseline"] = round(baseline_s / layer_s["bronze"], 2)
     results["peak_rss_mb"] = round(memory.peak_mb, 1)
+    # This process and its children (Spark's JVM, Python workers) and each service's.
+    results["peak_rss_covers"] = ["bench", *(name for name, pid in service_pids.items() if pid)]
     results["seconds"] = {
         **layer_s,
         "end_to_end": end_to_end_s,
@@ -321,10 +348,44 @@ def _measure(
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+    # What splits the backlog into micro-batches and where the lake is: the user's
+    # settings (REELHOUSE_*), the same for every query of the run.
+    results["stream"] = {
+        "kafka_partitions": stack.settings.kafka.default_partitions,
+        "max_offsets_per_trigger": profile.source.max_offsets_per_trigger,
+        "max_files_per_trigger": profile.lake.max_files_per_trigger,
+        "lake_root": profile.lake.root.removesuffix(f"/{profile.workspace}"),
+        "stack_services": stack.settings.services,
+    }
     results["lake"] = profile.lake.root if args.keep else None
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2, default=str))
     _print_table(results)
+
+
+def _commit() -> str | None:
+    """The checkout's commit, ``+changes`` when its files differ from it; None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+changes" if changes else head
 
 
 def _stop_jvm(spark) -> None:
@@ -378,11 +439,18 @@ def _on_topic_of(profile, workspace: str):
     return replace(other, source=replace(other.source, topic=profile.source.topic))
 
 
-def start_stack() -> LocalStack:
-    """The local stack, started when down; ``StackError`` naming what keeps it down."""
+def start_stack() -> tuple[LocalStack, list]:
+    """The local stack, started when down, and the services this call started (for
+    ``stop_started``); ``StackError`` naming what keeps it down, those stopped again. By
+    process, as ``make test`` does: what was up stays up, what the bench starts it stops."""
     stack = LocalStack()
-    stack.up()
-    return stack
+    started = [service for service in stack.services if service.running_pid() is None]
+    try:
+        stack.up()
+    except StackError:
+        stop_started(started)
+        raise
+    return stack, started
 
 
 def _positive(text: str) -> int:
@@ -405,12 +473,13 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _warm_up(spark, stack: LocalStack, stamp: str, events: int) -> None:
+def _warm_up(spark, stack: LocalStack, stamp: str, events: int, fault_rate: float) -> None:
     """Every measured query runs warm: the JVM's JIT, Spark's code generation and Great
     Expectations' first validation (about 8 s) are paid here, on a topic of its own, not
-    by whichever query happens to run first."""
+    by whichever query happens to run first. With the backlog's faults, so that the code
+    only faults reach (silver's quarantine write, gold's late records) is warm too."""
     warm = bench_profile(f"bench-{stamp}-warm")
-    produce_backlog(stack, warm, events)
+    produce_backlog(stack, warm, events, fault_rate)
     run_layers(spark, warm, ["bronze", "silver", "gold"], Trigger(), run_id=f"bench-{stamp}-warm")
     _baseline_copy(spark, warm, stamp)
     _baseline_parse(spark, warm)

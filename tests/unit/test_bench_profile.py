@@ -147,3 +147,63 @@ def test_a_bench_reads_its_backlog_from_the_earliest_offset_whatever_the_user_se
     for source in (profile.source, together.source):
         assert source.spark_options()["startingOffsets"] == "earliest"
     assert together.source.topic == "bench-x.viewing-events"
+
+
+class _Service:
+    def __init__(self, name: str, pid: int | None, stops: list[str]) -> None:
+        self.name, self.pid, self.stops = name, pid, stops
+
+    def running_pid(self) -> int | None:
+        return self.pid
+
+    def stop(self) -> str:
+        self.stops.append(self.name)
+        return f"{self.name}: stopped"
+
+
+def test_a_bench_stops_what_it_started_and_only_that_when_the_stack_fails(monkeypatch):
+    import bench.run
+    from local_stack.services import StackError
+
+    stops: list[str] = []
+
+    class Stack:
+        services = [_Service("kafka", None, stops), _Service("azurite", 4242, stops)]
+
+        def up(self):
+            raise StackError("kafka: port 9092 is taken")
+
+    monkeypatch.setattr(bench.run, "LocalStack", Stack)
+    with pytest.raises(StackError):
+        bench.run.start_stack()
+    assert stops == ["kafka"]  # the user's own Azurite stays up
+
+
+def test_a_bench_names_the_services_it_started_for_stopping_afterwards(monkeypatch, capsys):
+    import bench.run
+
+    stops: list[str] = []
+
+    class Stack:
+        services = [
+            _Service("kafka", None, stops),
+            _Service("azurite", None, stops),
+            _Service("other", 7, stops),
+        ]
+
+        def up(self):
+            return []
+
+    monkeypatch.setattr(bench.run, "LocalStack", Stack)
+    _, started = bench.run.start_stack()
+    bench.run.stop_started(started)
+    assert stops == ["azurite", "kafka"]  # in the reverse order of their start
+    assert capsys.readouterr().out == "azurite: stopped\nkafka: stopped\n"
+
+
+def test_a_bench_result_names_its_commit():
+    import re
+
+    from bench.run import _commit
+
+    assert re.fullmatch(r"[0-9a-f]{12}(\+changes)?", _commit() or "")
