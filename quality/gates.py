@@ -124,7 +124,7 @@ class QualityGate:
                 raise
             if together is None:
                 outcome.recorded = self._recorder.submit(
-                    self._record, batch.sparkSession, writer, batch_id, events
+                    self._record, batch.sparkSession, writer, batch_id, events, once=_once(query_id)
                 )
             else:
                 outcome.recorded = together.recorded
@@ -198,7 +198,12 @@ class QualityGate:
             together.recorded.set_result(None)
             return
         written = self._recorder.submit(
-            self._record, together.spark, _writer(name, together.query_id), batch_id, events
+            self._record,
+            together.spark,
+            _writer(name, together.query_id),
+            batch_id,
+            events,
+            once=_once(together.query_id),
         )
         written.add_done_callback(lambda done: _copy_outcome(done, together.recorded))
 
@@ -358,6 +363,15 @@ def _writer(name: str, query_id: str | None) -> str:
     batches from 0 again under a new id, instead of every batch up to the old query's last
     being skipped as recorded already."""
     return f"{name}.{query_id}" if query_id else name
+
+
+def _once(query_id: str | None) -> bool:
+    """Whether a passing batch's events are recorded once per (writer, batch id): only
+    within a streaming query. Outside one (a batch gated by hand, or PySpark's threads not
+    pinned, so no query id reaches this thread) the writer is the table alone, and its
+    batch ids start from 0 again in every run: recorded once, every batch up to an
+    earlier run's last would be skipped as recorded already, so each is one more attempt."""
+    return query_id is not None
 
 
 def _copy_outcome(done: Future, to: Future) -> None:

@@ -81,6 +81,17 @@ def _unique(action: str) -> Check:
     )
 
 
+QUERY_ID = "sql.streaming.queryId"
+
+
+@pytest.fixture(autouse=True)
+def in_a_streaming_query(spark):
+    """The gate runs as ``foreachBatch`` runs it: on a thread that knows its query's id."""
+    spark.sparkContext.setLocalProperty(QUERY_ID, "unit-query")
+    yield
+    spark.sparkContext.setLocalProperty(QUERY_ID, None)
+
+
 def _events(spark, workspace, table: str, batch_id: int):
     location = workspace.lake.table_location("quality.validation_events")
     return (
@@ -154,6 +165,17 @@ def test_a_stopped_batch_and_its_passing_replay_are_both_on_record(spark, worksp
         ("run-relaxed", "warn", False),
         ("run-strict", "fail", False),
     ]
+
+
+def test_batches_gated_outside_a_query_are_all_on_record(spark, workspace, batch):
+    """Without a streaming query's id a writer is its table alone, and batch ids start
+    from 0 in every run: a second run's batch 9 is recorded, not skipped as the first's."""
+    spark.sparkContext.setLocalProperty(QUERY_ID, None)
+    for run in ("run-first", "run-second"):
+        build_gate(workspace, run, _suite(_rating("warn")))("silver.events", batch, 9).settle()
+
+    recorded = _events(spark, workspace, "silver.events", 9).collect()
+    assert sorted(row.run_id for row in recorded) == ["run-first", "run-second"]
 
 
 def test_warn_promotes_everything_and_records_the_unexpected_count(spark, workspace, batch):
