@@ -62,13 +62,14 @@ def optimize(profile_name: str, workspace: str) -> dict:
 
 
 @task(cache_policy=NO_CACHE)
-def vacuum(profile_name: str, workspace: str, retention_hours: int) -> list[str]:
+def vacuum(profile_name: str, workspace: str, retention_hours: int | None) -> list[str]:
     from spark.maintenance import vacuum_tables
 
     done = vacuum_tables(
         _spark(profile_name, workspace), load_profile(profile_name, workspace), retention_hours
     )
-    get_run_logger().info("vacuumed (retain %dh): %s", retention_hours, done)
+    kept = "each table's own, at least 168h" if retention_hours is None else f"{retention_hours}h"
+    get_run_logger().info("vacuumed (retain %s): %s", kept, done)
     return done
 
 
@@ -81,14 +82,17 @@ def checkpoint(profile_name: str, workspace: str) -> list[str]:
 
 @flow(name="maintenance")
 def maintenance(
-    profile: str = "local", workspace: str = "main", retention_hours: int = 168
+    profile: str = "local", workspace: str = "main", retention_hours: int | None = None
 ) -> dict:
     """OPTIMIZE (compaction), VACUUM with a retention floor of 168 h, Delta log checkpoints.
 
-    Refused while a replay deletes the workspace's tables."""
+    ``retention_hours``: the hours every table keeps removed files from now on; unset,
+    each keeps its own (a week unless raised), the floor at least. Refused while a replay
+    deletes the workspace's tables."""
     from spark.maintenance import check_retention
 
-    check_retention(retention_hours)  # before the lock is taken and the tables compacted
+    if retention_hours is not None:
+        check_retention(retention_hours)  # before the lock is taken and the tables compacted
     settings = load_profile(profile, workspace)
     with holding_workspace(profile, workspace, doing="maintenance"):
         check_stack(settings, reads_events=False)  # the lake alone

@@ -100,19 +100,37 @@ def retention_changes(properties: dict, retention_hours: int) -> dict[str, str]:
     return changes
 
 
-def vacuum_tables(spark: SparkSession, profile: Profile, retention_hours: int) -> list[str]:
-    """VACUUM every existing table, never below the retention floor: the retention becomes
-    each table's ``delta.deletedFileRetentionDuration`` first (a metadata commit, when it
-    changes), which is what Delta's VACUUM keeps files by."""
+def vacuum_changes(properties: dict, retention_hours: int | None) -> dict[str, str]:
+    """The table properties to set before a VACUUM: for ``retention_hours``, as
+    ``retention_changes`` says; without one (the nightly run), none unless the table keeps
+    its files less than the floor (a week), then the floor's. A table whose retention was
+    raised on purpose (30 days for time travel, or for a stream stopped a while) keeps it
+    night after night."""
+    if retention_hours is not None:
+        return retention_changes(properties, check_retention(retention_hours))
+    kept = interval_hours(properties, RETENTION_PROPERTY)
+    if kept is None or kept >= MIN_VACUUM_RETENTION_HOURS:  # a form not read here: Delta's
+        return {}
+    return retention_changes(properties, MIN_VACUUM_RETENTION_HOURS)
+
+
+def vacuum_tables(
+    spark: SparkSession, profile: Profile, retention_hours: int | None = None
+) -> list[str]:
+    """VACUUM every existing table, never below the retention floor: a given retention
+    becomes each table's ``delta.deletedFileRetentionDuration`` first (a metadata commit,
+    when it changes), which is what Delta's VACUUM keeps files by; without one, each table
+    keeps its own (``vacuum_changes``)."""
     from delta.tables import DeltaTable
 
-    retention_hours = check_retention(retention_hours)
+    if retention_hours is not None:
+        retention_hours = check_retention(retention_hours)
     done = []
     for spec in TABLES:
         location = profile.lake.table_location(spec.name)
         if DeltaTable.isDeltaTable(spark, location):
             table = DeltaTable.forPath(spark, location)
-            changes = retention_changes(table.detail().first()["properties"], retention_hours)
+            changes = vacuum_changes(table.detail().first()["properties"], retention_hours)
             if changes:
                 settings = ", ".join(f"'{name}' = '{value}'" for name, value in changes.items())
                 spark.sql(f"ALTER TABLE delta.`{location}` SET TBLPROPERTIES ({settings})")

@@ -9,6 +9,7 @@ from spark.maintenance import (
     RETENTION_PROPERTY,
     interval_hours,
     retention_changes,
+    vacuum_changes,
 )
 
 pytestmark = pytest.mark.unit
@@ -101,3 +102,25 @@ def test_a_log_retention_under_the_files_is_raised_under_30_days_too():
         RETENTION_PROPERTY: "interval 168 hours",
         LOG_RETENTION_PROPERTY: "interval 168 hours",
     }
+
+
+@pytest.mark.parametrize("kept", [None, "interval 1 week", "interval 30 days", "interval 2 months"])
+def test_the_nightly_run_keeps_each_table_s_own_retention(kept):
+    """No retention given (the schedule gives none): a table raised to 30 days on purpose
+    keeps it, where the run used to lower every table to its 168 h default each night."""
+    properties = {} if kept is None else {RETENTION_PROPERTY: kept}
+    assert vacuum_changes(properties, None) == {}
+
+
+def test_the_nightly_run_raises_a_retention_under_the_floor():
+    assert vacuum_changes({RETENTION_PROPERTY: "interval 2 days"}, None) == {
+        RETENTION_PROPERTY: "interval 168 hours"
+    }
+
+
+def test_a_retention_given_is_set_even_when_shorter_than_the_table_s():
+    assert vacuum_changes({RETENTION_PROPERTY: "interval 30 days"}, 168) == {
+        RETENTION_PROPERTY: "interval 168 hours"
+    }
+    with pytest.raises(ValueError, match="below the floor"):
+        vacuum_changes({}, 24)
