@@ -851,6 +851,41 @@ def test_bronze_and_silver_on_a_lost_checkpoint_are_refused_and_lose_nothing(sta
     assert _table(spark, first, "bronze.events").count() == len(records)
     assert _table(spark, first, "silver.events").count() == 60
 
+    # An older copy of bronze's checkpoint (its last batch's files put aside): it would plan
+    # batch 1 again over the new records, and Delta would skip it as written.
+    more = simulate(SimulationRequest(events=5, seed=22)).records
+    produce_records(first, more, partitions=1)
+    checkpoint = first.lake.checkpoint_location("bronze_events")
+    hadoop = spark._jvm.org.apache.hadoop.fs
+    filesystem = hadoop.Path(checkpoint).getFileSystem(spark._jsc.hadoopConfiguration())
+
+    def move(source: str, target: str) -> None:
+        assert filesystem.rename(hadoop.Path(source), hadoop.Path(target)), source
+
+    for log in ("offsets", "commits"):
+        move(f"{checkpoint}/{log}/1", f"{checkpoint}/{log}-1")
+    with pytest.raises(CheckpointLost) as refused:
+        run_layers(spark, first, ["bronze"], Trigger())
+    assert str(refused.value).startswith(
+        f"{first.lake.table_location('bronze.events')} holds batches 0-1 of"
+        f" {query_name(first, 'bronze.events')}, but its checkpoint {checkpoint} planned"
+        " batches up to 0 only (an older copy of it?)"
+    )
+    for log in ("offsets", "commits"):
+        move(f"{checkpoint}/{log}-1", f"{checkpoint}/{log}/1")
+    # The lake moved without its checkpoints: the query would go on after batch 1, and the
+    # new lake's table would never hold the records of batches 0-1.
+    moved = replace(first, lake=replace(first.lake, root=f"{first.lake.root}-moved"))
+    with pytest.raises(CheckpointLost) as refused:
+        run_layers(spark, moved, ["bronze"], Trigger())
+    assert str(refused.value).startswith(
+        f"{moved.lake.table_location('bronze.events')} holds no batch of"
+        f" {query_name(first, 'bronze.events')}, but its checkpoint {checkpoint} committed"
+        " batches up to 1"
+    )
+    run_layers(spark, first, ["bronze"], Trigger())  # the pair that belongs together goes on
+    assert _table(spark, first, "bronze.events").count() == len(records) + len(more)
+
 
 def _append_to_silver(spark, profile, payloads: list[dict]) -> None:
     """Clean events straight into silver, parsed as the silver job parses them (each
