@@ -18,6 +18,8 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -259,10 +261,19 @@ def send_to_kafka(
     started = time.monotonic()
     jobs = [(index, producers, topic, config, rate / producers) for index in range(producers)]
     try:
-        with context.Pool(producers) as pool:
-            pending = pool.map_async(_send_share, jobs)
+        # Not multiprocessing.Pool: its map never ends when a worker dies (the OOM killer,
+        # a crash in a codec's C code); the executor's futures fail with BrokenProcessPool.
+        with ProcessPoolExecutor(producers, mp_context=context) as executor:
+            pending = [executor.submit(_send_share, job) for job in jobs]
             _show_progress(pending, sent, len(records), progress)
-            outcomes = pending.get()
+            try:
+                outcomes = [future.result() for future in pending]
+            except BrokenProcessPool:
+                raise ProducerError(
+                    f"a producer process died after {sent.value:,} of {len(records):,} records"
+                    f" were sent to {topic} (out of memory? see dmesg): the topic holds part"
+                    " of the run; send it again to a new topic"
+                ) from None
     finally:
         _SHARED.clear()
     failures = [outcome for outcome in outcomes if outcome]
@@ -381,15 +392,15 @@ def _with_token_failure(message: str, config: dict) -> str:
     return f"{message}; its OAUTHBEARER token could not be refreshed: {failure}"
 
 
-def _show_progress(pending, sent, total: int, progress: bool) -> None:
+def _show_progress(pending: list[Future], sent, total: int, progress: bool) -> None:
     if not progress:
-        pending.wait()
+        wait(pending)
         return
     from tqdm import tqdm
 
     with tqdm(total=total, unit="rec", file=sys.stderr) as bar:
-        while not pending.ready():
-            pending.wait(0.5)
+        while not all(future.done() for future in pending):
+            wait(pending, timeout=0.5)
             bar.update(sent.value - bar.n)
         bar.update(sent.value - bar.n)
 

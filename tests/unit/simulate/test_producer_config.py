@@ -145,3 +145,46 @@ def test_the_options_spark_is_not_handed_are_the_producer_s_own():
         "batch_size",
         "max_block_ms",
     }
+
+
+def _second_producer_dies(job: tuple) -> str | None:
+    """A producer process killed while it sends (the OOM killer's SIGKILL)."""
+    import os
+    import signal
+
+    if job[0] == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return None
+
+
+def test_a_producer_process_that_dies_is_named_not_waited_for(monkeypatch):
+    """multiprocessing.Pool waited for a killed worker's result forever, saying nothing."""
+    import threading
+    import time
+
+    from local_stack.simulate import producer
+    from local_stack.simulate.simulation import Record
+
+    monkeypatch.setattr(producer, "_send_share", _second_producer_dies)
+    now_ms = int(time.time() * 1000)
+    records = [Record(f"k{i}".encode(), b"v", now_ms) for i in range(3)]
+    outcome: list = []
+
+    def send() -> None:
+        try:
+            producer.send_to_kafka(
+                records, "t", {"bootstrap.servers": "127.0.0.1:1"}, rate=0, progress=False
+            )
+        except Exception as error:
+            outcome.append(error)
+
+    sender = threading.Thread(target=send, daemon=True)  # a hang fails, not blocks, the test
+    sender.start()
+    sender.join(60)
+    assert not sender.is_alive(), "send_to_kafka still waits for a dead producer"
+    (error,) = outcome
+    assert isinstance(error, ProducerError)
+    assert str(error) == (
+        "a producer process died after 0 of 3 records were sent to t (out of memory? see"
+        " dmesg): the topic holds part of the run; send it again to a new topic"
+    )
