@@ -168,7 +168,9 @@ def _parser() -> argparse.ArgumentParser:
         "--fault-rate",
         type=float,
         default=0.0,
-        help="share of clean events that also yield a faulty record",
+        help="share of clean events drawn for a fault: each yields one faulty record of a"
+        " --faults kind that applies to it (invalid_value needs a position or a rating;"
+        " an event with none of the kinds yields none)",
     )
     parser.add_argument("--faults", default="all", help=f"comma list of: {','.join(FAULT_KINDS)}")
     parser.add_argument("--start-time", default=DEFAULT_START, help="ISO-8601 with offset")

@@ -365,6 +365,23 @@ def test_a_run_near_the_year_9999_moves_its_timestamps_back_only():
     assert len(records) > 300 and max(years) == "9990" and "9963" in years
 
 
+def test_a_run_too_large_for_memory_counts_its_ground_truth_and_faults(monkeypatch):
+    """The truth doubles a run's memory (2,496 bytes an event against 1,192, measured),
+    a tenth of faults adds half as much again: 1M events fit in 4 GiB without the truth,
+    not with it."""
+    from types import SimpleNamespace
+
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=4 * 2**30))
+    SimulationRequest(events=1_000_000, with_truth=False)
+    with pytest.raises(ValueError, match=r"^events 1,000,000 would take about 2\.3 GiB"):
+        SimulationRequest(events=1_000_000)
+    SimulationRequest(events=600_000, with_truth=True)
+    with pytest.raises(ValueError, match=r"would take about 2\.8 GiB"):
+        SimulationRequest(events=600_000, with_truth=True, fault_rate=0.2)
+
+
 def test_world_is_large_enough():
     from random import Random
 
@@ -396,6 +413,10 @@ def test_world_is_large_enough():
         (
             ["--start-time", "9999-12-31T00:00:00+00:00", "--days", "3"],
             "with days=3 runs past the year 9999",
+        ),
+        (  # in its own zone it ends in 9999, in UTC (and Sydney) after it
+            ["--start-time", "9999-12-29T23:00:00-12:00", "--days", "1"],
+            "with days=1 runs past the year 9999",
         ),
         (["--out", "jsonl:run.jsonl", "--manifest", "run.jsonl"], "--manifest and --out name"),
         (["--out", "jsonl:r.jsonl", "--truth", "m.json", "--manifest", "m.json"], "the same file"),
