@@ -37,6 +37,7 @@ def check_source_reachable(source: EventSource, timeout_s: float = 5.0) -> None:
     unknown = 0
     for server in source.bootstrap_servers.split(","):
         host, _, port = server.strip().rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # [::1]:9092, as Kafka writes IPv6
         try:
             with socket.create_connection((host, int(port)), timeout=timeout_s):
                 return
@@ -73,6 +74,8 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
         kafka_python_config(source.client_options(), client="admin")
     except ProducerError:
         return None  # options Spark's client takes and this one does not: Spark decides
+    if _jvm_trust_store_only(source.client_options()):
+        return None  # kafka-python would trust the system's CAs alone, Spark the store
     client_log = logging.getLogger("kafka")  # a line per retry: the answer is ours, below
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)
@@ -106,6 +109,17 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
             f"Kafka source {where} answered for topic {source.topic} with Kafka error {code}"
         )
     return partitions
+
+
+def _jvm_trust_store_only(options: dict) -> bool:
+    """A JKS or PKCS12 trust store (the Java client's) and no CA file kafka-python reads:
+    a broker with a private CA, which Spark's client trusts and kafka-python would refuse."""
+    store_type = options.get("ssl.truststore.type", "JKS").upper()
+    return (
+        "ssl.truststore.location" in options
+        and store_type != "PEM"
+        and not any(key in options for key in ("ssl.ca.location", "ssl.cafile"))
+    )
 
 
 # Ports of the Azure storage schemes when the profile names no endpoint: abfs keeps TLS
@@ -142,7 +156,7 @@ def _lake_addresses(lake: Lake) -> list[tuple[str, int, bool]]:
                     f"setting fs.azure.abfs.endpoint is not host:port: {configured!r}"
                 )
             tls = given.lower() == "https" if given else not (scheme == "abfs" and plain)
-            endpoint = (host, int(port_text), tls)
+            endpoint = (host.removeprefix("[").removesuffix("]"), int(port_text), tls)
         else:
             tls = scheme in ("abfss", "wasbs") or (scheme == "abfs" and not plain)
             port = 80 if not tls else port

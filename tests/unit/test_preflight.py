@@ -62,9 +62,35 @@ def test_a_host_no_dns_server_knows_is_told_apart_from_one_that_is_down(servers,
     assert ("no such host" in str(raised.value)) is unknown
 
 
+def test_a_bracketed_ipv6_broker_is_reached():
+    """Kafka writes an IPv6 address in brackets ([::1]:9092); the brackets are no host."""
+    import socket
+    from dataclasses import replace
+
+    from spark.io.preflight import check_source_reachable
+    from spark.settings import load_profile
+
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with listener:
+        port = listener.getsockname()[1]
+        source = replace(
+            load_profile("local", "preflight").source, bootstrap_servers=f"[::1]:{port}"
+        )
+        check_source_reachable(source, timeout_s=1.0)
+
+
 @pytest.mark.parametrize(
     ("root", "checkpoint_root", "storage_conf", "endpoints"),
     [
+        (
+            "abfs://lake@devstoreaccount1.dfs.core.windows.net/lake",
+            "abfs://lake@devstoreaccount1.dfs.core.windows.net/_checkpoints",
+            {"fs.azure.abfs.endpoint": "http://[::1]:10000"},
+            [("::1", 10000)],
+        ),
         (
             "abfs://lake@devstoreaccount1.dfs.core.windows.net/lake",
             "abfs://lake@devstoreaccount1.dfs.core.windows.net/_checkpoints",
@@ -305,3 +331,30 @@ def test_options_only_spark_s_client_takes_leave_the_topic_to_spark(monkeypatch)
     options = {"client.dns.lookup": "use_all_dns_ips"}
     profile = _profile_with_kafka_options(monkeypatch, "127.0.0.1:1", options)
     assert check_source_topic(profile, timeout_s=1) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "left_to_spark"),
+    [
+        ({"ssl.truststore.location": "/etc/kafka/ca.jks"}, True),  # JKS by default
+        ({"ssl.truststore.type": "PKCS12", "ssl.truststore.location": "/ca.p12"}, True),
+        ({"ssl.truststore.location": "/ca.jks", "ssl.ca.location": "/ca.pem"}, False),
+        ({"ssl.truststore.type": "PEM", "ssl.truststore.location": "/ca.pem"}, False),
+    ],
+)
+def test_a_java_trust_store_leaves_the_topic_to_spark(monkeypatch, options, left_to_spark):
+    """kafka-python cannot read a JKS or PKCS12 store: it would trust the system's CAs
+    alone and refuse a broker with a private CA that Spark's client, reading the store,
+    trusts. Without a CA file it can read, the check is Spark's."""
+    from spark.io import preflight
+    from tests.ports import free_port
+
+    nothing = f"127.0.0.1:{free_port()}"
+    profile = _profile_with_kafka_options(
+        monkeypatch, nothing, {"security.protocol": "SSL", **options}
+    )
+    if left_to_spark:
+        assert preflight.check_source_topic(profile, timeout_s=1) is None
+    else:
+        with pytest.raises(preflight.PreflightError, match="no answer within 1 s"):
+            preflight.check_source_topic(profile, timeout_s=1)
