@@ -296,8 +296,25 @@ def register_table(spark: SparkSession, name: str, location: str) -> None:
     if current is not None:
         if current.rstrip("/") == location.rstrip("/").replace("file:///", "file:/"):
             return
-        spark.sql(f"DROP TABLE {name}")  # an external table: only the name goes
+        drop_registration(spark, name)
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}'")
+
+
+def drop_registration(spark: SparkSession, name: str) -> None:
+    """Drop the name ``name`` when it is an external table, as the project registers its
+    tables (the data stays where it is); refuse a managed table of that name, whose data a
+    DROP would delete (a persistent catalog, as a cluster's metastore, may hold one)."""
+    found = _registration(spark, name)
+    if found is None:
+        return
+    location, kind = found
+    if kind != "EXTERNAL":
+        raise RuntimeError(
+            f"table {name} is a {kind.lower() or 'non-external'} table at {location}, not one"
+            " reelhouse registered (those are external): dropping its name would delete its"
+            " data; rename it, or drop it yourself"
+        )
+    spark.sql(f"DROP TABLE IF EXISTS {name}")
 
 
 def registered_location(spark: SparkSession, name: str) -> str | None:
@@ -309,13 +326,18 @@ def registered_location(spark: SparkSession, name: str) -> str | None:
     session lives), and ``DESCRIBE DETAIL`` computes its size and file count with a Spark
     job (0.6-1.3 s for a table the session has not read: each workspace a session moves to).
     """
+    found = _registration(spark, name)
+    return None if found is None else found[0]
+
+
+def _registration(spark: SparkSession, name: str) -> tuple[str, str] | None:
+    """The location and type (``EXTERNAL``, ``MANAGED``) of table ``name`` in the catalog."""
     layer, table = name.split(".")
     for row in spark.sql(f"SHOW TABLE EXTENDED IN {layer} LIKE '{table}'").collect():
         if row.tableName != table:
             continue
-        for line in row.information.splitlines():
-            if line.startswith("Location: "):
-                return line.removeprefix("Location: ")
+        fields = dict(line.split(": ", 1) for line in row.information.splitlines() if ": " in line)
+        return fields.get("Location", ""), fields.get("Type", "").upper()
     return None
 
 

@@ -7,7 +7,7 @@ import re
 
 from pyspark.sql import SparkSession
 
-from spark.catalog import TABLES
+from spark.catalog import TABLES, drop_registration
 from spark.settings import Profile
 
 MIN_VACUUM_RETENTION_HOURS = 168  # a week: never remove files a reader may still need
@@ -168,6 +168,9 @@ def reset_downstream(spark: SparkSession, profile: Profile) -> list[str]:
             f"workspace {profile.workspace!r} has no bronze.events at {bronze}: nothing to"
             " replay silver and gold from; nothing was deleted"
         )
+    # The names first: a managed table of one of them is refused before anything is deleted.
+    for name in DOWNSTREAM_OF_BRONZE["tables"]:
+        drop_registration(spark, name)
     removed = []
     paths = [profile.lake.table_location(name) for name in DOWNSTREAM_OF_BRONZE["tables"]]
     paths += [
@@ -181,6 +184,4 @@ def reset_downstream(spark: SparkSession, profile: Profile) -> list[str]:
         if filesystem.exists(hadoop_path):
             filesystem.delete(hadoop_path, True)
             removed.append(path)
-    for name in DOWNSTREAM_OF_BRONZE["tables"]:
-        spark.sql(f"DROP TABLE IF EXISTS {name}")
     return removed

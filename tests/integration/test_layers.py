@@ -181,6 +181,25 @@ def test_a_gold_table_is_created_with_its_first_rows_in_one_commit_over_a_killed
     assert registered_location(spark, spec.name) == location
 
 
+def test_a_managed_table_of_the_same_name_is_never_dropped(spark, tmp_path):
+    """A persistent catalog (a cluster's metastore) may hold a managed table by one of the
+    project's names: dropping the name would delete its data. It is refused instead."""
+    spark.sql("CREATE TABLE bronze.managed_here (id INT) USING parquet")
+    try:
+        spark.sql("INSERT INTO bronze.managed_here VALUES (7)")
+        with pytest.raises(RuntimeError) as refused:
+            register_table(spark, "bronze.managed_here", (tmp_path / "ours").as_uri())
+        message = str(refused.value)
+        assert message.startswith("table bronze.managed_here is a managed table at file:/")
+        assert message.endswith(
+            "/managed_here, not one reelhouse registered (those are external): dropping its"
+            " name would delete its data; rename it, or drop it yourself"
+        )
+        assert spark.table("bronze.managed_here").collect()[0].id == 7
+    finally:
+        spark.sql("DROP TABLE IF EXISTS bronze.managed_here")
+
+
 def test_a_name_moves_to_another_table_even_when_the_one_it_held_is_gone(spark, tmp_path):
     """A session moving a name to another workspace's table never opens the table the name
     held: that workspace may have been dropped since."""
