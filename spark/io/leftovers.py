@@ -53,15 +53,33 @@ def clear_uncommitted_delta_log(spark: SparkSession, table: str) -> list[str]:
     delta_log, filesystem = _path(spark, f"{table}/_delta_log")
     if not filesystem.exists(delta_log):
         return []
-    names = []
-    files = filesystem.listFiles(delta_log, True)
-    while files.hasNext():
-        names.append(files.next().getPath().getName())
-    if any(_VERSION_FILE.match(name) or name == "_last_checkpoint" for name in names):
+    files = _files(filesystem, delta_log)
+    names = [path.getName() for path in files]
+    if _committed(names):
+        return []
+    # Another run may be creating the table at this moment (its first commit a temporary
+    # file still): its files go one by one first, so that its rename can no longer land a
+    # commit, and the folder only if still no commit appeared meanwhile.
+    for path in files:
+        filesystem.delete(path, False)
+    if _committed([path.getName() for path in _files(filesystem, delta_log)]):
         return []
     filesystem.delete(delta_log, True)
     log.warning("%s: deleted a _delta_log without commits (a killed driver's): %s", table, names)
     return names
+
+
+def _committed(names: list[str]) -> bool:
+    return any(_VERSION_FILE.match(name) or name == "_last_checkpoint" for name in names)
+
+
+def _files(filesystem, folder) -> list:
+    """The paths of every file below ``folder``."""
+    paths = []
+    files = filesystem.listFiles(folder, True)
+    while files.hasNext():
+        paths.append(files.next().getPath())
+    return paths
 
 
 def _path(spark: SparkSession, location: str):
