@@ -89,7 +89,8 @@ class EventSource:
     starting_offsets: str
     max_offsets_per_trigger: int | None
     fail_on_data_loss: bool
-    kafka_options: Mapping[str, str] = field(default_factory=dict)
+    # Not in the repr: it carries the credentials (a JAAS password, a client secret).
+    kafka_options: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def check_starting_offsets(self) -> None:
         """Offsets given per partition must name this source's topic: Spark asks for every
@@ -147,7 +148,8 @@ class Lake:
     root: str
     checkpoint_root: str
     catalog: str
-    storage_conf: Mapping[str, str] = field(default_factory=dict)
+    # Not in the repr: it carries the credentials (an account key, a client secret).
+    storage_conf: Mapping[str, str] = field(default_factory=dict, repr=False)
     max_files_per_trigger: int | None = None  # None: Delta's default, 1000
 
     def stream_options(self) -> dict[str, str]:
@@ -176,7 +178,7 @@ class Profile:
     source: EventSource
     lake: Lake
     spark_master: str
-    spark_conf: Mapping[str, str]
+    spark_conf: Mapping[str, str] = field(repr=False)  # the storage credentials among it
     secrets_provider: str
     secret_names: Mapping[str, str]
 

@@ -360,3 +360,30 @@ def test_a_local_event_log_folder_is_created_when_the_log_is_on(tmp_path):
     )
 
     assert on.is_dir() and not off.exists()
+
+
+def test_a_profile_s_repr_shows_no_credential(monkeypatch):
+    """A profile travels as a Prefect task's argument, and into log lines and tracebacks:
+    its options with credentials stay out of its repr."""
+    import json
+
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required"
+        ' username="$ConnectionString" password="Endpoint=sb://ns/;SharedAccessKey=s3cr3t-k3y";'
+    )
+    monkeypatch.setenv(
+        "REELHOUSE_SOURCE_KAFKA_OPTIONS",
+        json.dumps({"sasl.mechanism": "PLAIN", "sasl.jaas.config": jaas}),
+    )
+    profile = load_profile("local", "repr")
+    assert "s3cr3t-k3y" in profile.source.kafka_options["sasl.jaas.config"]
+    shown = repr(profile)
+    assert "s3cr3t-k3y" not in shown and "sasl.jaas.config" not in shown
+    keys = [
+        value
+        for conf in (profile.lake.storage_conf, profile.spark_conf)
+        for name, value in conf.items()
+        if "key" in name.lower()
+    ]
+    assert keys and not any(key in shown for key in keys)  # Azurite's account key
+    assert "workspace='repr'" in shown and "topic='repr.viewing-events'" in shown
