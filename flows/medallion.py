@@ -23,6 +23,7 @@ from local_stack.services import StackSetupError
 from local_stack.settings import load_stack_settings
 from local_stack.simulate.simulation import SimulationRequest
 from local_stack.stack import LocalStack
+from spark.catalog import CatalogConflict
 from spark.gates import GateFailure
 from spark.io.delta import CheckpointLost
 from spark.settings import Profile, load_profile
@@ -36,7 +37,7 @@ def _retry_unless_gate_failed(task, task_run, state) -> bool:
     """Retry transient failures; a failed quality gate is never retried."""
     try:
         state.result()
-    except (GateFailure, CheckpointLost):  # a person must act: spark.run raises
+    except (GateFailure, CheckpointLost, CatalogConflict):  # a person must act: spark.run raises
         return False  # LayerGateFailure, a GateFailure, for a gate
     except Exception:
         return True

@@ -9,7 +9,7 @@ from pyspark.sql import types as T
 
 from spark import contract
 from spark.io.leftovers import clear_uncommitted_delta_log
-from spark.settings import Profile
+from spark.settings import Profile, SettingsError
 
 OWNER = "reelhouse-data-platform"
 
@@ -296,25 +296,31 @@ def register_table(spark: SparkSession, name: str, location: str) -> None:
     if current is not None:
         if current.rstrip("/") == location.rstrip("/").replace("file:///", "file:/"):
             return
-        drop_registration(spark, name)
+        drop_registrations(spark, [name])
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}'")
 
 
-def drop_registration(spark: SparkSession, name: str) -> None:
-    """Drop the name ``name`` when it is an external table, as the project registers its
-    tables (the data stays where it is); refuse a managed table of that name, whose data a
-    DROP would delete (a persistent catalog, as a cluster's metastore, may hold one)."""
-    found = _registration(spark, name)
-    if found is None:
-        return
-    location, kind = found
-    if kind != "EXTERNAL":
-        raise RuntimeError(
-            f"table {name} is a {kind.lower() or 'non-external'} table at {location}, not one"
-            " reelhouse registered (those are external): dropping its name would delete its"
-            " data; rename it, or drop it yourself"
-        )
-    spark.sql(f"DROP TABLE IF EXISTS {name}")
+class CatalogConflict(SettingsError):
+    """A table of one of the project's names that the project did not register."""
+
+
+def drop_registrations(spark: SparkSession, names: list[str]) -> None:
+    """Drop each of ``names`` that is an external table, as the project registers its
+    tables (the data stays where it is). A managed table of one of them, whose data a DROP
+    would delete (a persistent catalog, as a cluster's metastore, may hold one), is refused
+    before any name is dropped."""
+    found = {name: _registration(spark, name) for name in names}
+    for name, registration in found.items():
+        if registration is not None and registration[1] != "EXTERNAL":
+            location, kind = registration
+            raise CatalogConflict(
+                f"table {name} is a {kind.lower() or 'non-external'} table at {location}, not"
+                " one reelhouse registered (those are external): dropping its name would"
+                " delete its data; rename it, or drop it yourself"
+            )
+    for name, registration in found.items():
+        if registration is not None:
+            spark.sql(f"DROP TABLE IF EXISTS {name}")
 
 
 def registered_location(spark: SparkSession, name: str) -> str | None:
@@ -331,8 +337,11 @@ def registered_location(spark: SparkSession, name: str) -> str | None:
 
 
 def _registration(spark: SparkSession, name: str) -> tuple[str, str] | None:
-    """The location and type (``EXTERNAL``, ``MANAGED``) of table ``name`` in the catalog."""
+    """The location and type (``EXTERNAL``, ``MANAGED``) of table ``name`` in the catalog;
+    None when there is none (nor its database: a session's catalog starts without them)."""
     layer, table = name.split(".")
+    if not spark.catalog.databaseExists(layer):
+        return None
     for row in spark.sql(f"SHOW TABLE EXTENDED IN {layer} LIKE '{table}'").collect():
         if row.tableName != table:
             continue
