@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
 
+from spark.io.leftovers import batch_files
+
 
 class CheckpointLost(RuntimeError):
     """A query would start again from batch 0 into a table that holds its earlier batches."""
@@ -85,19 +87,11 @@ def refuse_a_lost_checkpoint(
             f" committed batches up to {committed} (the table deleted or an older copy of it"
             " restored, or lake.root changed without lake.checkpoint_root): started, it would"
             " go on after them, and their records would never reach this table; point"
-            " lake.root back to the table, or delete the checkpoint too to start again"
+            " lake.root back to the table, or restore it (silver's tables can also be rebuilt"
+            " from bronze by the replay flow)"
         )
 
 
 def _last_batch(spark: SparkSession, folder: str) -> int | None:
     """The highest batch id among a checkpoint log's files (``offsets/7``), None if none."""
-    path = spark._jvm.org.apache.hadoop.fs.Path(folder)
-    filesystem = path.getFileSystem(spark._jsc.hadoopConfiguration())
-    if not filesystem.exists(path):
-        return None
-    batches = [
-        int(status.getPath().getName())
-        for status in filesystem.listStatus(path)
-        if status.getPath().getName().isdigit()
-    ]
-    return max(batches, default=None)
+    return max(map(int, batch_files(spark, folder)), default=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def clear_unfinished_first_offsets(spark: SparkSession, checkpoint: str) -> list
     if not filesystem.exists(offsets):
         return []
     names = [status.getPath().getName() for status in filesystem.listStatus(offsets)]
-    if any(name.isdigit() for name in names):
+    if _batches(names):
         return []
     unfinished = [name for name in names if name.startswith(".") and name.endswith(".tmp")]
     for name in unfinished:
@@ -37,6 +38,18 @@ def clear_unfinished_first_offsets(spark: SparkSession, checkpoint: str) -> list
     if unfinished:
         log.warning("%s/offsets: deleted %s left by a killed driver", checkpoint, unfinished)
     return unfinished
+
+
+def batch_files(spark: SparkSession, folder: str) -> list[str]:
+    """The batch files (``7``) of a checkpoint's log folder (``offsets``, ``commits``)."""
+    path, filesystem = _path(spark, folder)
+    if not filesystem.exists(path):
+        return []
+    return _batches([status.getPath().getName() for status in filesystem.listStatus(path)])
+
+
+def _batches(names: list[str]) -> list[str]:
+    return [name for name in names if name.isdigit()]
 
 
 def clear_uncommitted_delta_log(spark: SparkSession, table: str) -> list[str]:
@@ -62,9 +75,19 @@ def clear_uncommitted_delta_log(spark: SparkSession, table: str) -> list[str]:
     # commit, and the folder only if still no commit appeared meanwhile.
     for path in files:
         filesystem.delete(path, False)
-    if _committed([path.getName() for path in _files(filesystem, delta_log)]):
+    if _files(filesystem, delta_log):  # a run creating the table now: its, to finish
         return []
-    filesystem.delete(delta_log, True)
+    # Its (empty) subfolders (Delta makes _staged_commits), then itself, none recursively:
+    # a commit renamed into the folder after the listing above keeps it, the delete failing.
+    try:
+        for status in filesystem.listStatus(delta_log):
+            if status.isDirectory():
+                filesystem.delete(status.getPath(), False)
+        filesystem.delete(delta_log, False)
+    except Py4JJavaError:
+        if _committed([path.getName() for path in _files(filesystem, delta_log)]):
+            return []
+        raise
     log.warning("%s: deleted a _delta_log without commits (a killed driver's): %s", table, names)
     return names
 

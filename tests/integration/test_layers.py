@@ -254,7 +254,8 @@ def test_a_driver_killed_while_creating_a_table_restarts(stack, spark, profile, 
     delta_log = spark._jvm.org.apache.hadoop.fs.Path(f"{location}/_delta_log")
     filesystem = delta_log.getFileSystem(spark._jsc.hadoopConfiguration())
     filesystem.mkdirs(delta_log)
-    if leftover:
+    if leftover:  # Delta makes _staged_commits beside the first commit
+        filesystem.mkdirs(spark._jvm.org.apache.hadoop.fs.Path(delta_log, "_staged_commits"))
         stream = filesystem.create(spark._jvm.org.apache.hadoop.fs.Path(delta_log, leftover))
         stream.write(bytearray(b'{"commitInfo":{}}\n'))
         stream.close()
