@@ -65,13 +65,27 @@ KAFKA_CLIENTS = ("producer", "consumer", "admin")
 _CONSUMER_ONLY = {"session.timeout.ms"}
 
 
+def _pem_trust_store(client_options: Mapping[str, str]) -> bool:
+    """A PEM trust store is a CA file to kafka-python; a JKS or PKCS12 one is the JVM's."""
+    return client_options.get("ssl.truststore.type", "JKS").upper() == "PEM"
+
+
+def jvm_trust_store_only(client_options: Mapping[str, str]) -> bool:
+    """A JKS or PKCS12 trust store (the Java client's) and no CA file kafka-python reads:
+    a broker with a private CA, which Spark's client trusts and kafka-python would refuse."""
+    return (
+        "ssl.truststore.location" in client_options
+        and not _pem_trust_store(client_options)
+        and not any(key in client_options for key in ("ssl.ca.location", "ssl.cafile"))
+    )
+
+
 def kafka_python_config(client_options: Mapping[str, str], client: str = "producer") -> dict:
     """Translate Java-client options (as Spark uses them) into the arguments of one
     kafka-python ``client`` (producer, consumer or admin)."""
     if client not in KAFKA_CLIENTS:
         raise ValueError(f"client must be one of {', '.join(KAFKA_CLIENTS)}, not {client!r}")
     config: dict = {}
-    truststore_type = client_options.get("ssl.truststore.type", "JKS")
     for key, value in client_options.items():
         if key in _SAME_MEANING:
             config[_SAME_MEANING[key]] = int(value)
@@ -83,7 +97,7 @@ def kafka_python_config(client_options: Mapping[str, str], client: str = "produc
         elif key == "compression.type":  # a broker that takes only some codecs, or none
             if client == "producer":
                 config["compression_type"] = None if value == "none" else value
-        elif key == "ssl.truststore.location" and truststore_type.upper() == "PEM":
+        elif key == "ssl.truststore.location" and _pem_trust_store(client_options):
             config["ssl_cafile"] = value  # a PEM trust store is a CA file to kafka-python
         elif key == "bootstrap.servers":
             config["bootstrap_servers"] = value.split(",")

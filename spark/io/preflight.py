@@ -64,7 +64,11 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
     from kafka.errors import KafkaError, KafkaTimeoutError
 
     # kafka-python's options from the Java client's (the simulator's translation).
-    from local_stack.simulate.producer import ProducerError, kafka_python_config
+    from local_stack.simulate.producer import (
+        ProducerError,
+        jvm_trust_store_only,
+        kafka_python_config,
+    )
     from local_stack.topics import UNKNOWN_TOPIC_OR_PARTITION, describe_topic
 
     source = profile.source
@@ -74,7 +78,7 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
         kafka_python_config(source.client_options(), client="admin")
     except ProducerError:
         return None  # options Spark's client takes and this one does not: Spark decides
-    if _jvm_trust_store_only(source.client_options()):
+    if jvm_trust_store_only(source.client_options()):
         return None  # kafka-python would trust the system's CAs alone, Spark the store
     client_log = logging.getLogger("kafka")  # a line per retry: the answer is ours, below
     level = client_log.level
@@ -109,17 +113,6 @@ def check_source_topic(profile: Profile, timeout_s: float = 10.0) -> int | None:
             f"Kafka source {where} answered for topic {source.topic} with Kafka error {code}"
         )
     return partitions
-
-
-def _jvm_trust_store_only(options: dict) -> bool:
-    """A JKS or PKCS12 trust store (the Java client's) and no CA file kafka-python reads:
-    a broker with a private CA, which Spark's client trusts and kafka-python would refuse."""
-    store_type = options.get("ssl.truststore.type", "JKS").upper()
-    return (
-        "ssl.truststore.location" in options
-        and store_type != "PEM"
-        and not any(key in options for key in ("ssl.ca.location", "ssl.cafile"))
-    )
 
 
 # Ports of the Azure storage schemes when the profile names no endpoint: abfs keeps TLS
