@@ -48,9 +48,10 @@ REJECTED = "_rejected"
 BROADCAST_ROWS_LIMIT = 2_000_000
 
 _CORRUPT = "_corrupt_record"
-# NaN and Infinity are no JSON numbers (RFC 8259), although Spark's parser takes them by
-# default: a payload with one is malformed_json, not a NaN that passes every range check.
-_STRICT_NUMBERS = {"allowNonNumericNumbers": "false"}
+# NaN and Infinity are no JSON numbers, nor 'text' a JSON string (RFC 8259), although
+# Spark's parser takes both by default: a payload with one is malformed_json, not a NaN that
+# passes every range check, nor an event that parses only as long as no value holds a "}".
+_STRICT_JSON = {"allowNonNumericNumbers": "false", "allowSingleQuotes": "false"}
 
 _JSON_KINDS = {
     "string": ("STRING",),
@@ -96,13 +97,15 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     as_variants = F.from_json(
         text,
         _variant_schema(fields),
-        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT, **_STRICT_NUMBERS},
+        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT, **_STRICT_JSON},
     )
     frame = bronze.select(
         "*",
         text.alias("_text"),
         as_variants.alias("_variants"),
-        F.from_json(text, _typed_schema(fields), _STRICT_NUMBERS).alias("_typed"),
+        F.from_json(text, _typed_schema(fields), _STRICT_JSON).alias("_typed"),
+        # Its top-level keys, once: for repeated keys below, and for extras.
+        F.json_object_keys(text).alias("_keys"),
     )
     # from_json (like try_parse_json) reads the first value of a text and ignores what
     # follows it. A payload is one object when it parses and is "{...}" with its only
@@ -111,12 +114,15 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     # one object. "}" is one byte in UTF-8 and never part of another character: the
     # bytes before the last are searched for it, not decoded (300k events, parse alone:
     # 8.8 s finding the first "}" and counting characters, 7.6 s searching bytes).
+    # A key the object repeats (Spark's parsers keep its last value: an event_id replaced)
+    # sends it the strict way, whose parser refuses repeated keys: malformed_json.
     value = F.col("value")
     all_but_last = value.substr(F.lit(1), F.length(value) - 1).cast("string")
     one_flat_object = (
         F.col("_text").startswith("{")
         & F.col("_text").endswith("}")
         & ~F.contains(all_but_last, F.lit("}"))
+        & (F.size("_keys") == F.size(F.array_distinct("_keys")))
     )
     # A CASE, not an OR: Spark evaluates a subexpression an OR repeats (the bracketed
     # parse) for every row, a CASE branch's only for the rows that take it (1M events:
@@ -164,11 +170,10 @@ def parse_events(bronze: DataFrame) -> DataFrame:
     zone = F.create_map(*[F.lit(item) for pair in zones.items() for item in pair])[F.col("region")]
     local_ts = F.from_utc_timestamp(F.col("event_ts"), zone)
     known = F.array(*[F.lit(name) for name in fields])
-    keys = F.json_object_keys(F.col("_text"))
     extras = F.when(
-        F.size(F.array_except(keys, known)) > 0,
+        F.size(F.array_except(F.col("_keys"), known)) > 0,
         F.map_filter(
-            F.from_json(F.col("_text"), "map<string,string>"),
+            F.from_json(F.col("_text"), "map<string,string>", _STRICT_JSON),
             lambda key, _: ~F.array_contains(known, key),
         ),
     )
@@ -376,7 +381,12 @@ def _field_checks(fields: dict) -> list[tuple[str, Column]]:
     for name, spec in fields.items():
         wrong_type = wrong_type | (_present(name) & ~_kind_allowed(name, spec))
 
-    unparsable_ts = _present("event_ts") & F.col("event_ts").isNull()
+    # A time of another JSON type is wrong_type alone.
+    unparsable_ts = (
+        _present("event_ts")
+        & _kind_allowed("event_ts", fields["event_ts"])
+        & F.col("event_ts").isNull()
+    )
 
     # Later than 30 days is silver_event_ts_near_arrival's, not late. In microseconds, as
     # that check measures: 3,600.9 s is more than an hour.

@@ -76,6 +76,19 @@ def test_each_json_shape_gets_its_reason_and_typed_values(spark, play):
             _played(play, b"1e400"),
             ["wrong_type"],
         ),
+        # Spark's parser takes single quotes by default: without a "}" inside a value, such
+        # a payload passed as an event.
+        "single quotes": (clean.replace(b'"', b"'"), ["malformed_json"]),
+        # Spark's parsers keep a repeated key's last value: the event's id replaced.
+        "a repeated key": (
+            clean.removesuffix(b"}") + b',"event_id":"' + b"1" * 36 + b'"}',
+            ["malformed_json"],
+        ),
+        "a repeated key, a brace in a value": (
+            _with(play, title_name="X}").removesuffix(b"}") + b',"event_type":"play"}',
+            ["malformed_json"],
+        ),
+        "a time of another JSON type": (_with(play, event_ts=1730000000), ["wrong_type"]),
         **_timestamp_cases(play),
     }
     rows = _parsed(spark, [value for value, _ in cases.values()])
