@@ -885,13 +885,17 @@ def test_bronze_and_silver_on_a_lost_checkpoint_are_refused_and_lose_nothing(sta
     def move(source: str, target: str) -> None:
         assert filesystem.rename(hadoop.Path(source), hadoop.Path(target)), source
 
+    def refusal(profile) -> str:
+        with pytest.raises(CheckpointLost) as refused:
+            run_layers(spark, profile, ["bronze"], Trigger())
+        return str(refused.value)
+
+    table = f"{first.lake.table_location('bronze.events')} holds"
+    bronze_query = query_name(first, "bronze.events")
     for log in ("offsets", "commits"):
         move(f"{checkpoint}/{log}/1", f"{checkpoint}/{log}-1")
-    with pytest.raises(CheckpointLost) as refused:
-        run_layers(spark, first, ["bronze"], Trigger())
-    assert str(refused.value).startswith(
-        f"{first.lake.table_location('bronze.events')} holds batches 0-1 of"
-        f" {query_name(first, 'bronze.events')}, but its checkpoint {checkpoint} planned"
+    assert refusal(first).startswith(
+        f"{table} batches 0-1 of {bronze_query}, but its checkpoint {checkpoint} planned"
         " batches up to 0 only (an older copy of it?)"
     )
     for log in ("offsets", "commits"):
@@ -899,12 +903,9 @@ def test_bronze_and_silver_on_a_lost_checkpoint_are_refused_and_lose_nothing(sta
     # The lake moved without its checkpoints: the query would go on after batch 1, and the
     # new lake's table would never hold the records of batches 0-1.
     moved = replace(first, lake=replace(first.lake, root=f"{first.lake.root}-moved"))
-    with pytest.raises(CheckpointLost) as refused:
-        run_layers(spark, moved, ["bronze"], Trigger())
-    assert str(refused.value).startswith(
-        f"{moved.lake.table_location('bronze.events')} holds no batch of"
-        f" {query_name(first, 'bronze.events')}, but its checkpoint {checkpoint} committed"
-        " batches up to 1"
+    assert refusal(moved).startswith(
+        f"{moved.lake.table_location('bronze.events')} holds no batch of {bronze_query},"
+        f" but its checkpoint {checkpoint} committed batches up to 1"
     )
     run_layers(spark, first, ["bronze"], Trigger())  # the pair that belongs together goes on
     assert _table(spark, first, "bronze.events").count() == len(records) + len(more)
